@@ -1,0 +1,5 @@
+import sys
+
+from lngraph.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""The one exception type for bad input files."""
+
+
+class InputError(ValueError):
+    """A user's input file is wrong; the message names the file, the row or node and the problem.
+
+    Args:
+        path: the offending file (or folder).
+        problem: what is wrong, in words.
+        line: 1-based line number in a text file (the header is line 1), if it applies.
+        what: a short locator such as ``"node n3 of scan s1"``, if it applies.
+    """
+
+    def __init__(self, path, problem: str, *, line: int | None = None, what: str | None = None):
+        where = str(path)
+        if line is not None:
+            where += f", line {line}"
+        if what:
+            where += f" ({what})"
+        super().__init__(f"{where}: {problem}")
+        self.path = str(path)
+        self.line = line
+        self.problem = problem

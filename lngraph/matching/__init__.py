@@ -1,0 +1,8 @@
+"""Turning scores into matchings: assignment solvers and the SCB correction rule.
+
+Knows no trainer and no files.
+"""
+
+from lngraph.matching.assignment import hungarian, hungarian_max
+
+__all__ = ["hungarian", "hungarian_max"]

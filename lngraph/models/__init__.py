@@ -1,0 +1,1 @@
+"""lngraph.models."""

@@ -1,0 +1,1 @@
+"""lngraph.nn.conv."""
