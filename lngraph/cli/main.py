@@ -17,6 +17,7 @@ from lngraph.io.errors import InputError
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = (
     "lngraph.cli.import_cmd",
+    "lngraph.cli.evaluate",
 )
 
 

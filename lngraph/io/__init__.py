@@ -13,9 +13,18 @@ from lngraph.io.cohort import (
     write_cohort,
 )
 from lngraph.io.coords import ImageGeometry, lps_to_ras, ras_to_lps
+from lngraph.io.dls import read_dls
 from lngraph.io.errors import InputError
+from lngraph.io.image import read_image, write_image
+from lngraph.io.matches import PairPrediction, read_matches, write_matches
+from lngraph.io.nih import read_nih
+from lngraph.io.slicer import read_markups, read_markups_folder, write_markups, write_scan_markups
 
 __all__ = [
     "Cohort", "ImageGeometry", "InputError", "NodeTable", "Scan", "ScanPair", "atomic_path",
     "lps_to_ras", "ras_to_lps", "read_cohort", "write_cohort", "write_text_atomic",
+    "PairPrediction", "read_matches", "write_matches",
+    "read_image", "write_image",
+    "read_dls", "read_nih", "read_markups", "read_markups_folder", "write_markups",
+    "write_scan_markups",
 ]

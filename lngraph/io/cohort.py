@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -170,10 +171,13 @@ class Cohort:
         self._by_patient: dict[str, list[Scan]] = {}
         for patient in sorted(by_patient):
             items = by_patient[patient]
-            keys = timepoint_key([s.timepoint for s in items], what=f"patient {patient}")
+            try:
+                keys = timepoint_key([s.timepoint for s in items])
+            except InputError as exc:
+                raise InputError("scans.csv", f"patient {patient}: {exc.problem}") from None
             if len(set(keys)) != len(keys):
-                raise InputError("scans.csv", "two scans share a timepoint",
-                                 what=f"patient {patient}")
+                raise InputError("scans.csv", f"patient {patient}: two scans share a timepoint "
+                                 f"({', '.join(s.timepoint for s in items)})")
             order = sorted(range(len(items)), key=lambda i: keys[i])
             self._by_patient[patient] = [items[i] for i in order]
         self.scans: dict[str, Scan] = {s.scan_id: s for ss in self._by_patient.values() for s in ss}
@@ -220,19 +224,28 @@ class Cohort:
         return ScanPair(self.scans[src_scan], self.scans[dst_scan])
 
 
-def _read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+def read_csv_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # a row with extra fields
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                                skip_blank_lines=False, index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError,
+            UnicodeDecodeError) as exc:
         raise InputError(path, f"not a readable CSV file ({exc})") from None
     frame.columns = [c.strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(missing)}; expected "
                          f"{', '.join(columns)}", line=1)
-    return frame.map(str.strip)
+    frame = frame.map(str.strip)
+    empty = (frame == "").all(axis=1).to_numpy()
+    n_rows = 0 if empty.all() else len(empty) - int(np.argmin(empty[::-1]))  # drop trailing blanks
+    if empty[:n_rows].any():
+        raise InputError(path, "blank row inside the table", line=int(np.argmax(empty)) + 2)
+    return frame.iloc[:n_rows]
 
 
 def _numbers(frame: pd.DataFrame, column: str, path: Path, *, required: bool,
@@ -308,8 +321,8 @@ def read_cohort(path: str | os.PathLike, *, check_images: bool = True) -> Cohort
     if not root.is_dir():
         raise InputError(root, "cohort folder not found")
     scans_path, nodes_path = root / "scans.csv", root / "nodes.csv"
-    scans = _read_table(scans_path, SCAN_COLUMNS)
-    nodes = _read_table(nodes_path, NODE_COLUMNS)
+    scans = read_csv_table(scans_path, SCAN_COLUMNS)
+    nodes = read_csv_table(nodes_path, NODE_COLUMNS)
     seen: dict[str, int] = {}
     for row, values in enumerate(scans[list(SCAN_COLUMNS)].itertuples(index=False)):
         patient, scan, timepoint, image = values

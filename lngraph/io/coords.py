@@ -61,7 +61,7 @@ class ImageGeometry:
         d = np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
         if np.any(np.asarray(self.spacing) <= 0):
             raise ValueError(f"spacing must be positive, got {self.spacing}")
-        if abs(abs(np.linalg.det(d)) - 1.0) > 1e-3:
+        if not np.allclose(d.T @ d, np.eye(3), atol=1e-3):
             raise ValueError(f"direction must be orthonormal, got {self.direction}")
 
     @classmethod

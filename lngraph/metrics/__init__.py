@@ -1,1 +1,19 @@
-"""lngraph.metrics."""
+"""Metrics that judge any method's output against the cohort's ground truth (DESIGN §5).
+
+Imports no model and no baseline: a method is judged only through the
+:class:`~lngraph.io.matches.PairPrediction` it returns or the ``matches.csv`` it writes.
+"""
+
+from lngraph.metrics.matching import (
+    PairCounts,
+    evaluate_predictions,
+    mean_std_over_folds,
+    pair_counts,
+    summarize,
+    write_metrics_json,
+)
+
+__all__ = [
+    "PairCounts", "evaluate_predictions", "mean_std_over_folds", "pair_counts", "summarize",
+    "write_metrics_json",
+]

@@ -1,1 +1,5 @@
-"""lngraph.nn.conv."""
+"""Graph convolution operators (PyG ``MessagePassing`` layers)."""
+
+from lngraph.nn.conv.seag_conv import SEAGConv
+
+__all__ = ["SEAGConv"]

@@ -1,0 +1,164 @@
+"""Crop and view throughput: 20 nodes in a 512×512×150 int16 CT (synthetic noise).
+
+Measures, as the median of a few repeats:
+
+* ``crop_cubes`` (SimpleITK's resampler, one reference grid per node) in both modes, on one
+  thread and on SimpleITK's default thread count;
+* ``crop_cubes`` on a volume with twice the slices (cost must follow the nodes, not the volume);
+* the same crops by scipy's ``map_coordinates`` on the voxel array (the alternative
+  implementation, one thread; same values to float precision);
+* ``nine_views`` on the crops;
+* SHA-256 of the image file (the cache key's cost per scan).
+
+Run: ``python benchmarks/crop_speed.py`` (writes ``benchmarks/results/crop_speed.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from scipy import ndimage
+
+from lngraph.data import CropParams, crop_cubes, nine_views
+from lngraph.data.cache import image_digest
+from lngraph.data.crops import AIR_HU, grid_spacing, window_to_unit
+from lngraph.io import ImageGeometry, write_image, write_text_atomic
+
+RESULTS = Path(__file__).resolve().parent / "results" / "crop_speed.md"
+
+
+def synthetic_ct(slices: int, seed: int = 0) -> sitk.Image:
+    """A 512×512×``slices`` int16 volume of noise around soft-tissue HU, 0.78×0.78×2 mm."""
+    rng = np.random.default_rng(seed)
+    array = rng.normal(40.0, 120.0, size=(slices, 512, 512)).astype(np.int16)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.78, 0.78, 2.0))
+    image.SetOrigin((-200.0, -200.0, -150.0))
+    return image
+
+
+def node_table(image: sitk.Image, n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` centres well inside the image and radii of 3-15 mm."""
+    rng = np.random.default_rng(seed)
+    index = rng.uniform(0.2, 0.8, size=(n, 3)) * (np.asarray(image.GetSize()) - 1)
+    centres = np.array([image.TransformContinuousIndexToPhysicalPoint(u) for u in index])
+    return centres, rng.uniform(3.0, 15.0, size=n)
+
+
+def crop_with_map_coordinates(image: sitk.Image, centres, radii, params: CropParams
+                              ) -> np.ndarray:
+    """The same crops by scipy's trilinear ``map_coordinates`` on the voxel array (no copy).
+
+    Every node's grid points are mapped to continuous array indices with the image geometry;
+    points beyond the outer voxel faces read air, as in ``crop_cubes``.
+    """
+    geometry = ImageGeometry.from_image(image)
+    size = params.size
+    offsets = np.arange(size) - (size - 1) / 2
+    z, y, x = np.meshgrid(offsets, offsets, offsets, indexing="ij")
+    steps = np.stack([x, y, z], axis=-1)  # [S, S, S, 3] world steps in (x, y, z) order
+    spacing = grid_spacing(params, len(centres), radii)
+    world = centres[:, None, None, None, :] + steps[None] * spacing[:, None, None, None, :]
+    coords = np.moveaxis(geometry.world_to_array(world), -1, 0).reshape(3, -1)
+    array = sitk.GetArrayViewFromImage(image)
+    values = ndimage.map_coordinates(array, coords, order=1, mode="nearest", output=np.float32)
+    outside = np.any((coords < -0.5) | (coords > np.array(array.shape)[:, None] - 0.5), axis=0)
+    values[outside] = AIR_HU
+    return window_to_unit(values, params.window).reshape(len(centres), size, size, size)
+
+
+def median_seconds(repeats: int, fn, *args, **kwargs) -> float:
+    """Median wall time of ``fn(*args, **kwargs)`` over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args, **kwargs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=20)
+    parser.add_argument("--slices", type=int, default=150)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    default_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+
+    image = synthetic_ct(args.slices)
+    tall = synthetic_ct(2 * args.slices)
+    centres, radii = node_table(image, args.nodes)
+    n, reps = args.nodes, args.repeats
+    rows = []
+    for mode in ("fixed", "radius"):
+        params = CropParams(mode=mode)
+        options = params.as_dict()
+        ours = crop_cubes(image, centres, radii, **options)
+        other = crop_with_map_coordinates(image, centres, radii, params)
+        difference = float(np.abs(ours - other).max())
+        t_ours = median_seconds(reps, crop_cubes, image, centres, radii, **options)
+        t_tall = median_seconds(reps, crop_cubes, tall, centres, radii, **options)
+        t_scipy = median_seconds(reps, crop_with_map_coordinates, image, centres, radii, params)
+        t_views = median_seconds(reps, nine_views, ours)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default_threads)
+        t_threads = median_seconds(reps, crop_cubes, image, centres, radii, **options)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        rows.append((mode, n / t_ours, n / t_tall, n / t_threads, n / t_scipy, n / t_views,
+                     difference))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_image(image, Path(tmp) / "ct.nrrd", compress=False)
+        megabytes = path.stat().st_size / 1e6
+        t_hash = median_seconds(args.repeats, image_digest, path)
+
+    command = " ".join(["python benchmarks/crop_speed.py", *(sys.argv[1:] if argv is None
+                                                             else argv)])
+    lines = [
+        "# Crop throughput",
+        "",
+        f"- command: `{command}`",
+        f"- commit: `{commit()}`",
+        f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs",
+        f"- data: {n} nodes in a 512×512×{args.slices} int16 volume (synthetic noise), "
+        f"size 24, median of {args.repeats} repeats; crops/s unless said otherwise",
+        "",
+        f"| mode | crop_cubes, 1 thread | same, 512×512×{2 * args.slices} volume "
+        f"| crop_cubes, {default_threads} threads | scipy map_coordinates, 1 thread "
+        "| nine_views (cubes/s) | max abs difference crop_cubes vs scipy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {m} | {a:.0f} | {b:.0f} | {c:.0f} | {d:.0f} | {e:.0f} | {f:.1e} |"
+              for m, a, b, c, d, e, f in rows]
+    lines += ["", f"Cache key: SHA-256 of the {megabytes:.0f} MB uncompressed image file in "
+              f"{t_hash * 1e3:.0f} ms ({megabytes / t_hash:.0f} MB/s).", ""]
+    text = "\n".join(lines)
+    print(text)
+    write_text_atomic(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+r"""The asymmetric matcher of Mao et al. (MICCAI 2025) on PyTorch Geometric, read top to bottom.
+
+Input: a (batch of) pair ``HeteroData`` graph(s) as built by :mod:`lngraph.data.graph` — node
+types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (LPS mm),
+``radius [N]``, and, unless the config is geometry-only, ``cube [N, 1, S, S, S]`` and
+``views [N, 9, S, S]``; fully connected intra-scan edges; ground-truth matches in
+``("src", "cross", "dst").edge_label_index``; PyG ``batch`` vectors when batched.
+
+1. **SE** — node features: a 3D ResNet on each cube and a shared 2D ResNet on its nine views
+   (geometry-only: an MLP on sizes and neighbour distances).
+2. **SEAG** — each scan's features pass :class:`~lngraph.nn.conv.SEAGConv` (same weights for
+   both scans); similarity :math:`S` = cosine between the two scans' outputs, per pair, as a
+   padded ``[B, n1, n2]`` tensor (``to_dense_batch``).
+3. **Matchability** — a node's best similarity in the other scan, :math:`\max_j S_{ij}`.
+4. **SCB** — :class:`~lngraph.nn.scb_head.SCBHead` logits for candidate pairs: every same-pair
+   ``(src, dst)`` combination in training, the Hungarian pairs at inference.
+5. **Loss** — :math:`w_{se}\mathcal{L}_{se} + w_{te}\mathcal{L}_{te} + w_{seag}
+   \mathcal{L}_{seag} + w_{scb}\mathcal{L}_{scb}` (:mod:`lngraph.nn.losses`).
+6. **Inference** — :func:`lngraph.matching.scb_rule.scb_correct` on each pair's :math:`S` and
+   SCB scores (Eq. 3) → :class:`~lngraph.io.matches.PairPrediction`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+from torch_geometric.data.storage import NodeStorage
+from torch_geometric.utils import to_dense_batch
+
+from lngraph.io.matches import PairPrediction
+from lngraph.matching.assignment import hungarian_max
+from lngraph.matching.scb_rule import scb_correct
+from lngraph.models.config import MatcherConfig
+from lngraph.nn.conv import SEAGConv
+from lngraph.nn.encoders import GeometryEncoder, ResNetEncoder
+from lngraph.nn.losses import class_balanced_bce, se_loss, te_loss
+from lngraph.nn.scb_head import SCBHead, scb_score
+
+CROSS = ("src", "cross", "dst")
+
+
+@dataclass
+class ScanFeatures:
+    """Per-node outputs of the encoders for one node type of a batch.
+
+    Args:
+        feature: ``[N, d]`` 3D (or geometric) feature — the input of SEAG and of L_te.
+        batch: ``[N]`` pair index of each node.
+        views: ``[N, 9, d]`` view features (None in geometry-only mode).
+        tokens: SCB token sets (see :meth:`SCBHead.node_tokens`), or None without SCB.
+        gate: ``[N, 9]`` SCB gate scores, or None without SCB.
+    """
+
+    feature: Tensor
+    batch: Tensor
+    views: Tensor | None = None
+    tokens: list[Tensor] | None = None
+    gate: Tensor | None = None
+
+
+@dataclass
+class MatcherOutput:
+    """What :meth:`AsymmetricMatcher.forward` returns for a batch of ``B`` pairs.
+
+    Args:
+        src, dst: encoder outputs of each scan's nodes.
+        similarity: ``[B, n1_max, n2_max]`` cosine similarity, padded.
+        pair_mask: ``[B, n1_max, n2_max]`` True where both nodes exist.
+        src_matchability: ``[N1]`` best similarity of each src node in its dst scan.
+        dst_matchability: ``[N2]`` the same for dst nodes.
+        candidates: ``[2, P]`` (src, dst) global node indices scored by SCB.
+        scb_logits: ``[P, 9]`` SCB logits (``P = 0`` without SCB).
+    """
+
+    src: ScanFeatures
+    dst: ScanFeatures
+    similarity: Tensor
+    pair_mask: Tensor
+    src_matchability: Tensor
+    dst_matchability: Tensor
+    candidates: Tensor
+    scb_logits: Tensor
+
+    @property
+    def scb_prob(self) -> Tensor:
+        return torch.sigmoid(self.scb_logits)
+
+
+def _batch_vector(store: NodeStorage) -> Tensor:
+    batch = getattr(store, "batch", None)
+    return batch if batch is not None else torch.zeros(store.num_nodes, dtype=torch.long,
+                                                       device=store.pos.device)
+
+
+def _local_index(batch: Tensor, num_graphs: int) -> Tensor:
+    """Index of each node within its own graph."""
+    counts = torch.bincount(batch, minlength=num_graphs)
+    start = torch.cumsum(counts, 0) - counts
+    return torch.arange(len(batch), device=batch.device) - start[batch]
+
+
+def all_pair_candidates(src_batch: Tensor, dst_batch: Tensor) -> Tensor:
+    """``[2, P]`` every (src, dst) node combination of the same pair, by global index."""
+    return (src_batch[:, None] == dst_batch[None, :]).nonzero().T
+
+
+class AsymmetricMatcher(nn.Module):
+    """SE + SEAG + SCB matcher (module docstring); every setting comes from ``config``."""
+
+    def __init__(self, config: MatcherConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.use_scb = c.use_scb and not c.geometry_only
+        if c.geometry_only:
+            self.geometry_encoder = GeometryEncoder(c.feature_dim, c.geometry_k,
+                                                    c.geometry_hidden, c.geometry_distance_mm)
+        else:
+            self.encoder3d = ResNetEncoder(3, c.encoder3d_layers, c.encoder3d_widths,
+                                           c.encoder3d_block, c.feature_dim,
+                                           stem_stride=c.encoder3d_stem_stride,
+                                           token_grid=c.token_grid)
+            self.encoder2d = ResNetEncoder(2, c.encoder2d_layers, c.encoder2d_widths,
+                                           c.encoder2d_block, c.feature_dim,
+                                           stem_stride=c.encoder2d_stem_stride,
+                                           token_grid=c.token_grid)
+        self.seag = SEAGConv(c.feature_dim, c.length_scale_mm, c.learn_length_scale,
+                             c.sigma_init)
+        self.sim_scale = nn.Parameter(torch.tensor(2.3))
+        self.sim_bias = nn.Parameter(torch.tensor(0.5))
+        if self.use_scb:
+            self.scb = SCBHead(c.feature_dim, self.encoder3d.token_channels,
+                               self.encoder2d.token_channels, c.scb_hidden)
+
+    # 1. SE: node features --------------------------------------------------------------------
+    def encode(self, store: NodeStorage) -> ScanFeatures:
+        batch = _batch_vector(store)
+        if self.config.geometry_only:
+            return ScanFeatures(self.geometry_encoder(store.pos, store.radius, batch), batch)
+        if getattr(store, "cube", None) is None or getattr(store, "views", None) is None:
+            raise ValueError("the graph has no crops (cube, views); use a geometry-only config "
+                             "for cohorts without images")
+        n, v, size = store.views.shape[:3]
+        feature, tokens_3d = self.encoder3d(store.cube)
+        views, view_tokens = self.encoder2d(store.views.reshape(n * v, 1, size, size))
+        views = views.view(n, v, -1)
+        view_tokens = view_tokens.view(n, v, *view_tokens.shape[1:])
+        out = ScanFeatures(feature, batch, views)
+        if self.use_scb:
+            out.tokens, out.gate = self.scb.node_tokens(tokens_3d, view_tokens, views)
+        return out
+
+    # 2. SEAG: graph context and similarity ---------------------------------------------------
+    def context(self, data: HeteroData, node_type: str, feats: ScanFeatures) -> Tensor:
+        store = data[node_type]
+        edge_index = data[node_type, "intra", node_type].edge_index
+        return self.seag(F.normalize(feats.feature, dim=-1), store.pos, edge_index)
+
+    @staticmethod
+    def similarity(h_src: Tensor, h_dst: Tensor, src_batch: Tensor, dst_batch: Tensor,
+                   num_graphs: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Padded cosine similarity ``[B, n1_max, n2_max]`` and the node masks ``[B, n1_max]``,
+        ``[B, n2_max]`` saying which rows and columns exist."""
+        src, src_mask = to_dense_batch(F.normalize(h_src, dim=-1), src_batch,
+                                       batch_size=num_graphs)
+        dst, dst_mask = to_dense_batch(F.normalize(h_dst, dim=-1), dst_batch,
+                                       batch_size=num_graphs)
+        return src @ dst.transpose(1, 2), src_mask, dst_mask
+
+    # 3. Matchability ------------------------------------------------------------------------
+    @staticmethod
+    def matchability(similarity: Tensor, src_mask: Tensor,
+                     dst_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Best similarity of each src node in its dst scan and of each dst node in its src
+        scan, ``[N1]`` and ``[N2]``; 0 when the other scan is empty (cosines of the ReLU
+        outputs of SEAG are never negative)."""
+        pair_mask = src_mask[:, :, None] & dst_mask[:, None, :]
+        masked = similarity.masked_fill(~pair_mask, 0.0)
+        src_best = F.pad(masked, (0, 1)).amax(2)
+        dst_best = F.pad(masked, (0, 0, 0, 1)).amax(1)
+        return src_best[src_mask], dst_best[dst_mask]
+
+    def forward(self, data: HeteroData, candidates: Tensor | None = None) -> MatcherOutput:
+        """Encode, add graph context, compare; SCB scores ``candidates`` (``[2, P]`` global
+        (src, dst) indices; default every same-pair combination)."""
+        num_graphs = getattr(data, "num_graphs", 1)
+        src, dst = self.encode(data["src"]), self.encode(data["dst"])
+        h_src = self.context(data, "src", src)
+        h_dst = self.context(data, "dst", dst)
+        similarity, src_mask, dst_mask = self.similarity(h_src, h_dst, src.batch, dst.batch,
+                                                         num_graphs)
+        pair_mask = src_mask[:, :, None] & dst_mask[:, None, :]
+        src_match, dst_match = self.matchability(similarity, src_mask, dst_mask)
+        if candidates is None:
+            candidates = all_pair_candidates(src.batch, dst.batch)
+        if self.use_scb:
+            scb_logits = self.scb(src.tokens, dst.tokens, candidates)
+        else:
+            scb_logits = similarity.new_zeros((0, 9))
+            candidates = candidates[:, :0]
+        return MatcherOutput(src, dst, similarity, pair_mask, src_match, dst_match,
+                             candidates, scb_logits)
+
+    # 5. Loss ---------------------------------------------------------------------------------
+    def loss(self, data: HeteroData, out: MatcherOutput) -> dict[str, Tensor]:
+        """The four losses and their weighted ``total`` (keys se, te, seag, scb, total)."""
+        c = self.config
+        num_graphs = out.similarity.shape[0]
+        matches = data[CROSS].edge_label_index
+        if c.geometry_only:
+            l_se = out.src.feature.sum() * 0.0
+        else:
+            l_se = 0.5 * (se_loss(out.src.feature, out.src.views, out.src.batch, c.temperature)
+                          + se_loss(out.dst.feature, out.dst.views, out.dst.batch,
+                                    c.temperature))
+        l_te = te_loss(out.src.feature, out.dst.feature, matches, out.src.batch,
+                       out.dst.batch, c.temperature)
+        target = torch.zeros_like(out.similarity)
+        if matches.numel():
+            graph = out.src.batch[matches[0]]
+            target[graph, _local_index(out.src.batch, num_graphs)[matches[0]],
+                   _local_index(out.dst.batch, num_graphs)[matches[1]]] = 1.0
+        l_seag = class_balanced_bce(self.sim_scale.exp() * (out.similarity - self.sim_bias), target, out.pair_mask, logits=True)
+        if self.use_scb:
+            n_dst = max(len(out.dst.batch), 1)
+            is_match = torch.isin(out.candidates[0] * n_dst + out.candidates[1],
+                                  matches[0] * n_dst + matches[1])
+            l_scb = class_balanced_bce(out.scb_logits, is_match[:, None].expand_as(
+                out.scb_logits), logits=True)
+        else:
+            l_scb = out.similarity.sum() * 0.0
+        losses = {"se": l_se, "te": l_te, "seag": l_seag, "scb": l_scb}
+        losses["total"] = (c.weight_se * l_se + c.weight_te * l_te + c.weight_seag * l_seag
+                           + c.weight_scb * l_scb)
+        return losses
+
+    # 6. Inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, data: HeteroData) -> list[PairPrediction]:
+        """Matches of every pair in ``data`` by the inference rule (module docstring)."""
+        c = self.config
+        num_graphs = getattr(data, "num_graphs", 1)
+        src, dst = self.encode(data["src"]), self.encode(data["dst"])
+        similarity, src_mask, dst_mask = self.similarity(self.context(data, "src", src),
+                                                         self.context(data, "dst", dst),
+                                                         src.batch, dst.batch, num_graphs)
+        n_src, n_dst = src_mask.sum(1).tolist(), dst_mask.sum(1).tolist()
+        sims = [similarity[g, :n_src[g], :n_dst[g]].double().cpu().numpy()
+                for g in range(num_graphs)]
+        if self.use_scb:
+            scb, threshold = self.scb_scores(src, dst, sims), c.scb_threshold
+        else:
+            scb, threshold = [None] * num_graphs, c.similarity_threshold
+        predictions = []
+        for sim, scb_matrix in zip(sims, scb, strict=True):
+            matches, scores = scb_correct(sim, scb_matrix, threshold,
+                                          reassign=self.use_scb and c.scb_reassign)
+            predictions.append(PairPrediction(*sim.shape, matches, scores))
+        return predictions
+
+    def scb_scores(self, src: ScanFeatures, dst: ScanFeatures,
+                   sims: list[np.ndarray]) -> list[np.ndarray]:
+        """Eq. 3 scores ``[n1, n2]`` of each pair, NaN where not scored: SCB scores the
+        Hungarian pairs on S, or every pair when ``scb_reassign`` is set."""
+        local = [np.indices(sim.shape).reshape(2, -1) if self.config.scb_reassign
+                 else hungarian_max(sim).T for sim in sims]
+        src_start = np.cumsum([0] + [sim.shape[0] for sim in sims[:-1]])
+        dst_start = np.cumsum([0] + [sim.shape[1] for sim in sims[:-1]])
+        candidates = np.concatenate(
+            [pairs + np.array([[a], [b]]) for pairs, a, b in zip(local, src_start, dst_start,
+                                                                 strict=True)], axis=1)
+        logits = self.scb(src.tokens, dst.tokens,
+                          torch.as_tensor(candidates, device=src.feature.device))
+        scores = scb_score(torch.sigmoid(logits)).double().cpu().numpy()
+        matrices = []
+        for sim, pairs, part in zip(sims, local,
+                                    np.split(scores, np.cumsum([p.shape[1] for p in local])[:-1]),
+                                    strict=True):
+            matrix = np.full(sim.shape, np.nan)
+            matrix[pairs[0], pairs[1]] = part
+            matrices.append(matrix)
+        return matrices
+
+    def predict_pair(self, data: HeteroData) -> PairPrediction:
+        """:meth:`predict` for a single (unbatched) pair graph."""
+        return self.predict(data)[0]

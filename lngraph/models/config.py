@@ -1,0 +1,205 @@
+"""Every hyper-parameter of the asymmetric matcher in one dataclass, with the ``lite`` and
+``paper`` presets and a YAML round trip.
+
+``lite`` is the CPU default (narrow, shallow encoders); ``paper`` follows the paper's setup
+(ResNet-34 2D encoder, a ResNet-50-style 3D encoder, 128-d features, Adam 1e-4, batch 4, 100
+epochs, early stop after 20) and wants a GPU. A YAML file may hold any subset of the fields;
+missing ones take the ``lite`` values, unknown ones are an error. The config is stored inside
+every checkpoint (:meth:`MatcherConfig.to_dict`) and is what Optuna samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+from lngraph.io.atomic import write_text_atomic
+from lngraph.io.errors import InputError
+
+BLOCK_TYPES = ("basic", "bottleneck")
+CROP_MODES = ("fixed", "radius")
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    """Hyper-parameters of :class:`~lngraph.models.asymmetric_matcher.AsymmetricMatcher` and
+    its training. Defaults are the ``lite`` preset.
+
+    Crops (read by the data pipeline):
+        crop_mode: ``"fixed"`` (voxel spacing ``crop_spacing_mm``) or ``"radius"`` (field of
+            view ``2 * crop_radius_factor * radius``, at least ``crop_min_fov_mm``).
+        crop_size: voxels per side of the cube and the views.
+        crop_spacing_mm: ``(x, y, z)`` spacing of a ``fixed`` crop.
+        crop_radius_factor, crop_min_fov_mm: the ``radius`` mode's field of view.
+        hu_window: HU range mapped to [0, 1].
+
+    Encoders (:class:`~lngraph.nn.encoders.ResNetEncoder`):
+        encoder2d_block, encoder2d_layers, encoder2d_widths, encoder2d_stem_stride: the 2D
+            ResNet on the nine views; ``encoder3d_*`` the same for the cube.
+        feature_dim: size of every node feature (SE outputs, SEAG).
+        token_grid: side of each encoder's token grid for SCB.
+
+    Graph (:class:`~lngraph.nn.conv.SEAGConv`):
+        length_scale_mm, learn_length_scale: the distance prior's ℓ.
+        sigma_init: initial bandwidth σ of the feature kernel (always learned).
+
+    SCB (:class:`~lngraph.nn.scb_head.SCBHead`) and inference:
+        use_scb: build and train the SCB head and apply its correction at inference.
+        scb_hidden: attention width; scb_threshold: drop a Hungarian pair whose Eq. 3 score
+            is below it; scb_reassign: run the assignment on (S + s) / 2 instead of S.
+        similarity_threshold: without SCB, drop a Hungarian pair whose S is below it.
+
+    Geometry-only mode (:class:`~lngraph.nn.encoders.GeometryEncoder`):
+        geometry_only: node features from sizes and neighbour distances, no crops.
+        geometry_k, geometry_hidden, geometry_distance_mm: that encoder's settings.
+
+    Losses: temperature (τ of both InfoNCE losses), weight_se, weight_te, weight_seag,
+    weight_scb.
+
+    Training: lr, weight_decay (Adam), batch_size (pairs), max_epochs, patience (early-stop
+    epochs without validation improvement), folds (patient-level K), val_fraction (share of
+    training patients held out for validation), seed.
+    """
+
+    name: str = "lite"
+    crop_mode: str = "radius"
+    crop_size: int = 24
+    crop_spacing_mm: tuple[float, float, float] = (0.7, 0.7, 2.0)
+    crop_radius_factor: float = 1.5
+    crop_min_fov_mm: float = 16.0
+    hu_window: tuple[float, float] = (-160.0, 240.0)
+    encoder2d_block: str = "basic"
+    encoder2d_layers: tuple[int, ...] = (1, 1, 1)
+    encoder2d_widths: tuple[int, ...] = (8, 16, 32)
+    encoder2d_stem_stride: int = 2
+    encoder3d_block: str = "basic"
+    encoder3d_layers: tuple[int, ...] = (1, 1, 1)
+    encoder3d_widths: tuple[int, ...] = (8, 16, 32)
+    encoder3d_stem_stride: int = 2
+    feature_dim: int = 64
+    token_grid: int = 2
+    length_scale_mm: float = 20.0
+    learn_length_scale: bool = False
+    sigma_init: float = 1.0
+    use_scb: bool = True
+    scb_hidden: int = 32
+    scb_threshold: float = 0.5
+    scb_reassign: bool = False
+    similarity_threshold: float = 0.5
+    geometry_only: bool = False
+    geometry_k: int = 8
+    geometry_hidden: int = 64
+    geometry_distance_mm: float = 50.0
+    temperature: float = 0.1
+    weight_se: float = 1.0
+    weight_te: float = 1.0
+    weight_seag: float = 1.0
+    weight_scb: float = 1.0
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 4
+    max_epochs: int = 30
+    patience: int = 5
+    folds: int = 5
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        for key in ("crop_spacing_mm", "hu_window", "encoder2d_layers", "encoder2d_widths",
+                    "encoder3d_layers", "encoder3d_widths"):
+            object.__setattr__(self, key, tuple(getattr(self, key)))
+        problems = []
+        if self.crop_mode not in CROP_MODES:
+            problems.append(f"crop_mode must be one of {CROP_MODES}, got {self.crop_mode!r}")
+        for dims in ("2d", "3d"):
+            block = getattr(self, f"encoder{dims}_block")
+            layers = getattr(self, f"encoder{dims}_layers")
+            widths = getattr(self, f"encoder{dims}_widths")
+            if block not in BLOCK_TYPES:
+                problems.append(f"encoder{dims}_block must be one of {BLOCK_TYPES}, got "
+                                f"{block!r}")
+            if not layers or len(layers) != len(widths):
+                problems.append(f"encoder{dims}_layers {layers} and encoder{dims}_widths "
+                                f"{widths} must be non-empty and of equal length")
+        if len(self.crop_spacing_mm) != 3 or len(self.hu_window) != 2:
+            problems.append("crop_spacing_mm needs 3 values and hu_window 2")
+        for key in ("length_scale_mm", "sigma_init", "temperature", "lr", "crop_min_fov_mm",
+                    "geometry_distance_mm"):
+            if not getattr(self, key) > 0:
+                problems.append(f"{key} must be > 0, got {getattr(self, key)}")
+        for key in ("crop_size", "feature_dim", "token_grid", "scb_hidden", "geometry_k",
+                    "batch_size", "max_epochs", "folds"):
+            if not getattr(self, key) >= 1:
+                problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.val_fraction < 1:
+            problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict:
+        """Plain Python values (tuples as lists): YAML- and ``weights_only``-checkpoint-safe."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> MatcherConfig:
+        """Build from a (partial) dict; missing keys take the ``lite`` values.
+
+        Raises:
+            ValueError: on unknown keys (named, with the valid ones) or invalid values.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid keys: "
+                             f"{', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_yaml(self, path: str | Path) -> None:
+        """Write the full config as YAML (atomically)."""
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> MatcherConfig:
+        """Read a YAML mapping of config keys.
+
+        Raises:
+            InputError: naming the file, for unreadable YAML, a non-mapping, unknown keys or
+                invalid values.
+        """
+        try:
+            values = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(path, f"cannot read the config: {exc}") from exc
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise InputError(path, f"a config must be a mapping of keys to values, got "
+                                   f"{type(values).__name__}")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as exc:
+            raise InputError(path, str(exc)) from exc
+
+
+def _paper() -> MatcherConfig:
+    return replace(
+        MatcherConfig(), name="paper", crop_mode="fixed",
+        encoder2d_block="basic", encoder2d_layers=(3, 4, 6, 3),
+        encoder2d_widths=(64, 128, 256, 512), encoder2d_stem_stride=1, token_grid=3,
+        encoder3d_block="bottleneck", encoder3d_layers=(3, 4, 6, 3),
+        encoder3d_widths=(64, 128, 256, 512), encoder3d_stem_stride=2,
+        feature_dim=128, scb_hidden=128, lr=1e-4, weight_decay=0.0, batch_size=4,
+        max_epochs=100, patience=20)
+
+
+#: Preset name → builder.
+PRESETS = {"lite": MatcherConfig, "paper": _paper}
+
+
+def preset(name: str) -> MatcherConfig:
+    """The named preset (``"lite"`` or ``"paper"``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()

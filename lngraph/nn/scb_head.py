@@ -1,0 +1,137 @@
+r"""The SCB cross-graph head (Mao et al., MICCAI 2025): gated view selection, cross-attention
+fusion of a node pair's 3×3 token-set combinations, and the thresholded mean of Eq. 3."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def scb_score(prob: Tensor, threshold: float = 0.5) -> Tensor:
+    r"""Eq. 3: the mean over the nine combinations of the probabilities that pass the threshold,
+
+    .. math::
+        s = \frac{1}{9} \sum_{c=1}^{9} p_c \, \mathbb{1}[p_c \ge 0.5].
+
+    Shapes:
+        - **input:** :math:`(*, 9)`
+        - **output:** :math:`(*)`
+    """
+    return (prob * (prob >= threshold)).mean(-1)
+
+
+class SCBHead(nn.Module):
+    r"""The SCB head from `"Asymmetric Matching in Abdominal Lymph Nodes of Follow-up CT Scans"
+    <https://papers.miccai.org/miccai-2025/>`_ (Mao et al., MICCAI 2025).
+
+    **Gate.** Each of the :math:`V = 9` views of node :math:`i` is scored from its feature,
+    :math:`g_{ik} = \mathbf{w}_g^\top \mathbf{v}_{ik} + b_g`. The two best views are kept and
+    their tokens scaled by :math:`V \cdot \operatorname{softmax}_k(g_{ik})` (1 for a uniform
+    gate), so the gate receives a gradient although the top-2 choice does not.
+
+    **Token sets.** Node :math:`i` carries three token sets :math:`T_i^a`, :math:`a \in
+    \{\text{3D}, \text{view}_1, \text{view}_2\}`: the encoder token grids (27 tokens of the cube,
+    9 of each view), layer-normalised and projected to a common width :math:`h`.
+
+    **Cross attention.** For a candidate pair :math:`(i, j)` and a combination :math:`(a, b)`,
+    each token of one set attends over the other set, and the fused feature is the mean
+    agreement between a token's value and the value it attends to, in both directions:
+
+    .. math::
+        \mathbf{O}_{i \to j} &= \operatorname{softmax}\big(Q(T_i^a) K(T_j^b)^\top /
+        \sqrt{h}\big) \, V(T_j^b), \qquad
+        \mathbf{f}_{ij}^{ab} = \tfrac{1}{2} \big( \operatorname{mean}_t\,
+        V(T_i^a)_t \odot (\mathbf{O}_{i \to j})_t
+        + \operatorname{mean}_t\, V(T_j^b)_t \odot (\mathbf{O}_{j \to i})_t \big),
+
+        p_{ij}^{ab} &= \sigma\big(\mathbf{w}_{ab}^\top \mathbf{f}_{ij}^{ab} + b_{ab}\big)
+
+    (the head returns the logits). Queries, keys and values are computed once per node;
+    candidate pairs are processed in chunks, so scoring all :math:`n_1 n_2` pairs of a scan
+    pair or only the Hungarian pairs costs time linear in the number of pairs.
+
+    Args:
+        feature_channels (int): Size of the view feature vectors (gate input).
+        channels_3d (int): Channels of the 3D encoder's tokens.
+        channels_2d (int): Channels of the 2D encoder's tokens.
+        hidden_channels (int, optional): Attention width :math:`h`. (default: :obj:`32`)
+        num_views (int, optional): Views per node :math:`V`. (default: :obj:`9`)
+        chunk_size (int, optional): Candidate pairs per chunk. (default: :obj:`4096`)
+
+    Shapes:
+        - **node_tokens input:** tokens_3d :math:`(N, L_3, C_3)`, view_tokens
+          :math:`(N, V, L_2, C_2)`, view_features :math:`(N, V, F)`
+        - **node_tokens output:** three tensors :math:`(N, L_a, 3h)` (query, key and value
+          stacked) and gate scores :math:`(N, V)`
+        - **forward input:** src and dst node tokens, pairs :math:`(2, P)` (src index, dst index)
+        - **forward output:** logits :math:`(P, 9)`, combinations in the order
+          (3D, 3D), (3D, view₁), …, (view₂, view₂)
+    """
+
+    top_k = 2
+
+    def __init__(self, feature_channels: int, channels_3d: int, channels_2d: int,
+                 hidden_channels: int = 32, num_views: int = 9, chunk_size: int = 4096):
+        super().__init__()
+        self.hidden_channels = hidden_channels
+        self.num_views = num_views
+        self.chunk_size = chunk_size
+        self.gate = nn.Linear(feature_channels, 1)
+        self.embed_3d = nn.Sequential(nn.LayerNorm(channels_3d),
+                                      nn.Linear(channels_3d, hidden_channels))
+        self.embed_2d = nn.Sequential(nn.LayerNorm(channels_2d),
+                                      nn.Linear(channels_2d, hidden_channels))
+        self.qkv = nn.Linear(hidden_channels, 3 * hidden_channels)
+        self.classifier_weight = nn.Parameter(torch.empty(9, hidden_channels))
+        self.classifier_bias = nn.Parameter(torch.empty(9))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for module in (self.gate, self.qkv, self.embed_3d[1], self.embed_2d[1]):
+            module.reset_parameters()
+        nn.init.normal_(self.classifier_weight, std=1.0 / math.sqrt(self.hidden_channels))
+        nn.init.zeros_(self.classifier_bias)
+
+    def select_views(self, view_features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Gate scores ``[N, V]``, indices ``[N, 2]`` of the top-2 views and their weights
+        ``[N, 2]`` (:math:`V` × softmaxed score)."""
+        scores = self.gate(view_features).squeeze(-1)
+        index = scores.topk(self.top_k, dim=-1).indices
+        weight = self.num_views * torch.softmax(scores, dim=-1).gather(1, index)
+        return scores, index, weight
+
+    def node_tokens(self, tokens_3d: Tensor, view_tokens: Tensor,
+                    view_features: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The three token sets of each node, as stacked queries/keys/values."""
+        scores, index, weight = self.select_views(view_features)
+        rows = torch.arange(len(index), device=index.device)[:, None]
+        chosen = self.embed_2d(view_tokens[rows, index]) * weight[:, :, None, None]
+        sets = [self.embed_3d(tokens_3d), chosen[:, 0], chosen[:, 1]]
+        return [self.qkv(t) for t in sets], scores
+
+    def forward(self, src_tokens: list[Tensor], dst_tokens: list[Tensor],
+                pairs: Tensor) -> Tensor:
+        chunks = [self._fuse(src_tokens, dst_tokens, pairs[:, start:start + self.chunk_size])
+                  for start in range(0, pairs.size(1), self.chunk_size)]
+        if not chunks:
+            return self.classifier_bias.new_zeros((0, 9))
+        return torch.cat(chunks)
+
+    def _fuse(self, src_tokens: list[Tensor], dst_tokens: list[Tensor], pairs: Tensor) -> Tensor:
+        src = [t[pairs[0]].chunk(3, dim=-1) for t in src_tokens]
+        dst = [t[pairs[1]].chunk(3, dim=-1) for t in dst_tokens]
+        fused = torch.stack([0.5 * (self._attend(a, b) + self._attend(b, a))
+                             for a in src for b in dst], dim=1)
+        return (fused * self.classifier_weight).sum(-1) + self.classifier_bias
+
+    def _attend(self, query_set: tuple[Tensor, ...], key_set: tuple[Tensor, ...]) -> Tensor:
+        q, _, own_value = query_set
+        _, k, v = key_set
+        attn = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.hidden_channels), dim=-1)
+        return (own_value * (attn @ v)).mean(1)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(hidden_channels={self.hidden_channels}, "
+                f"num_views={self.num_views})")

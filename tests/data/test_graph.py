@@ -1,0 +1,123 @@
+"""Scan pairs as HeteroData: contents of one graph and every index after PyG batching."""
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from lngraph.data.graph import PairDataset, complete_edge_index, pair_to_heterodata
+from lngraph.io.cohort import NodeTable, Scan, ScanPair
+
+SRC_INTRA = ("src", "intra", "src")
+DST_INTRA = ("dst", "intra", "dst")
+CROSS = ("src", "cross", "dst")
+
+
+def _scan(scan_id, tracks, timepoint="1", offset=0.0):
+    n = len(tracks)
+    pos = offset + np.arange(3 * n, dtype=float).reshape(n, 3)
+    nodes = NodeTable.from_arrays(pos, np.full(n, 6.0), 10.0 + np.arange(n),
+                                  node_id=[f"n{k}" for k in range(n)], track_id=tracks)
+    return Scan("P" + scan_id, scan_id, timepoint, None, nodes)
+
+
+def _pair(name, src_tracks, dst_tracks):
+    return ScanPair(_scan(name + "a", src_tracks), _scan(name + "b", dst_tracks, "2", 100.0))
+
+
+def _crops(n, size=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, size, size, size)), rng.random((n, 9, size, size))
+
+
+def test_complete_edge_index():
+    assert complete_edge_index(3).tolist() == [[0, 0, 1, 1, 2, 2], [1, 2, 0, 2, 0, 1]]
+    assert complete_edge_index(1).shape == (2, 0) and complete_edge_index(0).shape == (2, 0)
+    assert complete_edge_index(0).dtype == torch.long
+
+
+def test_one_pair():
+    pair = _pair("x", ["A", "B", "C", None], ["C", "D", "A"])
+    src_crops, dst_crops = _crops(4), _crops(3, seed=1)
+    data = pair_to_heterodata(pair, src_crops, dst_crops)
+    assert data.node_types == ["src", "dst"]
+    assert set(data.edge_types) == {SRC_INTRA, DST_INTRA, CROSS}
+    assert data.src_scan == "xa" and data.dst_scan == "xb" and data.patient_id == "Pxa"
+    src, dst = data["src"], data["dst"]
+    assert src.num_nodes == 4 and dst.num_nodes == 3
+    assert src.pos.dtype == torch.float32 and torch.equal(src.pos, torch.tensor(
+        pair.src.nodes.pos, dtype=torch.float32))
+    assert src.radius.tolist() == [5.0, 5.5, 6.0, 6.5]  # long axis / 2
+    assert src.unmatched.tolist() == [False, True, False, False]  # B gone; unknown -> False
+    assert dst.unmatched.tolist() == [False, True, False]
+    assert data[CROSS].edge_label_index.tolist() == [[0, 2], [2, 0]]
+    assert src.cube.shape == (4, 1, 4, 4, 4) and src.cube.dtype == torch.float32
+    assert dst.views.shape == (3, 9, 4, 4) and dst.views.dtype == torch.float32
+    np.testing.assert_allclose(dst.cube[:, 0].numpy(), dst_crops[0].astype(np.float32))
+    assert data[SRC_INTRA].edge_index.shape == (2, 12)
+    assert data[DST_INTRA].edge_index.shape == (2, 6)
+    data.validate()
+
+
+def test_geometry_only_has_no_crops():
+    data = pair_to_heterodata(_pair("x", ["A"], ["A"]))
+    assert "cube" not in data["src"] and "views" not in data["dst"]
+
+
+def test_cubes_with_channel_axis_accepted_and_bad_crops_rejected():
+    pair = _pair("x", ["A", "B"], ["A"])
+    cubes, views = _crops(2)
+    data = pair_to_heterodata(pair, (cubes[:, None], views))
+    assert data["src"].cube.shape == (2, 1, 4, 4, 4)
+    with pytest.raises(ValueError, match=r"cubes of scan xa have shape \(3, 1, 4, 4, 4\)"):
+        pair_to_heterodata(pair, _crops(3))
+    with pytest.raises(ValueError, match=r"views of scan xb have shape \(1, 8, 4, 4\)"):
+        pair_to_heterodata(pair, None, (cubes[:1], views[:1, :8]))
+
+
+def test_batching_keeps_every_index_right():
+    pairs = [
+        _pair("p", ["A", "B", "C"], ["B", "D"]),
+        _pair("q", [], ["E", "F"]),                       # a scan with 0 nodes
+        _pair("r", ["G", "H", "I", "J"], ["J", "H", "G"]),
+        _pair("s", ["K"], []),
+    ]
+    crops = {p.src.scan_id: _crops(len(p.src.nodes), seed=k) for k, p in enumerate(pairs)}
+    crops |= {p.dst.scan_id: _crops(len(p.dst.nodes), seed=10 + k) for k, p in enumerate(pairs)}
+    dataset = PairDataset(pairs, crops=lambda scan: crops[scan.scan_id])
+    assert len(dataset) == 4
+    graphs = [dataset[k] for k in range(4)]
+    batch = next(iter(DataLoader(dataset, batch_size=4, shuffle=False)))
+
+    n_src, n_dst = [3, 0, 4, 1], [2, 2, 3, 0]
+    assert batch["src"].ptr.tolist() == [0, 3, 3, 7, 8]
+    assert batch["dst"].ptr.tolist() == [0, 2, 4, 7, 7]
+    assert batch["src"].batch.tolist() == [0, 0, 0, 2, 2, 2, 2, 3]
+    assert batch["dst"].batch.tolist() == [0, 0, 1, 1, 2, 2, 2]
+    assert batch.src_scan == ["pa", "qa", "ra", "sa"]
+    assert batch["src"].cube.shape == (8, 1, 4, 4, 4)
+    assert batch["dst"].views.shape == (7, 9, 4, 4)
+
+    for node_type, sizes, intra in (("src", n_src, SRC_INTRA), ("dst", n_dst, DST_INTRA)):
+        edge_index = batch[intra].edge_index
+        assert edge_index.shape[1] == sum(n * (n - 1) for n in sizes)
+        graph_of = batch[node_type].batch
+        assert torch.equal(graph_of[edge_index[0]], graph_of[edge_index[1]])  # stays inside
+        assert not (edge_index[0] == edge_index[1]).any()
+
+    src_ptr, dst_ptr = batch["src"].ptr, batch["dst"].ptr
+    shifts = [torch.tensor([[src_ptr[k]], [dst_ptr[k]]]) for k in range(len(graphs))]
+    expected = torch.cat([g[CROSS].edge_label_index + shift
+                          for g, shift in zip(graphs, shifts, strict=True)], dim=1)
+    got = batch[CROSS].edge_label_index
+    assert torch.equal(got, expected)
+    # Every GT match joins two nodes of the same graph.
+    assert torch.equal(batch["src"].batch[got[0]], batch["dst"].batch[got[1]])
+    assert got.tolist() == [[1, 3, 4, 6], [0, 6, 5, 4]]
+    for k, g in enumerate(graphs):
+        sl = slice(int(src_ptr[k]), int(src_ptr[k + 1]))
+        assert torch.equal(batch["src"].pos[sl], g["src"].pos)
+        assert torch.equal(batch["src"].unmatched[sl], g["src"].unmatched)
+    assert batch["src"].unmatched.tolist() == [True, False, True, False, False, True, False,
+                                               True]
+    assert batch.get_example(1)["src"].num_nodes == 0
