@@ -66,11 +66,13 @@ def crop_with_map_coordinates(image: sitk.Image, centres, radii, params: CropPar
     geometry = ImageGeometry.from_image(image)
     size = params.size
     offsets = np.arange(size) - (size - 1) / 2
-    z, y, x = np.meshgrid(offsets, offsets, offsets, indexing="ij")
-    steps = np.stack([x, y, z], axis=-1)  # [S, S, S, 3] world steps in (x, y, z) order
     spacing = grid_spacing(params, len(centres), radii)
-    world = centres[:, None, None, None, :] + steps[None] * spacing[:, None, None, None, :]
-    coords = np.moveaxis(geometry.world_to_array(world), -1, 0).reshape(3, -1)
+    # the world → array map is affine: apply it to the centres and to one step per world axis
+    steps = np.linalg.inv(geometry.index_to_world_matrix)[::-1][None] * spacing[:, None, :]
+    along_z, along_y, along_x = (steps[:, :, w].T[:, :, None] * offsets for w in (2, 1, 0))
+    coords = (geometry.world_to_array(centres).T[:, :, None, None, None]
+              + along_z[:, :, :, None, None] + along_y[:, :, None, :, None]
+              + along_x[:, :, None, None, :]).reshape(3, -1)
     array = sitk.GetArrayViewFromImage(image)
     values = ndimage.map_coordinates(array, coords, order=1, mode="nearest", output=np.float32)
     outside = np.any((coords < -0.5) | (coords > np.array(array.shape)[:, None] - 0.5), axis=0)

@@ -1,5 +1,8 @@
 """Baseline matching methods behind one interface (:class:`~lngraph.baselines.base.Method`)."""
 
 from lngraph.baselines.base import REGISTRY, Method, register
+from lngraph.baselines.lgm import LGM
+from lngraph.baselines.pointset import PointSet
+from lngraph.baselines.registration import ImageRegistration
 
-__all__ = ["REGISTRY", "Method", "register"]
+__all__ = ["REGISTRY", "Method", "register", "PointSet", "ImageRegistration", "LGM"]

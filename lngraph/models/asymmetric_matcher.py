@@ -39,7 +39,7 @@ from lngraph.models.config import MatcherConfig
 from lngraph.nn.conv import SEAGConv
 from lngraph.nn.encoders import GeometryEncoder, ResNetEncoder
 from lngraph.nn.losses import class_balanced_bce, se_loss, te_loss
-from lngraph.nn.scb_head import SCBHead, scb_score
+from lngraph.nn.scb_head import NodeTokens, SCBHead, scb_score
 
 CROSS = ("src", "cross", "dst")
 
@@ -52,15 +52,14 @@ class ScanFeatures:
         feature: ``[N, d]`` 3D (or geometric) feature — the input of SEAG and of L_te.
         batch: ``[N]`` pair index of each node.
         views: ``[N, 9, d]`` view features (None in geometry-only mode).
-        tokens: SCB token sets (see :meth:`SCBHead.node_tokens`), or None without SCB.
-        gate: ``[N, 9]`` SCB gate scores, or None without SCB.
+        tokens: SCB token sets, slot weights and gate scores (:class:`NodeTokens`), or None
+            without SCB.
     """
 
     feature: Tensor
     batch: Tensor
     views: Tensor | None = None
-    tokens: list[Tensor] | None = None
-    gate: Tensor | None = None
+    tokens: NodeTokens | None = None
 
 
 @dataclass
@@ -131,11 +130,9 @@ class AsymmetricMatcher(nn.Module):
                                            token_grid=c.token_grid)
         self.seag = SEAGConv(c.feature_dim, c.length_scale_mm, c.learn_length_scale,
                              c.sigma_init)
-        self.sim_scale = nn.Parameter(torch.tensor(2.3))
-        self.sim_bias = nn.Parameter(torch.tensor(0.5))
         if self.use_scb:
             self.scb = SCBHead(c.feature_dim, self.encoder3d.token_channels,
-                               self.encoder2d.token_channels, c.scb_hidden)
+                               self.encoder2d.token_channels, c.scb_hidden, c.temperature)
 
     # 1. SE: node features --------------------------------------------------------------------
     def encode(self, store: NodeStorage) -> ScanFeatures:
@@ -152,7 +149,7 @@ class AsymmetricMatcher(nn.Module):
         view_tokens = view_tokens.view(n, v, *view_tokens.shape[1:])
         out = ScanFeatures(feature, batch, views)
         if self.use_scb:
-            out.tokens, out.gate = self.scb.node_tokens(tokens_3d, view_tokens, views)
+            out.tokens = self.scb.node_tokens(tokens_3d, view_tokens, views)
         return out
 
     # 2. SEAG: graph context and similarity ---------------------------------------------------
@@ -225,7 +222,8 @@ class AsymmetricMatcher(nn.Module):
             graph = out.src.batch[matches[0]]
             target[graph, _local_index(out.src.batch, num_graphs)[matches[0]],
                    _local_index(out.dst.batch, num_graphs)[matches[1]]] = 1.0
-        l_seag = class_balanced_bce(self.sim_scale.exp() * (out.similarity - self.sim_bias), target, out.pair_mask, logits=True)
+        l_seag = class_balanced_bce((out.similarity - 0.5) / c.temperature, target,
+                                    out.pair_mask, logits=True)
         if self.use_scb:
             n_dst = max(len(out.dst.batch), 1)
             is_match = torch.isin(out.candidates[0] * n_dst + out.candidates[1],

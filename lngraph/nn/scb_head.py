@@ -4,8 +4,10 @@ fusion of a node pair's 3×3 token-set combinations, and the thresholded mean of
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -22,50 +24,73 @@ def scb_score(prob: Tensor, threshold: float = 0.5) -> Tensor:
     return (prob * (prob >= threshold)).mean(-1)
 
 
+class NodeTokens(NamedTuple):
+    """What :meth:`SCBHead.node_tokens` computes once per node.
+
+    Args:
+        sets: three ``[N, L_a, 3h]`` tensors (query, key, value stacked) for the 3D tokens and
+            the two selected views.
+        weight: ``[N, 3]`` slot weights: 1 for the 3D slot, the gate weights of the views.
+        gate: ``[N, V]`` gate scores of all views.
+    """
+
+    sets: list[Tensor]
+    weight: Tensor
+    gate: Tensor
+
+
 class SCBHead(nn.Module):
     r"""The SCB head from `"Asymmetric Matching in Abdominal Lymph Nodes of Follow-up CT Scans"
     <https://papers.miccai.org/miccai-2025/>`_ (Mao et al., MICCAI 2025).
 
     **Gate.** Each of the :math:`V = 9` views of node :math:`i` is scored from its feature,
-    :math:`g_{ik} = \mathbf{w}_g^\top \mathbf{v}_{ik} + b_g`. The two best views are kept and
-    their tokens scaled by :math:`V \cdot \operatorname{softmax}_k(g_{ik})` (1 for a uniform
-    gate), so the gate receives a gradient although the top-2 choice does not.
+    :math:`g_{ik} = \mathbf{w}_g^\top \mathbf{v}_{ik} + b_g`. The two best views are kept with
+    weights :math:`\gamma_{ik} = V \operatorname{softmax}_k(g_{ik})` (1 for a uniform gate);
+    the 3D slot has weight 1. The top-2 choice has no gradient, the weights do.
 
     **Token sets.** Node :math:`i` carries three token sets :math:`T_i^a`, :math:`a \in
-    \{\text{3D}, \text{view}_1, \text{view}_2\}`: the encoder token grids (27 tokens of the cube,
-    9 of each view), layer-normalised and projected to a common width :math:`h`.
+    \{\text{3D}, \text{view}_1, \text{view}_2\}`: the encoder token grids, layer-normalised
+    and projected to a common width :math:`h`, then to queries :math:`Q`, keys :math:`K` and
+    values :math:`V` (once per node).
 
     **Cross attention.** For a candidate pair :math:`(i, j)` and a combination :math:`(a, b)`,
-    each token of one set attends over the other set, and the fused feature is the mean
-    agreement between a token's value and the value it attends to, in both directions:
+    each token of one set attends over the other set; the fused feature is the mean
+    channel-wise agreement of a token's (unit) value with the (unit) value it attends to, in
+    both directions, scaled by the slot weights:
 
     .. math::
         \mathbf{O}_{i \to j} &= \operatorname{softmax}\big(Q(T_i^a) K(T_j^b)^\top /
         \sqrt{h}\big) \, V(T_j^b), \qquad
-        \mathbf{f}_{ij}^{ab} = \tfrac{1}{2} \big( \operatorname{mean}_t\,
-        V(T_i^a)_t \odot (\mathbf{O}_{i \to j})_t
-        + \operatorname{mean}_t\, V(T_j^b)_t \odot (\mathbf{O}_{j \to i})_t \big),
+        \mathbf{f}_{i \to j} = \operatorname{mean}_t\, \widehat{V(T_i^a)}_t \odot
+        \widehat{(\mathbf{O}_{i \to j})}_t,
 
-        p_{ij}^{ab} &= \sigma\big(\mathbf{w}_{ab}^\top \mathbf{f}_{ij}^{ab} + b_{ab}\big)
+        \mathbf{f}_{ij}^{ab} &= \tfrac{1}{2} \gamma_{ia} \gamma_{jb} \big( \mathbf{f}_{i \to j}
+        + \mathbf{f}_{j \to i} \big), \qquad
+        p_{ij}^{ab} = \sigma\big((\mathbf{w}_{ab}^\top \mathbf{f}_{ij}^{ab} + b_{ab}) / \tau
+        \big)
 
-    (the head returns the logits). Queries, keys and values are computed once per node;
-    candidate pairs are processed in chunks, so scoring all :math:`n_1 n_2` pairs of a scan
-    pair or only the Hungarian pairs costs time linear in the number of pairs.
+    with :math:`\widehat{\cdot}` the unit vector. :math:`\mathbf{w}_{ab}` starts at
+    :math:`\mathbf{1}` and :math:`b_{ab}` at :math:`-0.5`, so an untrained head already
+    scores the mean cosine agreement against 0.5 (at temperature :math:`\tau`); training then
+    re-weights channels. The head returns the logits. Candidate pairs are processed in chunks,
+    so scoring all :math:`n_1 n_2` pairs of a scan pair or only the Hungarian pairs costs time
+    linear in the number of pairs.
 
     Args:
         feature_channels (int): Size of the view feature vectors (gate input).
         channels_3d (int): Channels of the 3D encoder's tokens.
         channels_2d (int): Channels of the 2D encoder's tokens.
         hidden_channels (int, optional): Attention width :math:`h`. (default: :obj:`32`)
+        temperature (float, optional): :math:`\tau`. (default: :obj:`0.1`)
         num_views (int, optional): Views per node :math:`V`. (default: :obj:`9`)
         chunk_size (int, optional): Candidate pairs per chunk. (default: :obj:`4096`)
 
     Shapes:
         - **node_tokens input:** tokens_3d :math:`(N, L_3, C_3)`, view_tokens
           :math:`(N, V, L_2, C_2)`, view_features :math:`(N, V, F)`
-        - **node_tokens output:** three tensors :math:`(N, L_a, 3h)` (query, key and value
-          stacked) and gate scores :math:`(N, V)`
-        - **forward input:** src and dst node tokens, pairs :math:`(2, P)` (src index, dst index)
+        - **node_tokens output:** :class:`NodeTokens`
+        - **forward input:** src and dst :class:`NodeTokens`, pairs :math:`(2, P)` (src index,
+          dst index)
         - **forward output:** logits :math:`(P, 9)`, combinations in the order
           (3D, 3D), (3D, view₁), …, (view₂, view₂)
     """
@@ -73,9 +98,11 @@ class SCBHead(nn.Module):
     top_k = 2
 
     def __init__(self, feature_channels: int, channels_3d: int, channels_2d: int,
-                 hidden_channels: int = 32, num_views: int = 9, chunk_size: int = 4096):
+                 hidden_channels: int = 32, temperature: float = 0.1, num_views: int = 9,
+                 chunk_size: int = 4096):
         super().__init__()
         self.hidden_channels = hidden_channels
+        self.temperature = temperature
         self.num_views = num_views
         self.chunk_size = chunk_size
         self.gate = nn.Linear(feature_channels, 1)
@@ -89,10 +116,12 @@ class SCBHead(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        for module in (self.gate, self.qkv, self.embed_3d[1], self.embed_2d[1]):
-            module.reset_parameters()
-        nn.init.normal_(self.classifier_weight, std=1.0 / math.sqrt(self.hidden_channels))
-        nn.init.zeros_(self.classifier_bias)
+        for module in (self.gate, self.qkv, self.embed_3d, self.embed_2d):
+            for layer in module.modules():
+                if isinstance(layer, nn.Linear | nn.LayerNorm):
+                    layer.reset_parameters()
+        nn.init.ones_(self.classifier_weight)
+        nn.init.constant_(self.classifier_bias, -0.5)
 
     def select_views(self, view_features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Gate scores ``[N, V]``, indices ``[N, 2]`` of the top-2 views and their weights
@@ -103,35 +132,40 @@ class SCBHead(nn.Module):
         return scores, index, weight
 
     def node_tokens(self, tokens_3d: Tensor, view_tokens: Tensor,
-                    view_features: Tensor) -> tuple[list[Tensor], Tensor]:
-        """The three token sets of each node, as stacked queries/keys/values."""
+                    view_features: Tensor) -> NodeTokens:
+        """The three token sets of each node and their slot weights."""
         scores, index, weight = self.select_views(view_features)
         rows = torch.arange(len(index), device=index.device)[:, None]
-        chosen = self.embed_2d(view_tokens[rows, index]) * weight[:, :, None, None]
+        chosen = self.embed_2d(view_tokens[rows, index])
         sets = [self.embed_3d(tokens_3d), chosen[:, 0], chosen[:, 1]]
-        return [self.qkv(t) for t in sets], scores
+        slot_weight = torch.cat([weight.new_ones((len(weight), 1)), weight], dim=1)
+        return NodeTokens([self.qkv(t) for t in sets], slot_weight, scores)
 
-    def forward(self, src_tokens: list[Tensor], dst_tokens: list[Tensor],
-                pairs: Tensor) -> Tensor:
-        chunks = [self._fuse(src_tokens, dst_tokens, pairs[:, start:start + self.chunk_size])
+    def forward(self, src: NodeTokens, dst: NodeTokens, pairs: Tensor) -> Tensor:
+        chunks = [self._fuse(src, dst, pairs[:, start:start + self.chunk_size])
                   for start in range(0, pairs.size(1), self.chunk_size)]
         if not chunks:
             return self.classifier_bias.new_zeros((0, 9))
         return torch.cat(chunks)
 
-    def _fuse(self, src_tokens: list[Tensor], dst_tokens: list[Tensor], pairs: Tensor) -> Tensor:
-        src = [t[pairs[0]].chunk(3, dim=-1) for t in src_tokens]
-        dst = [t[pairs[1]].chunk(3, dim=-1) for t in dst_tokens]
-        fused = torch.stack([0.5 * (self._attend(a, b) + self._attend(b, a))
-                             for a in src for b in dst], dim=1)
-        return (fused * self.classifier_weight).sum(-1) + self.classifier_bias
+    def _fuse(self, src: NodeTokens, dst: NodeTokens, pairs: Tensor) -> Tensor:
+        src_sets = [t[pairs[0]].chunk(3, dim=-1) for t in src.sets]
+        dst_sets = [t[pairs[1]].chunk(3, dim=-1) for t in dst.sets]
+        src_weight, dst_weight = src.weight[pairs[0]], dst.weight[pairs[1]]
+        fused = torch.stack(
+            [0.5 * (self._attend(a_set, b_set) + self._attend(b_set, a_set))
+             * (src_weight[:, a] * dst_weight[:, b])[:, None]
+             for a, a_set in enumerate(src_sets) for b, b_set in enumerate(dst_sets)], dim=1)
+        logits = (fused * self.classifier_weight).sum(-1) + self.classifier_bias
+        return logits / self.temperature
 
     def _attend(self, query_set: tuple[Tensor, ...], key_set: tuple[Tensor, ...]) -> Tensor:
         q, _, own_value = query_set
         _, k, v = key_set
         attn = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.hidden_channels), dim=-1)
-        return (own_value * (attn @ v)).mean(1)
+        agree = F.normalize(own_value, dim=-1) * F.normalize(attn @ v, dim=-1)
+        return agree.mean(1)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(hidden_channels={self.hidden_channels}, "
-                f"num_views={self.num_views})")
+                f"num_views={self.num_views}, temperature={self.temperature})")
