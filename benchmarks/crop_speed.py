@@ -2,8 +2,8 @@
 
 Measures, as the median of a few repeats:
 
-* ``crop_cubes`` (SimpleITK's resampler, one reference grid per node) in both modes, on one
-  thread and on SimpleITK's default thread count;
+* ``crop_cubes`` (SimpleITK's resampler, one reference grid per node, one thread) in both
+  modes, and the same on ITK's default thread count (to justify the single thread);
 * ``crop_cubes`` on a volume with twice the slices (cost must follow the nodes, not the volume);
 * the same crops by scipy's ``map_coordinates`` on the voxel array (the alternative
   implementation, one thread; same values to float precision);
@@ -80,14 +80,34 @@ def crop_with_map_coordinates(image: sitk.Image, centres, radii, params: CropPar
     return window_to_unit(values, params.window).reshape(len(centres), size, size, size)
 
 
-def median_seconds(repeats: int, fn, *args, **kwargs) -> float:
-    """Median wall time of ``fn(*args, **kwargs)`` over ``repeats`` calls."""
-    times = []
+def crop_with_itk_threads(image: sitk.Image, centres, radii, params: CropParams) -> np.ndarray:
+    """``crop_cubes`` with ``sitk.Resample`` on ITK's default number of threads per node."""
+    size = params.size
+    cubes = []
+    for centre, spacing in zip(centres, grid_spacing(params, len(centres), radii), strict=True):
+        reference = sitk.Image([size] * 3, sitk.sitkFloat32)
+        reference.SetSpacing(tuple(spacing))
+        reference.SetOrigin(tuple(centre - spacing * (size - 1) / 2))
+        cubes.append(sitk.GetArrayFromImage(sitk.Resample(
+            image, reference, sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)))
+    return window_to_unit(np.stack(cubes), params.window)
+
+
+def median_seconds(repeats: int, calls: dict) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of each ``name -> (fn, args, kwargs)``.
+
+    The calls are interleaved, so a change of machine load during the run affects them alike;
+    CPU time (of all this process's threads) is reported too because wall time on a shared
+    machine includes waiting for other processes.
+    """
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args, **kwargs)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, (fn, args, kwargs) in calls.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn(*args, **kwargs)
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
+            for name, t in times.items()}
 
 
 def commit() -> str:
@@ -106,34 +126,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    default_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    load = os.getloadavg()[0]
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
 
     image = synthetic_ct(args.slices)
     tall = synthetic_ct(2 * args.slices)
     centres, radii = node_table(image, args.nodes)
-    n, reps = args.nodes, args.repeats
+    n = args.nodes
     rows = []
     for mode in ("fixed", "radius"):
         params = CropParams(mode=mode)
         options = params.as_dict()
         ours = crop_cubes(image, centres, radii, **options)
-        other = crop_with_map_coordinates(image, centres, radii, params)
-        difference = float(np.abs(ours - other).max())
-        t_ours = median_seconds(reps, crop_cubes, image, centres, radii, **options)
-        t_tall = median_seconds(reps, crop_cubes, tall, centres, radii, **options)
-        t_scipy = median_seconds(reps, crop_with_map_coordinates, image, centres, radii, params)
-        t_views = median_seconds(reps, nine_views, ours)
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default_threads)
-        t_threads = median_seconds(reps, crop_cubes, image, centres, radii, **options)
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-        rows.append((mode, n / t_ours, n / t_tall, n / t_threads, n / t_scipy, n / t_views,
-                     difference))
+        difference = max(float(np.abs(ours - other(image, centres, radii, params)).max())
+                         for other in (crop_with_map_coordinates, crop_with_itk_threads))
+        t = median_seconds(args.repeats, {
+            "ours": (crop_cubes, (image, centres, radii), options),
+            "tall": (crop_cubes, (tall, centres, radii), options),
+            "threads": (crop_with_itk_threads, (image, centres, radii, params), {}),
+            "scipy": (crop_with_map_coordinates, (image, centres, radii, params), {}),
+            "views": (nine_views, (ours,), {}),
+        })
+        cells = [f"{n / t[k][0]:.0f} ({n / t[k][1]:.0f})"
+                 for k in ("ours", "tall", "threads", "scipy", "views")]
+        rows.append((mode, *cells, f"{difference:.1e}"))
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_image(image, Path(tmp) / "ct.nrrd", compress=False)
         megabytes = path.stat().st_size / 1e6
-        t_hash = median_seconds(args.repeats, image_digest, path)
+        t_hash = median_seconds(args.repeats, {"hash": (image_digest, (path,), {})})["hash"][0]
 
     command = " ".join(["python benchmarks/crop_speed.py", *(sys.argv[1:] if argv is None
                                                              else argv)])
@@ -145,15 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs",
         f"- data: {n} nodes in a 512×512×{args.slices} int16 volume (synthetic noise), "
-        f"size 24, median of {args.repeats} repeats; crops/s unless said otherwise",
+        f"size 24, median of {args.repeats} interleaved repeats",
+        f"- load average before the run: {load:.2f} (the machine may be shared)",
+        "- each cell: per second by wall time (by this process's CPU time); crops unless said "
+        "otherwise",
         "",
-        f"| mode | crop_cubes, 1 thread | same, 512×512×{2 * args.slices} volume "
-        f"| crop_cubes, {default_threads} threads | scipy map_coordinates, 1 thread "
-        "| nine_views (cubes/s) | max abs difference crop_cubes vs scipy |",
+        f"| mode | crop_cubes (1 thread) | same, 512×512×{2 * args.slices} volume "
+        f"| same on {threads} ITK threads | scipy map_coordinates, 1 thread "
+        "| nine_views (cubes/s) | max abs difference to the two alternatives |",
         "|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {m} | {a:.0f} | {b:.0f} | {c:.0f} | {d:.0f} | {e:.0f} | {f:.1e} |"
-              for m, a, b, c, d, e, f in rows]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", f"Cache key: SHA-256 of the {megabytes:.0f} MB uncompressed image file in "
               f"{t_hash * 1e3:.0f} ms ({megabytes / t_hash:.0f} MB/s).", ""]
     text = "\n".join(lines)

@@ -2,7 +2,8 @@
 
 from lngraph.baselines.base import REGISTRY, Method, register
 from lngraph.baselines.lgm import LGM
+from lngraph.baselines.nearest import Nearest
 from lngraph.baselines.pointset import PointSet
 from lngraph.baselines.registration import ImageRegistration
 
-__all__ = ["REGISTRY", "Method", "register", "PointSet", "ImageRegistration", "LGM"]
+__all__ = ["REGISTRY", "Method", "register", "PointSet", "ImageRegistration", "LGM", "Nearest"]

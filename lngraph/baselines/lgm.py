@@ -42,7 +42,9 @@ from torch import Tensor, nn
 
 from lngraph.baselines.base import Method, register
 from lngraph.baselines.pointset import cpd_rigid
+from lngraph.data.crops import crop_cubes
 from lngraph.io.cohort import Cohort, Scan, ScanPair
+from lngraph.io.image import read_image
 from lngraph.io.matches import PairPrediction
 from lngraph.matching.assignment import hungarian_max
 from lngraph.matching.qp import convexify, solve_assignment_qp
@@ -83,9 +85,9 @@ def geometry_features(scan: Scan) -> np.ndarray:
 def appearance_features(scan: Scan) -> np.ndarray:
     """``[N, 8]`` intensity statistics of radius-scaled crops (``[0, 1]`` after windowing):
     inner-half mean and std, whole-cube mean and std, mean of four concentric shells."""
-    from lngraph.data.crops import crop_cubes
-    from lngraph.io.image import read_image
-
+    if scan.image is None:
+        raise ValueError(f"scan {scan.scan_id!r} of patient {scan.patient_id!r} has no image; "
+                         "appearance features need one")
     nodes = scan.nodes
     if len(nodes) == 0:
         return np.zeros((0, 8))
@@ -113,17 +115,13 @@ def _pair_inputs(pair: ScanPair, features: dict[str, np.ndarray]) -> dict[str, T
     """Tensors the model needs for one pair (float64)."""
     mapped = cpd_rigid(pair.dst.nodes.pos, pair.src.nodes.pos)(pair.src.nodes.pos)
     cross = np.linalg.norm(mapped[:, None] - pair.dst.nodes.pos[None], axis=-1)
-    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
-    return {
-        "x_src": t(features[pair.src.scan_id]), "x_dst": t(features[pair.dst.scan_id]),
-        "d_src": t(_distances(pair.src.nodes.pos)), "d_dst": t(_distances(pair.dst.nodes.pos)),
-        "cross": t(cross),
-        "dlogr": t(np.abs(_log_radius(pair.src)[:, None] - _log_radius(pair.dst)[None])),
+    arrays = {
+        "x_src": features[pair.src.scan_id], "x_dst": features[pair.dst.scan_id],
+        "d_src": _distances(pair.src.nodes.pos), "d_dst": _distances(pair.dst.nodes.pos),
+        "cross": cross,
+        "dlogr": np.abs(_log_radius(pair.src)[:, None] - _log_radius(pair.dst)[None]),
     }
-
-
-def _inverse_softplus(value: float) -> float:
-    return math.log(math.expm1(value))
+    return {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in arrays.items()}
 
 
 class LGMNet(nn.Module):
@@ -274,6 +272,8 @@ class LGM(Method):
 
     def fit(self, train: Cohort, val: Cohort | None = None) -> LGM:
         self._use_images = train.has_images if self.appearance is None else self.appearance
+        if self._use_images and not train.has_images:
+            raise ValueError("appearance=True needs a cohort whose scans all have images")
         pairs = [p for p in train.pairs() if p.has_ground_truth
                  and len(p.src.nodes) and len(p.dst.nodes)]
         if not pairs:

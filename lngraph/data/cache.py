@@ -163,23 +163,8 @@ def _worker_init() -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 
 
-def _fill(scan: Scan, params: CropParams, cache_dir: Path) -> bool | tuple:
-    """Fill one entry; an InputError comes back as ``(path, problem, line, message)``.
-
-    (Exceptions with keyword-only constructor arguments do not survive pickling between
-    processes, so the worker sends the error's fields and the caller raises it again.)
-    """
-    try:
-        return scan_crops(scan, params, cache_dir=cache_dir).from_cache
-    except InputError as exc:
-        return exc.path, exc.problem, exc.line, str(exc)
-
-
-def _raise_failure(failure: tuple) -> None:
-    path, problem, line, message = failure
-    error = InputError(path, problem, line=line)
-    error.args = (message,)
-    raise error
+def _fill(scan: Scan, params: CropParams, cache_dir: Path) -> bool:
+    return scan_crops(scan, params, cache_dir=cache_dir).from_cache
 
 
 def precompute_crops(cohort: Cohort, params: CropParams | None = None, *,
@@ -216,9 +201,6 @@ def precompute_crops(cohort: Cohort, params: CropParams | None = None, *,
                 futures = {pool.submit(_fill, scan, params, cache_dir): scan.scan_id
                            for scan in scans}
                 for future in as_completed(futures):
-                    if isinstance(result := future.result(), tuple):
-                        pool.shutdown(cancel_futures=True)
-                        _raise_failure(result)
-                    done[futures[future]] = result
+                    done[futures[future]] = future.result()
                     bar.update()
     return {scan.scan_id: done[scan.scan_id] for scan in scans}

@@ -2,10 +2,11 @@ r"""Per-node cubes resampled directly in physical space (DESIGN §3.1).
 
 For every node a small output grid of ``size³`` points is built around its centre, and the CT
 is sampled there by trilinear interpolation (SimpleITK's resampler with one reference grid per
-node, in ITK's own threads); the whole CT is never resampled or copied, so the cost grows with
-the number of nodes, not with the volume. SimpleITK was chosen over scipy's
-``map_coordinates`` on the voxel array, which gives the same values but ran slower
-(``benchmarks/crop_speed.py``).
+node); the whole CT is never resampled or copied, so the cost grows with the number of nodes,
+not with the volume. SimpleITK was chosen over scipy's ``map_coordinates`` on the voxel array,
+which gives the same values but ran slower, and runs on one thread: a ``24³`` output is too
+small to split (ITK's threads made it several times slower); parallelism comes from
+:func:`~lngraph.data.cache.precompute_crops`' worker processes (``benchmarks/crop_speed.py``).
 
 **Grid orientation.** The output grid is axis-aligned with the LPS *world* axes, not with the
 image's voxel axes: crops of scans taken with different direction cosines (oblique
@@ -174,6 +175,7 @@ def crop_cubes(image: sitk.Image, centers_mm, radii_mm=None, *, mode: str = "fix
     resampler.SetInterpolator(sitk.sitkLinear)
     resampler.SetDefaultPixelValue(AIR_HU)
     resampler.SetOutputPixelType(sitk.sitkFloat32)
+    resampler.SetNumberOfThreads(1)
     cubes = np.empty((len(centers), s, s, s), dtype=np.float32)
     for n, (centre, step) in enumerate(zip(centers, spacing, strict=True)):
         resampler.SetOutputSpacing(tuple(step))

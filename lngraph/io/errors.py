@@ -21,3 +21,12 @@ class InputError(ValueError):
         self.path = str(path)
         self.line = line
         self.problem = problem
+        self.what = what
+
+    def __reduce__(self):
+        # keyword-only arguments: rebuild explicitly so the error crosses process boundaries
+        return _rebuild, (self.path, self.problem, self.line, self.what)
+
+
+def _rebuild(path, problem, line, what) -> InputError:
+    return InputError(path, problem, line=line, what=what)

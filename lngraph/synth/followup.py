@@ -10,7 +10,7 @@ coordinates to canonical ones,
 
 so the image is rendered by pulling the canonical volume back through :math:`\\psi_t`, and a
 node at canonical :math:`y` is at :math:`\\psi_t^{-1}(y)` in the scan (the displacement is
-kept contractive, ``‖∇d‖ ≤ 0.45``, so the inverse is a convergent fixed-point iteration). The
+kept contractive, ``‖∇d‖ ≤ 0.8``, so the inverse is a convergent fixed-point iteration). The
 image and the node centres therefore move by the same deformation. The field has three parts:
 slow whole-abdomen modes, faster modes confined to the mobile anterior (mesenteric)
 compartment, and a cranio-caudal shift of the upper abdomen (breathing).
@@ -25,7 +25,7 @@ state into what a radiologist would record: jittered centres and sizes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,18 +41,24 @@ from lngraph.synth.nodes import (
 from lngraph.synth.presets import SynthPreset
 
 #: Upper bound of the displacement field's Jacobian norm (keeps ψ invertible).
-MAX_FIELD_GRADIENT = 0.45
+MAX_FIELD_GRADIENT = 0.8
+#: Wave modes of a displacement field (whole-abdomen, visceral) and their wavelengths (mm).
+N_MODES = (3, 6)
+GLOBAL_WAVELENGTH_MM = (140.0, 260.0)
+VISCERAL_WAVELENGTH_MM = (60.0, 120.0)
 
 
 @dataclass(frozen=True)
 class DisplacementField:
     """A smooth displacement field ``d(p)`` (mm) on canonical points.
 
-    ``d(p) = Σ_m w_m(p) a_m sin(k_m · p + φ_m) + b σ((p_z - z_d) / 30) (0, 0.25, 1)``, where
-    ``w_m = 1`` for whole-abdomen modes and ``σ((y_v - p_y) / 12)`` (the anterior
-    compartment) for visceral modes.
+    ``d(p) = A (p - c) + Σ_m w_m(p) a_m sin(k_m · p + φ_m) + b σ((p_z - z_d) / 30) (0, 0.25,
+    1)``: a linear part (change of girth and shape of the abdomen), wave modes with ``w_m = 1``
+    for whole-abdomen modes and ``σ((y_v - p_y) / 25)`` (the anterior compartment) for
+    visceral ones, and a breathing shift of the upper abdomen.
 
     Args:
+        linear: ``(3, 3)`` the matrix ``A``; ``centre``: ``(3,)`` the point ``c``.
         k: ``[M, 3]`` wave vectors (rad/mm).
         phase: ``[M]`` phases.
         amp: ``[M, 3]`` amplitudes (mm).
@@ -62,6 +68,8 @@ class DisplacementField:
         z_diaphragm: where that shift is half-way (canonical z, mm).
     """
 
+    linear: np.ndarray
+    centre: np.ndarray
     k: np.ndarray
     phase: np.ndarray
     amp: np.ndarray
@@ -74,16 +82,16 @@ class DisplacementField:
         p = np.asarray(points, dtype=np.float64)
         flat = p.reshape(-1, 3)
         waves = np.sin(flat @ self.k.T + self.phase)
-        anterior = 1.0 / (1.0 + np.exp(-(self.y_visceral - flat[:, 1:2]) / 12.0))
+        anterior = 1.0 / (1.0 + np.exp(-(self.y_visceral - flat[:, 1:2]) / 25.0))
         waves = np.where(self.visceral[None, :], waves * anterior, waves)
-        d = waves @ self.amp
+        d = waves @ self.amp + (flat - self.centre) @ self.linear.T
         shift = self.breathing_mm / (1.0 + np.exp(-(flat[:, 2] - self.z_diaphragm) / 30.0))
         d += shift[:, None] * np.array([0.0, 0.25, 1.0])
         return d.reshape(p.shape)
 
     def scaled(self, factor: float) -> DisplacementField:
-        return DisplacementField(self.k, self.phase, self.amp * factor, self.visceral,
-                                 self.y_visceral, self.breathing_mm * factor, self.z_diaphragm)
+        return replace(self, linear=self.linear * factor, amp=self.amp * factor,
+                       breathing_mm=self.breathing_mm * factor)
 
     def max_gradient(self, points: np.ndarray, h: float = 1.0) -> float:
         """Largest spectral norm of the Jacobian at ``points`` (central differences)."""
@@ -119,7 +127,7 @@ class ScanTransform:
         y = np.asarray(points, dtype=np.float64)
         y0 = y.copy()
         if self.field is not None:
-            for _ in range(100):
+            for _ in range(300):
                 nxt = y - self.field(y0)
                 done = np.abs(nxt - y0).max(initial=0.0) < tol
                 y0 = nxt
@@ -137,24 +145,27 @@ def sample_field(preset: SynthPreset, anatomy: Anatomy, rng: np.random.Generator
                  probe: np.ndarray) -> DisplacementField:
     """A follow-up's displacement: RMS magnitude drawn from ``preset.deformation_mm`` over the
     ``probe`` points (the nodal region), capped to stay contractive."""
-    n_global, n_visc = 6, 8
+    n_global, n_visc = N_MODES
     m = n_global + n_visc
-    wavelength = np.concatenate([rng.uniform(140, 260, n_global), rng.uniform(60, 120, n_visc)])
+    wavelength = np.concatenate([rng.uniform(*GLOBAL_WAVELENGTH_MM, n_global),
+                                 rng.uniform(*VISCERAL_WAVELENGTH_MM, n_visc)])
     k = np.stack([_random_axis(rng) for _ in range(m)]) * (2 * np.pi / wavelength)[:, None]
     amp = np.stack([_random_axis(rng) for _ in range(m)])
     visceral = np.arange(m) >= n_global
     share = preset.visceral_share
     amp[~visceral] *= np.sqrt((1 - share) / n_global)
-    amp[visceral] *= np.sqrt(share / n_visc) * 1.6
+    amp[visceral] *= np.sqrt(share / n_visc)
     field = DisplacementField(
-        k=k, phase=rng.uniform(0, 2 * np.pi, m), amp=amp, visceral=visceral,
-        y_visceral=anatomy.vertebra_y - 38.0, breathing_mm=0.0, z_diaphragm=60.0)
+        linear=np.zeros((3, 3)), centre=anatomy.centre, k=k, phase=rng.uniform(0, 2 * np.pi, m),
+        amp=amp, visceral=visceral, y_visceral=anatomy.vertebra_y - 38.0, breathing_mm=0.0,
+        z_diaphragm=60.0)
     rms = float(np.sqrt((field(probe) ** 2).sum(axis=1).mean()))
-    target = rng.uniform(*preset.deformation_mm)
-    field = field.scaled(target / max(rms, 1e-9))
-    field = DisplacementField(field.k, field.phase, field.amp, field.visceral,
-                              field.y_visceral, rng.uniform(-1, 1) * preset.breathing_mm,
-                              field.z_diaphragm)
+    field = field.scaled(rng.uniform(*preset.deformation_mm) / max(rms, 1e-9))
+    g = rng.standard_normal((3, 3))
+    g = (g + g.T) / 2
+    linear = g / np.linalg.norm(g, ord=2) * rng.uniform(0, preset.linear_strain)
+    field = replace(field, linear=linear,
+                    breathing_mm=rng.uniform(-1, 1) * preset.breathing_mm)
     grad = field.max_gradient(probe)
     return field.scaled(min(1.0, MAX_FIELD_GRADIENT / max(grad, 1e-9)))
 
@@ -284,7 +295,8 @@ def evolve_nodes(baseline: list[NodeSpec], hidden: list[NodeSpec], n_scans: int,
         n = len(specs)
         cur_ratio = [max(1.0, prev_ratio[i] * np.exp(rng.normal(0, preset.shape_sigma)))
                      for i in range(n)]
-        cur_rot = [axis_rotation(_random_axis(rng), np.deg2rad(rng.normal(0, preset.rotation_change_deg)))
+        cur_rot = [axis_rotation(_random_axis(rng),
+                                 np.deg2rad(rng.normal(0, preset.rotation_change_deg)))
                    @ prev_rot[i] for i in range(n)]
         cur_phase = [prev_phase[i] + rng.normal(0, preset.texture_change, N_TEXTURE)
                      for i in range(n)]

@@ -256,7 +256,7 @@ class PatientRenderer:
         """Scan ``t`` as int16 HU, array order ``(k, j, i)`` on :attr:`grid`."""
         coords = pull_back_coordinates(self.sim.transforms[t], self.grid)
         g = self.canonical_grid
-        index = [(coords[2 - a] - g.origin[a]) / g.spacing[a] for a in (2, 1, 0)]
+        index = [(coords[a] - g.origin[a]) / g.spacing[a] for a in (2, 1, 0)]
         img = ndimage.map_coordinates(self.canonical(t), index, order=1, cval=AIR_HU,
                                       output=np.float32)
         sigma = np.array([0.3, 0.5, 0.5]) * min(1.0, 1.6 / min(self.grid.spacing))

@@ -65,6 +65,8 @@ class SynthPreset:
             follow-up (drawn uniformly per scan), before the smoothness cap.
         visceral_share: share of the deformation carried by the mobile, anterior (mesenteric)
             compartment rather than the whole abdomen.
+        linear_strain: maximal norm of the linear (whole-abdomen girth and shape) part of the
+            displacement, a strain (e.g. 0.08 = 8 %).
         breathing_mm: maximal cranio-caudal shift of the upper abdomen (diaphragm position).
         p_disappear: per interval, probability that an annotated node is no longer annotated
             (resolved below the size threshold or gone).
@@ -86,8 +88,9 @@ class SynthPreset:
     scans_per_patient: tuple[float, float] = (0.5, 0.5)
     translation_mm: tuple[float, float, float] = (12.0, 12.0, 25.0)
     rotation_deg: float = 5.0
-    deformation_mm: tuple[float, float] = (5.0, 15.0)
-    visceral_share: float = 0.6
+    deformation_mm: tuple[float, float] = (4.0, 26.0)
+    visceral_share: float = 0.1
+    linear_strain: float = 0.08
     breathing_mm: float = 10.0
     p_disappear: float = 0.08
     p_new: float = 0.09

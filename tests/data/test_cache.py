@@ -179,3 +179,10 @@ def test_precompute_error_in_process(tmp_path):
     cohort = make_cohort(tmp_path, outside=True)
     with pytest.raises(InputError, match=r"node far of scan s2"):
         precompute_crops(cohort, SMALL, progress=False)
+
+
+def test_scan_without_nodes_caches_empty_arrays(tmp_path):
+    scan = replace(make_scan(tmp_path), nodes=NodeTable.empty())
+    crops = scan_crops(scan, SMALL, cache_dir=tmp_path / "cache")
+    assert crops.cubes.shape == (0, 8, 8, 8) and crops.views.shape == (0, 9, 8, 8)
+    assert scan_crops(scan, SMALL, cache_dir=tmp_path / "cache").from_cache
