@@ -304,7 +304,8 @@ class LGM(Method):
         return self
 
     def _select_threshold(self, cohort: Cohort) -> float:
-        """The threshold of :data:`THRESHOLDS` with the best pooled F1 on ``cohort``."""
+        """The threshold of :data:`THRESHOLDS` with the best pooled F1 on ``cohort`` (the
+        middle one where several tie, away from the edges of the flat optimum)."""
         pairs = [p for p in cohort.pairs() if p.has_ground_truth]
         if not pairs:
             return self.threshold
@@ -318,7 +319,9 @@ class LGM(Method):
             value = summarize(counts)["f1"]
             return -1.0 if math.isnan(value) else value
 
-        return max(THRESHOLDS, key=f1)
+        values = np.array([f1(t) for t in THRESHOLDS])
+        best = np.flatnonzero(values >= values.max() - 1e-12)
+        return float(THRESHOLDS[best[len(best) // 2]])
 
     @staticmethod
     def _prediction(pair: ScanPair, soft: np.ndarray, matches: np.ndarray, threshold: float

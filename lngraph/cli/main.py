@@ -18,6 +18,7 @@ from lngraph.io.errors import InputError
 COMMANDS = (
     "lngraph.cli.import_cmd",
     "lngraph.cli.evaluate",
+    "lngraph.cli.synth",
 )
 
 

@@ -22,6 +22,7 @@ types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (L
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,14 +150,15 @@ class AsymmetricMatcher(nn.Module):
         view_tokens = view_tokens.view(n, v, *view_tokens.shape[1:])
         out = ScanFeatures(feature, batch, views)
         if self.use_scb:
-            out.tokens = self.scb.node_tokens(tokens_3d, view_tokens, views)
+            out.tokens = self.scb.node_tokens(feature, tokens_3d, views, view_tokens)
         return out
 
     # 2. SEAG: graph context and similarity ---------------------------------------------------
     def context(self, data: HeteroData, node_type: str, feats: ScanFeatures) -> Tensor:
         store = data[node_type]
         edge_index = data[node_type, "intra", node_type].edge_index
-        return self.seag(F.normalize(feats.feature, dim=-1), store.pos, edge_index)
+        x = F.normalize(feats.feature, dim=-1) * math.sqrt(feats.feature.shape[-1])
+        return self.seag(x, store.pos, edge_index)
 
     @staticmethod
     def similarity(h_src: Tensor, h_dst: Tensor, src_batch: Tensor, dst_batch: Tensor,

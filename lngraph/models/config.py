@@ -82,7 +82,7 @@ class MatcherConfig:
     token_grid: int = 2
     length_scale_mm: float = 20.0
     learn_length_scale: bool = False
-    sigma_init: float = 1.0
+    sigma_init: float = 8.0
     use_scb: bool = True
     scb_hidden: int = 32
     scb_threshold: float = 0.5
@@ -107,10 +107,14 @@ class MatcherConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for key in ("crop_spacing_mm", "hu_window", "encoder2d_layers", "encoder2d_widths",
-                    "encoder3d_layers", "encoder3d_widths"):
-            object.__setattr__(self, key, tuple(getattr(self, key)))
         problems = []
+        for f in fields(self):
+            try:
+                object.__setattr__(self, f.name, _coerce(f.type, getattr(self, f.name)))
+            except (TypeError, ValueError):
+                problems.append(f"{f.name} must be {f.type}, got {getattr(self, f.name)!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
         if self.crop_mode not in CROP_MODES:
             problems.append(f"crop_mode must be one of {CROP_MODES}, got {self.crop_mode!r}")
         for dims in ("2d", "3d"):
@@ -158,7 +162,8 @@ class MatcherConfig:
 
     def to_yaml(self, path: str | Path) -> None:
         """Write the full config as YAML (atomically)."""
-        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False,
+                                               default_flow_style=None))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> MatcherConfig:
@@ -183,6 +188,31 @@ class MatcherConfig:
             raise InputError(path, str(exc)) from exc
 
 
+def _coerce(kind: str, value):
+    """``value`` as the annotated type ``kind``; ints pass as floats, numeric strings (YAML reads
+    ``1e-4`` as a string) as numbers; a bool is never a number."""
+    if kind.startswith("tuple["):
+        item = kind[6:].split(",")[0].strip().rstrip("]")
+        if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+            raise TypeError(value)
+        return tuple(_coerce(item, v) for v in value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(value)
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise TypeError(value)
+        return value
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if kind == "int":
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    return float(value)
+
+
 def _paper() -> MatcherConfig:
     return replace(
         MatcherConfig(), name="paper", crop_mode="fixed",
@@ -190,7 +220,7 @@ def _paper() -> MatcherConfig:
         encoder2d_widths=(64, 128, 256, 512), encoder2d_stem_stride=1, token_grid=3,
         encoder3d_block="bottleneck", encoder3d_layers=(3, 4, 6, 3),
         encoder3d_widths=(64, 128, 256, 512), encoder3d_stem_stride=2,
-        feature_dim=128, scb_hidden=128, lr=1e-4, weight_decay=0.0, batch_size=4,
+        feature_dim=128, sigma_init=11.3, scb_hidden=128, lr=1e-4, weight_decay=0.0, batch_size=4,
         max_epochs=100, patience=20)
 
 

@@ -159,6 +159,8 @@ def knn_geometry(pos: Tensor, radius: Tensor, batch: Tensor | None, k: int,
         - **input:** pos :math:`(N, 3)` mm, radius :math:`(N)` mm, batch :math:`(N)`
         - **output:** :math:`(N, 2 + 3k)`
     """
+    if len(pos) == 0:
+        return pos.new_zeros((0, 2 + 3 * k))
     if batch is None:
         batch = pos.new_zeros(len(pos), dtype=torch.long)
     log_r = torch.log(radius.clamp_min(1e-3))

@@ -110,16 +110,22 @@ class SCBHead(nn.Module):
                                       nn.Linear(channels_3d, hidden_channels))
         self.embed_2d = nn.Sequential(nn.LayerNorm(channels_2d),
                                       nn.Linear(channels_2d, hidden_channels))
+        self.embed_feature = nn.Sequential(nn.LayerNorm(feature_channels),
+                                           nn.Linear(feature_channels, hidden_channels))
         self.qkv = nn.Linear(hidden_channels, 3 * hidden_channels)
         self.classifier_weight = nn.Parameter(torch.empty(9, hidden_channels))
         self.classifier_bias = nn.Parameter(torch.empty(9))
         self.reset_parameters()
 
     def reset_parameters(self):
-        for module in (self.gate, self.qkv, self.embed_3d, self.embed_2d):
+        for module in (self.gate, self.qkv, self.embed_3d, self.embed_2d, self.embed_feature):
             for layer in module.modules():
                 if isinstance(layer, nn.Linear | nn.LayerNorm):
                     layer.reset_parameters()
+        with torch.no_grad():
+            h = self.hidden_channels
+            self.qkv.weight[h:2 * h] = self.qkv.weight[:h]
+            self.qkv.bias[h:2 * h] = self.qkv.bias[:h]
         nn.init.ones_(self.classifier_weight)
         nn.init.constant_(self.classifier_bias, -0.5)
 
@@ -131,13 +137,15 @@ class SCBHead(nn.Module):
         weight = self.num_views * torch.softmax(scores, dim=-1).gather(1, index)
         return scores, index, weight
 
-    def node_tokens(self, tokens_3d: Tensor, view_tokens: Tensor,
-                    view_features: Tensor) -> NodeTokens:
+    def node_tokens(self, feature_3d: Tensor, tokens_3d: Tensor, view_features: Tensor,
+                    view_tokens: Tensor) -> NodeTokens:
         """The three token sets of each node and their slot weights."""
         scores, index, weight = self.select_views(view_features)
         rows = torch.arange(len(index), device=index.device)[:, None]
-        chosen = self.embed_2d(view_tokens[rows, index])
-        sets = [self.embed_3d(tokens_3d), chosen[:, 0], chosen[:, 1]]
+        chosen = torch.cat([self.embed_feature(view_features[rows, index])[:, :, None],
+                            self.embed_2d(view_tokens[rows, index])], dim=2)
+        sets = [torch.cat([self.embed_feature(feature_3d)[:, None], self.embed_3d(tokens_3d)], 1),
+                chosen[:, 0], chosen[:, 1]]
         slot_weight = torch.cat([weight.new_ones((len(weight), 1)), weight], dim=1)
         return NodeTokens([self.qkv(t) for t in sets], slot_weight, scores)
 

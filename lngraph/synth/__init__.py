@@ -1,1 +1,30 @@
-"""lngraph.synth."""
+"""Synthetic longitudinal abdominal CT cohorts with ground-truth lymph-node identities.
+
+:func:`generate_cohort` writes a cohort folder (DESIGN §2) of patients with 2–3 scans each:
+a phantom abdomen (:mod:`~lngraph.synth.anatomy`, :mod:`~lngraph.synth.bowel`), lymph nodes
+laid out like the NIH abdominal annotations (:mod:`~lngraph.synth.nodes`), follow-ups that
+reposition, deform and change the patient (:mod:`~lngraph.synth.followup`), rendered by
+:mod:`~lngraph.synth.phantom`. Difficulty presets live in :mod:`~lngraph.synth.presets`;
+:mod:`~lngraph.synth.realism` holds the statistics compared with the real data.
+
+Knows no learner: nothing here imports torch.
+"""
+
+from lngraph.synth.cohort import generate_cohort, patient_scans
+from lngraph.synth.phantom import PatientRenderer, PatientSim, simulate_patient
+from lngraph.synth.presets import (
+    DEFAULT,
+    DEFAULT_GRID,
+    EASY,
+    HARD,
+    PRESETS,
+    ScanGrid,
+    SynthPreset,
+    get_preset,
+)
+
+__all__ = [
+    "DEFAULT", "DEFAULT_GRID", "EASY", "HARD", "PRESETS", "PatientRenderer", "PatientSim",
+    "ScanGrid", "SynthPreset", "generate_cohort", "get_preset", "patient_scans",
+    "simulate_patient",
+]

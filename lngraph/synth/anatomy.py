@@ -28,6 +28,7 @@ from lngraph.synth.raster import (
     blend,
     ellipsoid_occupancy,
     occupancy,
+    radial_sdf,
     smooth_noise,
     tube_occupancy,
 )
@@ -84,8 +85,7 @@ class Body:
     def _ellipse_sd(x, y, a, b, yc=0.0):
         yy = y - yc
         rho = np.sqrt((x / a) ** 2 + (yy / b) ** 2)
-        r = np.sqrt(x * x + yy * yy)
-        return r - r / np.maximum(rho, 1e-9)
+        return radial_sdf(np.sqrt(x * x + yy * yy), rho, np.minimum(a, b))
 
     def sd_outer(self, x, y, z):
         """Signed distance (mm) to the skin surface."""
@@ -206,7 +206,7 @@ def _branch_tree(rng, start, direction, radius, steer, depth: int, out: list) ->
     radii = np.linspace(radius, 0.85 * radius, len(pts))
     out.append((pts, radii))
     child_r = radius * rng.uniform(0.6, 0.8)
-    if depth >= 3 or child_r < 1.4:
+    if depth >= 3 or 0.85 * child_r < 1.5:
         return
     for _ in range(int(rng.integers(1, 4))):
         i = int(rng.integers(len(pts) // 4, len(pts)))

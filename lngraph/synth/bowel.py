@@ -125,19 +125,19 @@ def plan_bowel(anatomy: Anatomy, free: FreeSpace, nodes: np.ndarray, node_radius
     def anterior(q):
         return q[1] < yv - 32 and -135 < q[2] < 35
 
-    total, budget = 0.0, rng.uniform(2500, 3500)
-    for _ in range(40):
+    total, budget = 0.0, rng.uniform(4000, 5500)
+    for _ in range(60):
         if total >= budget:
             break
         cand = np.column_stack([rng.uniform(-90, 90, 40), rng.uniform(yv - 130, yv - 32, 40),
                                 rng.uniform(-130, 30, 40)])
         clear = np.array([space.clearance(c) for c in cand])
         best = int(np.argmax(clear))
-        if clear[best] < 8.0:
+        if clear[best] < 7.0:
             break
-        radius = rng.uniform(9, 14)
+        radius = rng.uniform(8, 14)
         loop = _grow(space, rng, cand[best], rng.standard_normal(3), int(rng.integers(30, 80)),
-                     radius, 5.0, anterior)
+                     radius, 4.5, anterior)
         if loop is None:
             continue
         loops.append(BowelLoop(loop.points, loop.radius, "small"))

@@ -10,7 +10,7 @@ Two baseline layouts:
 
 * ``prior`` (:func:`prior_layout`) — built in. Node counts follow ``1 + NegBin(r=0.9,
   mean=6)``, short axes ``7 + LogNormal(1.72, 0.76)`` mm and long/short ratios
-  ``1 + N(0.23, 0.17)`` (floored), fitted to the NIH abdominal annotations; nodes sit in
+  ``1 + N(0.27, 0.15)`` (floored), fitted to the NIH abdominal annotations; nodes sit in
   clusters at the stations of :class:`~lngraph.synth.anatomy.Station` (para-aortic,
   aortocaval, paracaval, pre-aortic, iliac, portocaval, mesenteric), beside the vessel and in
   fat. ``benchmarks/synth_realism.py`` compares the result with the NIH statistics.
@@ -26,6 +26,7 @@ phantom, rendered on a 4 mm planning grid) so that nodes never sit inside solid 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from lngraph.synth.anatomy import (
     random_rotation,
     render_anatomy,
 )
-from lngraph.synth.raster import VolumeGrid, blend, occupancy
+from lngraph.synth.raster import VolumeGrid, blend, occupancy, radial_sdf
 
 #: Default location of the NIH CT Lymph Nodes annotations (``../shared/data`` beside the repo).
 NIH_DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "nih_ct_lymph_nodes"
@@ -102,7 +103,7 @@ def sample_count(rng: np.random.Generator) -> int:
 def sample_sizes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``(short, long)`` diameters (mm) of ``n`` annotated nodes, fitted to NIH abdominal."""
     short = np.minimum(7.0 + np.exp(rng.normal(1.72, 0.76, n)), 60.0)
-    ratio = 1.0 + np.maximum(rng.normal(0.23, 0.17, n), 0.02)
+    ratio = 1.0 + np.maximum(rng.normal(0.27, 0.15, n), 0.02)
     return short, np.minimum(short * ratio, 90.0)
 
 
@@ -124,7 +125,7 @@ def sample_identity(rng: np.random.Generator, centre, short_mm: float, long_mm: 
         hu=float(rng.uniform(20, 70)),
         texture_k=direction * rng.uniform(0.6, 1.6, (N_TEXTURE, 1)),
         texture_phase=rng.uniform(0, 2 * np.pi, N_TEXTURE),
-        texture_amp=float(rng.uniform(5, 14)),
+        texture_amp=float(rng.uniform(4, 10)),
         lobe_k=lobes * rng.uniform(1.0, 2.0, (N_LOBES, 1)),
         lobe_phase=rng.uniform(0, 2 * np.pi, N_LOBES),
         lobe_amp=float(rng.uniform(0.02, 0.10)),
@@ -161,7 +162,7 @@ def paint_node(volume: np.ndarray, grid: VolumeGrid, spec: NodeSpec, short_mm: f
     lobe = sum(np.cos(2 * np.pi * (k[0] * q[0] + k[1] * q[1] + k[2] * q[2]) * inv + p)
                for k, p in zip(spec.lobe_k, spec.lobe_phase, strict=True)) / N_LOBES
     n_eff = n / (1.0 + spec.lobe_amp * lobe)
-    occ = occupancy(r * (1.0 - 1.0 / np.maximum(n_eff, 1e-9)), edge_mm)
+    occ = occupancy(radial_sdf(r, n_eff, semi.min()), edge_mm)
     texture = sum(np.cos(2 * np.pi * (k[0] * q[0] + k[1] * q[1] + k[2] * q[2]) + p)
                   for k, p in zip(spec.texture_k, phase, strict=True)) * np.sqrt(2 / N_TEXTURE)
     value = spec.hu + spec.texture_amp * texture
@@ -236,9 +237,10 @@ def needed_clearance(short_mm: float) -> float:
     return min(0.4 * short_mm, 6.0)
 
 
-def _station_point(station: Station, rng: np.random.Generator, s: float, short_mm: float
-                   ) -> np.ndarray:
-    """A node centre at arclength fraction ``s`` of ``station``'s path."""
+def _station_point(station: Station, rng: np.random.Generator, s: float, short_mm: float,
+                   side: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A node centre at arclength fraction ``s`` of ``station``'s path, and the direction it
+    was offset in from the vessel (``side`` overrides the station's preference)."""
     path = station.path
     seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
     cum = np.concatenate([[0.0], np.cumsum(seg)])
@@ -248,13 +250,17 @@ def _station_point(station: Station, rng: np.random.Generator, s: float, short_m
     centre = path[i] + f * (path[i + 1] - path[i])
     radius = station.radius[i] + f * (station.radius[i + 1] - station.radius[i])
     if not station.beside:
-        return centre + rng.normal(0.0, 3.0, 3)
+        return centre + rng.normal(0.0, 3.0, 3), np.zeros(3)
     tangent = (path[i + 1] - path[i]) / max(seg[i], 1e-9)
-    side = rng.standard_normal(3) if station.side is None else station.side + rng.normal(
-        0.0, 0.45, 3)
+    if side is not None:
+        side = side + rng.normal(0.0, 0.3, 3)
+    elif station.side is not None:
+        side = station.side + rng.normal(0.0, 0.45, 3)
+    else:
+        side = rng.standard_normal(3)
     side = side - (side @ tangent) * tangent
     side /= max(np.linalg.norm(side), 1e-9)
-    return centre + side * (radius + short_mm / 2 + rng.uniform(1.0, 6.0))
+    return centre + side * (radius + short_mm / 2 + rng.uniform(1.0, 6.0)), side
 
 
 def _fits(centre, short_mm, placed: list[tuple[np.ndarray, float]], anatomy: Anatomy,
@@ -266,69 +272,71 @@ def _fits(centre, short_mm, placed: list[tuple[np.ndarray, float]], anatomy: Ana
     if anatomy.mesenteric.distance_to_axis(centre[None])[0] < 0.4 * short_mm:
         return None
     for other, other_short in placed:
-        if np.linalg.norm(centre - other) < 0.55 * (short_mm + other_short) + 1.0:
+        if np.linalg.norm(centre - other) < 0.5 * (short_mm + other_short) + 0.5:
             return None
     return centre
 
 
-def _pick_station(anatomy: Anatomy, rng: np.random.Generator) -> Station:
-    w = np.array([st.weight for st in anatomy.stations])
-    return anatomy.stations[int(rng.choice(len(w), p=w / w.sum()))]
-
-
 @dataclass(frozen=True)
 class ClusterModel:
-    """How the prior groups a patient's nodes: the number of clusters grows with the node
-    count (``1 + Poisson(rate (n - 1))``); within a cluster nodes spread along the station's
-    path with std ``along_mm``."""
+    """How the prior groups nodes into chains: each node either attaches to a placed node
+    (probability ``p_attach``) — on the same station and side of the vessel, ``gap`` × its short
+    axis further along it, in either direction — or starts anywhere at a station drawn by
+    weight."""
 
-    rate: float = 0.22
-    along_mm: float = 22.0
+    p_attach: float = 0.3
+    gap: tuple[float, float] = (0.5, 1.6)
+
+
+def _path_length(path: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum())
+
+
+def _nearest_anchor(anatomy: Anatomy, point: np.ndarray) -> tuple[int, float]:
+    """The station and arclength fraction nearest to ``point``."""
+    best = (0, 0.0, np.inf)
+    for k, st in enumerate(anatomy.stations):
+        d = np.linalg.norm(st.path - point, axis=1)
+        i = int(np.argmin(d))
+        if d[i] < best[2]:
+            seg = np.linalg.norm(np.diff(st.path, axis=0), axis=1)
+            best = (k, float(seg[:i].sum() / max(seg.sum(), 1e-9)), d[i])
+    return best[0], best[1]
 
 
 def place_nodes(anatomy: Anatomy, free: FreeSpace, rng: np.random.Generator,
                 sizes: list[tuple[float, float]], placed: list[tuple[np.ndarray, float]],
                 model: ClusterModel = ClusterModel(), near: np.ndarray | None = None
                 ) -> list[NodeSpec]:
-    """Place nodes of the given ``(short, long)`` sizes in clusters at the stations.
+    """Place nodes of the given ``(short, long)`` sizes at the stations, in chains.
 
-    ``placed`` (centre, short) pairs are obstacles and is extended in place; with ``near``
-    (``[M, 3]``), clusters start at the station point nearest to a random one of them.
+    ``placed`` (centre, short) pairs are obstacles and is extended in place; ``near``
+    (``[M, 3]``) are points new nodes may attach to (e.g. the existing nodes). A node that
+    finds no room after 80 tries is left out.
     """
-    n = len(sizes)
-    n_clusters = int(min(n, 1 + rng.poisson(model.rate * max(n - 1, 0))))
-    clusters = []
-    for _ in range(n_clusters):
-        station = _pick_station(anatomy, rng)
-        length = np.linalg.norm(np.diff(station.path, axis=0), axis=1).sum()
-        anchor = rng.uniform(0, 1)
-        if near is not None and len(near):
-            target = near[rng.integers(len(near))]
-            anchor = _nearest_fraction(station.path, target)
-        clusters.append((station, anchor, model.along_mm / max(length, 1.0)))
+    stations = anatomy.stations
+    weights = np.array([st.weight for st in stations])
+    anchors = [] if near is None else [_nearest_anchor(anatomy, p) + (None,) for p in near]
     out = []
     for short, long_ in sizes:
-        for _ in range(60):
-            station, anchor, spread = clusters[int(rng.integers(len(clusters)))]
-            centre = _fits(_station_point(station, rng, anchor + rng.normal(0, spread), short),
-                           short, placed, anatomy, free)
+        for attempt in range(80):
+            if anchors and attempt < 60 and rng.random() < model.p_attach:
+                k, frac, side = anchors[int(rng.integers(len(anchors)))]
+                step = rng.uniform(*model.gap) * short * rng.choice([-1.0, 1.0])
+                frac = frac + step / max(_path_length(stations[k].path), 1.0)
+            else:
+                k, frac = int(rng.choice(len(stations), p=weights / weights.sum())), rng.random()
+                side = None
+            point, side = _station_point(stations[k], rng, frac, short, side)
+            centre = _fits(point, short, placed, anatomy, free)
             if centre is not None:
                 break
-            if rng.random() < 0.1:
-                station = _pick_station(anatomy, rng)
-                clusters.append((station, rng.uniform(0, 1), clusters[0][2]))
         else:
             continue
+        anchors.append((k, float(np.clip(frac, 0.0, 1.0)), side))
         placed.append((centre, short))
-        out.append(sample_identity(rng, centre, short, long_, station.name))
+        out.append(sample_identity(rng, centre, short, long_, stations[k].name))
     return out
-
-
-def _nearest_fraction(path: np.ndarray, point: np.ndarray) -> float:
-    seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
-    i = int(np.argmin(np.linalg.norm(path - point, axis=1)))
-    return float(cum[i] / max(cum[-1], 1e-9))
 
 
 def prior_layout(anatomy: Anatomy, free: FreeSpace, rng: np.random.Generator
@@ -352,22 +360,29 @@ class NihCase:
 def read_nih_cases(root: str | os.PathLike | None = None) -> list[NihCase]:
     """The abdominal (``ABD_*``) cases of the NIH CT Lymph Nodes annotations under ``root``.
 
+    The reader's warnings about quirks of the collection (one size row written ``long short``)
+    are silenced here: the reader resolves them and the layout needs no user action.
+
     Raises:
         InputError: the folder is absent or holds no abdominal case (the ``nih`` layout needs
             the real annotations; the ``prior`` layout runs anywhere).
     """
-    from lngraph.io.nih import read_nih
+    from lngraph.io.nih import read_nih_case
 
     root = Path(NIH_DEFAULT_ROOT if root is None else root)
     if not root.is_dir():
         raise InputError(root, "NIH CT Lymph Nodes annotations not found; the 'nih' layout "
                          "needs them (ABD_LYMPH_* folders); use the 'prior' layout instead")
-    cases = [s for s in read_nih(root) if s.patient_id.upper().startswith("ABD")]
-    if not cases:
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.upper().startswith(
+        "ABD"))
+    if not folders:
         raise InputError(root, "holds no abdominal (ABD_*) NIH case; the 'nih' layout needs "
                          "them")
     out = []
-    for scan in cases:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        scans = [read_nih_case(f) for f in folders]
+    for scan in scans:
         t = scan.nodes
         long_ = np.where(np.isfinite(t.long_axis_mm), t.long_axis_mm, t.short_axis_mm * 1.2)
         out.append(NihCase(scan.patient_id, t.pos.copy(), t.short_axis_mm.copy(), long_))

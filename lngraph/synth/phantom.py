@@ -195,14 +195,14 @@ def _interp_matrix(n: int, m: int) -> np.ndarray:
     return out
 
 
-def pull_back_coordinates(transform: ScanTransform, grid: ScanGrid, step=(4, 4, 3)
-                          ) -> list[np.ndarray]:
+def pull_back_coordinates(transform: ScanTransform, grid: ScanGrid,
+                          step_mm=(6.4, 6.4, 9.0)) -> list[np.ndarray]:
     """Canonical world coordinates ψ(x) of every voxel of ``grid``, as three ``(k, j, i)``
-    arrays. ψ is evaluated on a coarse sub-grid and interpolated (it is smooth; the error is
-    far below a voxel)."""
+    arrays. ψ is evaluated on a sub-grid of about ``step_mm`` and interpolated linearly (it is
+    smooth: the error stays well below a voxel)."""
     origin, spacing = grid.origin, np.asarray(grid.spacing)
-    counts = [max(2, int(np.ceil((n - 1) / s)) + 1) for n, s in zip(grid.shape, step,
-                                                                     strict=True)]
+    counts = [min(n, max(2, int(np.ceil((n - 1) * sp / st)) + 1))
+              for n, sp, st in zip(grid.shape, spacing, step_mm, strict=True)]
     axes = [origin[d] + np.linspace(0, grid.shape[d] - 1, counts[d]) * spacing[d]
             for d in range(3)]
     zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")

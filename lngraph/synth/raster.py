@@ -71,6 +71,13 @@ def occupancy(sd: np.ndarray, edge_mm: float) -> np.ndarray:
     return np.clip(0.5 - sd / edge_mm, 0.0, 1.0)
 
 
+def radial_sdf(r: np.ndarray, n: np.ndarray, r_min: float) -> np.ndarray:
+    """Signed distance of a star-shaped body from the distance ``r`` to its centre and the
+    normalised radius ``n`` (1 on the surface): ``r - r / n``, and ``-r_min`` at the centre."""
+    safe = np.maximum(n, 1e-6)
+    return np.where(n > 1e-6, r - r / safe, -r_min)
+
+
 @dataclass(frozen=True)
 class Ellipsoid:
     """An ellipsoid: ``centre`` (3,), ``semi_axes`` (3,) mm, ``rotation`` (3, 3) whose columns
@@ -94,8 +101,7 @@ class Ellipsoid:
         """Approximate signed distance (exact along the axes): ``|u| (1 - 1/|u/a|)``."""
         u = self.local(x, y, z)
         n = np.sqrt(sum((ui / ai) ** 2 for ui, ai in zip(u, self.semi_axes, strict=True)))
-        r = np.sqrt(sum(ui * ui for ui in u))
-        return r - r / np.maximum(n, 1e-9)
+        return radial_sdf(np.sqrt(sum(ui * ui for ui in u)), n, float(min(self.semi_axes)))
 
 
 @dataclass(frozen=True)

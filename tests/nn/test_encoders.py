@@ -1,0 +1,90 @@
+import math
+
+import pytest
+import torch
+
+from lngraph.nn.encoders import (
+    RESNET_DEPTHS,
+    BasicBlock,
+    Bottleneck,
+    GeometryEncoder,
+    ResNetEncoder,
+    knn_geometry,
+)
+
+
+@pytest.mark.parametrize("dims, block", [(2, "basic"), (3, "basic"), (2, "bottleneck"),
+                                         (3, "bottleneck")])
+def test_shapes(dims, block):
+    enc = ResNetEncoder(dims, (1, 1, 1), (4, 8, 8), block, out_channels=16, stem_stride=2,
+                        token_grid=2)
+    x = torch.rand(3, 1, *(24,) * dims)
+    feature, tokens = enc(x)
+    expansion = 4 if block == "bottleneck" else 1
+    assert feature.shape == (3, 16)
+    assert tokens.shape == (3, 2**dims, 8 * expansion)
+    assert enc.token_channels == 8 * expansion
+
+
+def test_empty_and_single_batches_work():
+    enc = ResNetEncoder(3, (1, 1), (4, 8), out_channels=8)
+    assert enc(torch.rand(0, 1, 24, 24, 24))[0].shape == (0, 8)
+    # GroupNorm: one sample gives the same output alone or inside a batch, in train mode.
+    enc.train()
+    x = torch.rand(2, 1, 24, 24, 24)
+    torch.testing.assert_close(enc(x[:1])[0], enc(x)[0][:1], rtol=1e-4, atol=1e-5)
+
+
+def test_depths_count_blocks():
+    block, layers = RESNET_DEPTHS["resnet34"]
+    enc = ResNetEncoder(2, layers, (64, 128, 256, 512), block, out_channels=128)
+    assert sum(isinstance(m, BasicBlock) for m in enc.modules()) == 16
+    block, layers = RESNET_DEPTHS["resnet50"]
+    enc = ResNetEncoder(3, layers, (4, 4, 4, 4), block)
+    assert sum(isinstance(m, Bottleneck) for m in enc.modules()) == 16
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="dims"):
+        ResNetEncoder(4, (1,), (4,))
+    with pytest.raises(ValueError, match="equal length"):
+        ResNetEncoder(2, (1, 1), (4,))
+    with pytest.raises(ValueError, match="block"):
+        ResNetEncoder(2, (1,), (4,), block="dense")
+
+
+def test_knn_geometry_by_hand():
+    # Three nodes on a line: 0 at 0 mm, 1 at 10 mm, 2 at 30 mm; radii 2, 4, 8; k = 2, D = 10.
+    pos = torch.tensor([[0.0, 0, 0], [10.0, 0, 0], [30.0, 0, 0]])
+    radius = torch.tensor([2.0, 4.0, 8.0])
+    g = knn_geometry(pos, radius, None, k=2, distance_scale=10.0)
+    assert g.shape == (3, 2 + 3 * 2)
+    expected0 = [math.log(2), 0.2, math.exp(-1), math.exp(-3), math.log(2), math.log(4), 1, 1]
+    torch.testing.assert_close(g[0], torch.tensor(expected0))
+    expected1 = [math.log(4), 0.4, math.exp(-1), math.exp(-2), -math.log(2), math.log(2), 1, 1]
+    torch.testing.assert_close(g[1], torch.tensor(expected1))
+
+
+def test_knn_geometry_pads_small_scans_and_respects_batches():
+    pos = torch.tensor([[0.0, 0, 0], [10.0, 0, 0], [500.0, 0, 0]])
+    radius = torch.tensor([2.0, 2.0, 3.0])
+    g = knn_geometry(pos, radius, torch.tensor([0, 0, 1]), k=3, distance_scale=10.0)
+    # Node 0's only neighbour is node 1; node 2 is alone in its scan.
+    torch.testing.assert_close(g[0, 2:5], torch.tensor([math.exp(-1), 0.0, 0.0]))
+    torch.testing.assert_close(g[0, 8:11], torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(g[2, 2:], torch.zeros(9))
+    assert knn_geometry(torch.zeros(0, 3), torch.zeros(0), None, k=3).shape == (0, 11)
+
+
+def test_geometry_encoder_is_rigid_and_permutation_invariant():
+    gen = torch.Generator().manual_seed(0)
+    pos = torch.randn(8, 3, generator=gen) * 30
+    radius = torch.rand(8, generator=gen) * 5 + 2
+    enc = GeometryEncoder(16, k=4)
+    angle = math.radians(50)
+    rot = torch.tensor([[math.cos(angle), 0, math.sin(angle)], [0, 1, 0],
+                        [-math.sin(angle), 0, math.cos(angle)]])
+    moved = pos @ rot.T + torch.tensor([40.0, -7.0, 13.0])
+    torch.testing.assert_close(enc(moved, radius), enc(pos, radius), rtol=1e-4, atol=1e-5)
+    perm = torch.randperm(8, generator=gen)
+    torch.testing.assert_close(enc(pos[perm], radius[perm]), enc(pos, radius)[perm])
