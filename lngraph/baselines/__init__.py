@@ -5,5 +5,7 @@ from lngraph.baselines.lgm import LGM
 from lngraph.baselines.nearest import Nearest
 from lngraph.baselines.pointset import PointSet
 from lngraph.baselines.registration import ImageRegistration
+from lngraph.baselines.trackers import DLTLite, LesionTracker, SAMLite, TLTLite
 
-__all__ = ["REGISTRY", "Method", "register", "PointSet", "ImageRegistration", "LGM", "Nearest"]
+__all__ = ["REGISTRY", "Method", "register", "PointSet", "ImageRegistration", "LGM", "Nearest",
+           "DLTLite", "LesionTracker", "SAMLite", "TLTLite"]

@@ -19,6 +19,10 @@ COMMANDS = (
     "lngraph.cli.import_cmd",
     "lngraph.cli.evaluate",
     "lngraph.cli.synth",
+    "lngraph.cli.tune",
+    "lngraph.cli.train",
+    "lngraph.cli.match",
+    "lngraph.cli.demo",
 )
 
 

@@ -3,9 +3,10 @@ r"""Node encoders: 2D/3D ResNets on crops (SE of Mao et al., MICCAI 2025) and a 
 :class:`ResNetEncoder` is one ResNet (He et al., CVPR 2016) for 2D views or 3D cubes with
 configurable block type, depth and width. It is written here rather than taken from MONAI: it
 is ~150 lines, adds no dependency, and lets us return the pooled feature *and* a small token
-grid (for the SCB cross attention) from one pass. Normalisation is ``GroupNorm``: batches hold
-a variable number of nodes (0 or 1 included), and a per-sample norm behaves the same in
-training and evaluation.
+grid (for the SCB cross attention) from one pass. Inside the network normalisation is ``GroupNorm``:
+batches hold a variable number of nodes (0 or 1 included), and a per-sample norm behaves the
+same in training and evaluation; only the output features are batch-normalised
+(:class:`FeatureNorm`).
 
 :class:`GeometryEncoder` replaces the crops when a cohort has no images: an MLP on rigid-
 invariant descriptors of each node (its size and the distances and sizes of its nearest
@@ -79,13 +80,30 @@ class Bottleneck(nn.Module):
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
+class FeatureNorm(nn.BatchNorm1d):
+    """Batch normalisation of feature vectors, safe for batches of 0 or 1 node.
+
+    Every encoder ends with it: without it the features of all nodes start nearly parallel
+    (pooled ReLU maps share a large common component), every cosine is close to 1, and the
+    contrastive and similarity losses take many epochs to pull them apart. A training batch
+    with fewer than two vectors is normalised with the running statistics instead of failing.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] < 2:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight,
+                                            self.bias, training=False, eps=self.eps)
+        return super().forward(x)
+
+
 class ResNetEncoder(nn.Module):
     r"""A 2D or 3D ResNet mapping a crop to a feature vector and a token grid.
 
     Stem: one 3×3(×3) convolution with stride ``stem_stride`` (no max-pool: crops are 24 voxels
     wide). Stage :math:`s` has ``layers[s]`` blocks of width ``widths[s]``; every stage after
-    the first halves the resolution. The last feature map is average-pooled to a vector and
-    projected to ``out_channels``, and adaptively pooled to a ``token_grid``\ :sup:`dims` grid
+    the first halves the resolution. The last feature map is average-pooled to a vector,
+    projected to ``out_channels`` and batch-normalised (:class:`FeatureNorm`), and adaptively
+    pooled to a ``token_grid``\ :sup:`dims` grid
     of tokens (the input of the SCB cross attention).
 
     Args:
@@ -130,7 +148,7 @@ class ResNetEncoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.token_channels = cin
         self.tokens = (nn.AdaptiveAvgPool2d if dims == 2 else nn.AdaptiveAvgPool3d)(token_grid)
-        self.head = nn.Linear(cin, out_channels)
+        self.head = nn.Sequential(nn.Linear(cin, out_channels), FeatureNorm(out_channels))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         fmap = self.stages(self.stem(x))
@@ -186,7 +204,7 @@ class GeometryEncoder(nn.Module):
     r"""Node features for geometry-only cohorts: an MLP on :func:`knn_geometry` descriptors.
 
     .. math::
-        h_i = \mathrm{MLP}(g_i)
+        h_i = \mathrm{FeatureNorm}(\mathrm{MLP}(g_i))
 
     Args:
         out_channels: feature size.
@@ -206,7 +224,8 @@ class GeometryEncoder(nn.Module):
         self.distance_scale = distance_scale
         self.mlp = nn.Sequential(nn.Linear(2 + 3 * k, hidden_channels), nn.ReLU(),
                                  nn.Linear(hidden_channels, hidden_channels), nn.ReLU(),
-                                 nn.Linear(hidden_channels, out_channels))
+                                 nn.Linear(hidden_channels, out_channels),
+                                 FeatureNorm(out_channels))
 
     def forward(self, pos: Tensor, radius: Tensor, batch: Tensor | None = None) -> Tensor:
         return self.mlp(knn_geometry(pos, radius, batch, self.k, self.distance_scale))

@@ -64,8 +64,8 @@ class _Space:
         self.radius = np.concatenate([self.radius, radius])
 
 
-def _grow(space: _Space, rng, start, direction, n_steps: int, radius: float, r_min: float,
-          allowed, target=None, step: float = 5.0) -> BowelLoop | None:
+def _grow(space: _Space, rng, kind: str, start, direction, n_steps: int, radius: float,
+          r_min: float, allowed, target=None, step: float = 5.0) -> BowelLoop | None:
     """Self-avoiding random walk of a tube; ``target(i)`` optionally attracts step ``i``."""
     pts, radii = [], []
     p, d = np.asarray(start, dtype=np.float64), _unit(np.asarray(direction, dtype=np.float64))
@@ -89,7 +89,7 @@ def _grow(space: _Space, rng, start, direction, n_steps: int, radius: float, r_m
             break
     if len(pts) < 4:
         return None
-    return BowelLoop(np.asarray(pts), np.asarray(radii), "")
+    return BowelLoop(np.asarray(pts), np.asarray(radii), kind)
 
 
 def _colon_route(anatomy: Anatomy, rng) -> np.ndarray:
@@ -116,10 +116,10 @@ def plan_bowel(anatomy: Anatomy, free: FreeSpace, nodes: np.ndarray, node_radius
         s = min(i * step + 15.0, cum[-1])
         return np.array([np.interp(s, cum, route[:, d]) for d in range(3)])
 
-    colon = _grow(space, rng, route[0], route[1] - route[0], int(cum[-1] / 5.0),
+    colon = _grow(space, rng, "colon", route[0], route[1] - route[0], int(cum[-1] / 5.0),
                   rng.uniform(16, 22), 6.0, lambda q: True, target=along)
     if colon is not None:
-        loops.append(BowelLoop(colon.points, colon.radius, "colon"))
+        loops.append(colon)
         space.add(colon.points, colon.radius)
 
     def anterior(q):
@@ -136,11 +136,11 @@ def plan_bowel(anatomy: Anatomy, free: FreeSpace, nodes: np.ndarray, node_radius
         if clear[best] < 7.0:
             break
         radius = rng.uniform(8, 14)
-        loop = _grow(space, rng, cand[best], rng.standard_normal(3), int(rng.integers(30, 80)),
-                     radius, 4.5, anterior)
+        loop = _grow(space, rng, "small", cand[best], rng.standard_normal(3),
+                     int(rng.integers(30, 80)), radius, 4.5, anterior)
         if loop is None:
             continue
-        loops.append(BowelLoop(loop.points, loop.radius, "small"))
+        loops.append(loop)
         space.add(loop.points, loop.radius)
         total += 5.0 * len(loop.points)
     return loops

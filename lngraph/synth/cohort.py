@@ -22,6 +22,7 @@ import numpy as np
 
 from lngraph.io.atomic import write_text_atomic
 from lngraph.io.cohort import Scan, write_cohort
+from lngraph.io.errors import InputError
 from lngraph.synth.nodes import NihCase, read_nih_cases
 from lngraph.synth.phantom import LAYOUTS, PatientRenderer, PatientSim, simulate_patient
 from lngraph.synth.presets import DEFAULT_GRID, ScanGrid, SynthPreset, get_preset
@@ -102,7 +103,8 @@ def generate_cohort(out: str | os.PathLike, patients: int, seed: int,
 
     Raises:
         ValueError: bad ``patients``, ``preset`` or ``layouts``.
-        InputError: ``layouts="nih"`` and the NIH annotations are missing.
+        InputError: ``out`` is a file, or ``layouts="nih"`` and the NIH annotations are
+            missing.
     """
     if int(patients) < 1:
         raise ValueError(f"patients must be at least 1, got {patients}")
@@ -111,6 +113,8 @@ def generate_cohort(out: str | os.PathLike, patients: int, seed: int,
     preset = get_preset(preset)
     cases = _nih_cases(layouts, int(patients), int(seed), nih_root)
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise InputError(root, "exists and is not a folder; give a folder for the cohort")
     root.mkdir(parents=True, exist_ok=True)
     for name in ("scans.csv", "nodes.csv"):
         (root / name).unlink(missing_ok=True)

@@ -52,13 +52,17 @@ VISCERAL_WAVELENGTH_MM = (60.0, 120.0)
 class DisplacementField:
     """A smooth displacement field ``d(p)`` (mm) on canonical points.
 
-    ``d(p) = A (p - c) + Σ_m w_m(p) a_m sin(k_m · p + φ_m) + b σ((p_z - z_d) / 30) (0, 0.25,
-    1)``: a linear part (change of girth and shape of the abdomen), wave modes with ``w_m = 1``
-    for whole-abdomen modes and ``σ((y_v - p_y) / 25)`` (the anterior compartment) for
-    visceral ones, and a breathing shift of the upper abdomen.
+    ``d(p) = s(p) [A (p - c) + Σ_m w_m(p) a_m sin(k_m · p + φ_m) + b σ((p_z - z_d) / 30)
+    (0, 0.25, 1)]``: a linear part (change of girth and shape of the abdomen), wave modes with
+    ``w_m = 1`` for whole-abdomen modes and ``σ((y_v - p_y) / 25)`` (the anterior
+    compartment) for visceral ones, and a breathing shift of the upper abdomen. The soft
+    tissues inside the abdomen move fully; towards the body wall the motion fades,
+    ``s = 0.35 + 0.65 σ((1 - ρ) 100 / 15)`` with ``ρ`` the normalised radius of the core
+    ellipse (half-axes ``core_axes`` around ``c``), so the outline of the body stays plausible.
 
     Args:
         linear: ``(3, 3)`` the matrix ``A``; ``centre``: ``(3,)`` the point ``c``.
+        core_axes: ``(2,)`` x and y half-axes (mm) of the fully moving core.
         k: ``[M, 3]`` wave vectors (rad/mm).
         phase: ``[M]`` phases.
         amp: ``[M, 3]`` amplitudes (mm).
@@ -70,6 +74,7 @@ class DisplacementField:
 
     linear: np.ndarray
     centre: np.ndarray
+    core_axes: np.ndarray
     k: np.ndarray
     phase: np.ndarray
     amp: np.ndarray
@@ -87,6 +92,9 @@ class DisplacementField:
         d = waves @ self.amp + (flat - self.centre) @ self.linear.T
         shift = self.breathing_mm / (1.0 + np.exp(-(flat[:, 2] - self.z_diaphragm) / 30.0))
         d += shift[:, None] * np.array([0.0, 0.25, 1.0])
+        rel = (flat[:, :2] - self.centre[:2]) / self.core_axes
+        rho = np.sqrt((rel ** 2).sum(axis=1))
+        d *= (0.35 + 0.65 / (1.0 + np.exp(-(1.0 - rho) * 100.0 / 15.0)))[:, None]
         return d.reshape(p.shape)
 
     def scaled(self, factor: float) -> DisplacementField:
@@ -156,7 +164,9 @@ def sample_field(preset: SynthPreset, anatomy: Anatomy, rng: np.random.Generator
     amp[~visceral] *= np.sqrt((1 - share) / n_global)
     amp[visceral] *= np.sqrt(share / n_visc)
     field = DisplacementField(
-        linear=np.zeros((3, 3)), centre=anatomy.centre, k=k, phase=rng.uniform(0, 2 * np.pi, m),
+        linear=np.zeros((3, 3)), centre=anatomy.centre,
+        core_axes=np.array([anatomy.body.a - 25.0, anatomy.body.b - 15.0]), k=k,
+        phase=rng.uniform(0, 2 * np.pi, m),
         amp=amp, visceral=visceral, y_visceral=anatomy.vertebra_y - 38.0, breathing_mm=0.0,
         z_diaphragm=60.0)
     rms = float(np.sqrt((field(probe) ** 2).sum(axis=1).mean()))

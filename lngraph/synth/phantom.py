@@ -53,6 +53,8 @@ LAYOUTS = ("prior", "nih")
 #: Margin (mm) of the canonical volume around the scan field of view (x, y, z): room for the
 #: repositioning and the deformation.
 CANONICAL_MARGIN_MM = np.array([26.0, 26.0, 48.0])
+#: Every node centre stays this far (mm) inside the field of view of every scan.
+VIEW_MARGIN_MM = 15.0
 AIR_HU = -1000.0
 
 
@@ -116,6 +118,20 @@ def _hidden_nodes(anatomy: Anatomy, free: FreeSpace, rng: np.random.Generator,
     return place_nodes(anatomy, free, rng, sizes, placed, near=near)
 
 
+def _transform_in_view(preset: SynthPreset, anatomy: Anatomy, rng: np.random.Generator,
+                       probe: np.ndarray, centres: np.ndarray, baseline: bool) -> ScanTransform:
+    """A scan's transform that keeps every node at least :data:`VIEW_MARGIN_MM` inside the
+    field of view of :data:`DEFAULT_GRID` (shared by all grids of ``ScanGrid.scaled``):
+    a draw that would carry a node out of the scan is redrawn."""
+    half = DEFAULT_GRID.fov_mm / 2 - VIEW_MARGIN_MM
+    for _ in range(100):
+        transform = sample_transform(preset, anatomy, rng, probe, baseline)
+        pos = transform.from_canonical(centres) - np.asarray(DEFAULT_GRID.centre)
+        if np.all(np.abs(pos) <= half):
+            return transform
+    raise RuntimeError("could not place the patient so that all nodes are in the scan")
+
+
 def _dates(n: int, rng: np.random.Generator) -> tuple[str, ...]:
     day = dt.date(2014, 1, 1) + dt.timedelta(days=int(rng.integers(0, 3000)))
     out = [day]
@@ -157,11 +173,11 @@ def simulate_patient(patient_id: str, seed: int | np.random.SeedSequence,
     rng = np.random.default_rng(s_follow)
     n_scans = int(rng.choice([2, 3], p=np.asarray(preset.scans_per_patient)
                              / sum(preset.scans_per_patient)))
-    probe = np.concatenate([st.path for st in anatomy.stations])
-    transforms = tuple(sample_transform(preset, anatomy, rng, probe, baseline=t == 0)
-                       for t in range(n_scans))
     timeline = evolve_nodes(baseline, hidden, n_scans, preset, anatomy, free, rng)
+    probe = np.concatenate([st.path for st in anatomy.stations])
     centres = np.array([s.centre for s in timeline.specs]).reshape(-1, 3)
+    transforms = tuple(_transform_in_view(preset, anatomy, rng, probe, centres, t == 0)
+                       for t in range(n_scans))
     reach = np.array([node_semi_axes(s, timeline.short_mm[:, i].max(),
                                      timeline.long_mm[:, i].max()).max()
                       for i, s in enumerate(timeline.specs)])

@@ -88,7 +88,7 @@ class SynthPreset:
     scans_per_patient: tuple[float, float] = (0.5, 0.5)
     translation_mm: tuple[float, float, float] = (12.0, 12.0, 25.0)
     rotation_deg: float = 5.0
-    deformation_mm: tuple[float, float] = (4.0, 23.0)
+    deformation_mm: tuple[float, float] = (3.0, 18.0)
     visceral_share: float = 0.1
     linear_strain: float = 0.08
     breathing_mm: float = 10.0
@@ -105,10 +105,6 @@ class SynthPreset:
     centre_jitter_mm: float = 1.0
     size_jitter: float = 0.08
     unmatched_bounds: tuple[float, float] = field(default=(0.06, 0.13))
-
-    def with_overrides(self, **changes) -> SynthPreset:
-        """A copy with some parameters changed (for studies; keeps the name unless given)."""
-        return replace(self, **changes)
 
 
 EASY = SynthPreset(

@@ -7,6 +7,7 @@ from lngraph.nn.encoders import (
     RESNET_DEPTHS,
     BasicBlock,
     Bottleneck,
+    FeatureNorm,
     GeometryEncoder,
     ResNetEncoder,
     knn_geometry,
@@ -27,12 +28,25 @@ def test_shapes(dims, block):
 
 
 def test_empty_and_single_batches_work():
-    enc = ResNetEncoder(3, (1, 1), (4, 8), out_channels=8)
+    enc = ResNetEncoder(3, (1, 1), (4, 8), out_channels=8).train()
     assert enc(torch.rand(0, 1, 24, 24, 24))[0].shape == (0, 8)
-    # GroupNorm: one sample gives the same output alone or inside a batch, in train mode.
-    enc.train()
+    assert enc(torch.rand(1, 1, 24, 24, 24))[0].shape == (1, 8)
+    # In evaluation a sample gives the same output alone or inside a batch.
+    enc.eval()
     x = torch.rand(2, 1, 24, 24, 24)
     torch.testing.assert_close(enc(x[:1])[0], enc(x)[0][:1], rtol=1e-4, atol=1e-5)
+
+
+def test_feature_norm_decorrelates_a_batch_and_tolerates_tiny_ones():
+    norm = FeatureNorm(3).train()
+    x = torch.tensor([[10.0, 1.0, 5.0], [10.2, 3.0, 5.0], [9.8, 2.0, 5.0]])
+    y = norm(x)
+    torch.testing.assert_close(y.mean(0), torch.zeros(3))
+    # A single vector is normalised with the running statistics (as in evaluation).
+    one = x[:1]
+    expected = (one - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
+    torch.testing.assert_close(norm(one), expected)
+    assert norm(x[:0]).shape == (0, 3)
 
 
 def test_depths_count_blocks():

@@ -5,8 +5,9 @@ from lngraph.nn.scb_head import SCBHead, scb_score
 
 
 def node_inputs(n: int, gen: torch.Generator):
-    return (torch.randn(n, 8, 12, generator=gen), torch.randn(n, 9, 4, 10, generator=gen),
-            torch.randn(n, 9, 16, generator=gen))
+    """feature_3d, tokens_3d, view_features, view_tokens."""
+    return (torch.randn(n, 16, generator=gen), torch.randn(n, 8, 12, generator=gen),
+            torch.randn(n, 9, 16, generator=gen), torch.randn(n, 9, 4, 10, generator=gen))
 
 
 def all_pairs(n1: int, n2: int) -> torch.Tensor:
@@ -28,6 +29,8 @@ def test_shapes_and_candidate_subsets_agree():
     src = head.node_tokens(*node_inputs(4, gen))
     dst = head.node_tokens(*node_inputs(3, gen))
     assert [tuple(s.shape) for s in src.sets] == [(4, 8, 24), (4, 4, 24), (4, 4, 24)]
+    assert src.summary.shape == (4, 3, 8)
+    torch.testing.assert_close(src.summary.norm(dim=-1), torch.ones(4, 3))
     assert src.weight.shape == (4, 3) and src.gate.shape == (4, 9)
     torch.testing.assert_close(src.weight[:, 0], torch.ones(4))
     logits = head(src, dst, all_pairs(4, 3))
@@ -63,6 +66,16 @@ def test_top2_views_follow_the_gate():
     assert index.tolist() == [[4, 1]]
     soft = torch.softmax(scores, -1)
     torch.testing.assert_close(weight, 9 * soft[:, [4, 1]])
+
+
+def test_untrained_head_scores_a_node_highest_against_itself():
+    gen = torch.Generator().manual_seed(2)
+    torch.manual_seed(2)
+    head = SCBHead(16, 12, 10, hidden_channels=16)
+    tokens = head.node_tokens(*node_inputs(5, gen))
+    logits = head(tokens, tokens, all_pairs(5, 5))[:, 0].view(5, 5)   # the (3D, 3D) combination
+    others = logits.masked_fill(torch.eye(5, dtype=torch.bool), float("-inf"))
+    assert (logits.diagonal() > others.amax(1)).all()
 
 
 def test_repr():

@@ -69,10 +69,8 @@ def test_workers_do_not_change_the_cohort(tmp_path):
 
 
 def test_cohort_size_does_not_change_patients(tmp_path):
-    big = read_cohort(generate_cohort(tmp_path / "big", 2, seed=9, images=False,
-                                      progress=False))
-    generate_cohort(tmp_path / "small", 2, seed=9, images=False, progress=False)
-    small = read_cohort(generate_cohort(tmp_path / "small", 1, seed=9, images=False,
+    big = read_cohort(generate_cohort(tmp_path, 2, seed=9, images=False, progress=False))
+    small = read_cohort(generate_cohort(tmp_path, 1, seed=9, images=False,
                                         progress=False))  # replaces the 2-patient cohort
     assert small.patients == ["P0001"]
     np.testing.assert_array_equal(small.scans["P0001_T0"].nodes.pos,
@@ -86,6 +84,9 @@ def test_bad_arguments(tmp_path):
         generate_cohort(tmp_path, 1, seed=0, layouts="real", progress=False)
     with pytest.raises(ValueError, match="unknown preset"):
         generate_cohort(tmp_path, 1, seed=0, preset="extreme", progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="file: exists and is not a folder"):
+        generate_cohort(tmp_path / "file", 1, seed=0, progress=False)
     with pytest.raises(InputError, match="annotations not found"):
         generate_cohort(tmp_path, 1, seed=0, layouts="nih", nih_root=tmp_path / "none",
                         progress=False)

@@ -23,10 +23,13 @@ def world():
 
 def test_linear_field_and_rigid_inverse():
     field = DisplacementField(linear=np.diag([0.1, 0.0, -0.05]), centre=np.zeros(3),
-                              k=np.zeros((0, 3)), phase=np.zeros(0), amp=np.zeros((0, 3)),
+                              core_axes=np.array([1e4, 1e4]), k=np.zeros((0, 3)),
+                              phase=np.zeros(0), amp=np.zeros((0, 3)),
                               visceral=np.zeros(0, bool), y_visceral=0.0, breathing_mm=0.0,
                               z_diaphragm=0.0)
-    np.testing.assert_allclose(field(np.array([[10.0, 5, 20]])), [[1.0, 0, -1.0]])
+    core = 0.35 + 0.65 / (1 + np.exp(-100 / 15))  # the centre of a huge core moves fully
+    np.testing.assert_allclose(field(np.array([[10.0, 5, 20]])), [[core, 0, -core]],
+                               rtol=1e-4)
     t = ScanTransform(np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]), np.array([1.0, 2, 3]),
                       np.array([10.0, 0, 0]))
     np.testing.assert_allclose(t.to_canonical([[10.0, 0, 0]]), [[11.0, 2, 3]])

@@ -1,0 +1,209 @@
+"""How the matcher's cost grows with the number of nodes per scan.
+
+For ``n`` nodes in each scan of a pair (``n1 = n2 = n``), with a preset config (``lite`` by
+default) on random crops, this measures the median time of:
+
+* **SE encoders** — the 3D encoder on ``n`` cubes and the 2D encoder on ``9 n`` views (∝ n);
+* **SEAG + S** — both scans' fully connected SEAG layers (``n (n - 1)`` edges each) and the
+  ``n1 × n2`` cosine similarity (∝ n²);
+* **SCB, all pairs** — the SCB head on every ``(src, dst)`` pair, nine token-set
+  combinations each (``9 n1 n2`` cross attentions: what training computes, ∝ n1·n2);
+* **Hungarian** — ``scipy.optimize.linear_sum_assignment`` on the ``n1 × n2`` similarity
+  (O(n³) worst case, negligible at these sizes);
+* **inference** — :meth:`AsymmetricMatcher.predict`: encoders, SEAG, Hungarian, and SCB on
+  the ``min(n1, n2)`` Hungarian pairs only;
+* **training step** — forward (SCB on all pairs), the four losses, backward.
+
+On the CPU it also measures what filling the crop cache costs per scan besides the crops
+(``benchmarks/results/crop_speed.md`` has those): reading a 512×512×150 int16 volume as
+``.nii.gz`` and as compressed ``.nrrd`` (noise, which compresses worse than CT), and the
+SHA-256 of the file that keys the cache.
+
+Each row also gives the exponent ``k`` of a least-squares fit ``time ∝ n^k`` over the sizes.
+On the CPU (one thread) the time is this process's CPU time (wall time on a shared machine
+includes waiting); on a GPU it is wall time between CUDA synchronisations.
+
+Run: ``python benchmarks/scaling.py`` (writes ``benchmarks/results/scaling.md``);
+``python benchmarks/scaling.py --device cuda --config paper --out
+benchmarks/results/scaling_gpu.md`` for a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from lngraph.data.cache import image_digest
+from lngraph.data.graph import pair_to_heterodata
+from lngraph.io import read_image, write_image, write_text_atomic
+from lngraph.io.cohort import NodeTable, Scan, ScanPair
+from lngraph.matching.assignment import hungarian_max
+from lngraph.models import AsymmetricMatcher
+from lngraph.models.asymmetric_matcher import all_pair_candidates
+from lngraph.models.config import PRESETS, preset
+
+RESULTS = Path(__file__).resolve().parent / "results" / "scaling.md"
+SIZES = (8, 16, 32, 64, 128)
+
+
+def random_pair(n: int, size: int, seed: int = 0):
+    """A pair graph with ``n`` nodes per scan (all matched), random crops, 30 mm spread."""
+    rng = np.random.default_rng(seed)
+    tracks = np.array([f"t{k}" for k in range(n)], object)
+    scans = [Scan("p", f"s{t}", str(t), None, NodeTable.from_arrays(
+        rng.normal(0, 30, (n, 3)), rng.uniform(6, 20, n), track_id=tracks)) for t in range(2)]
+    crops = [(rng.random((n, size, size, size), dtype=np.float32),
+              rng.random((n, 9, size, size), dtype=np.float32)) for _ in range(2)]
+    return pair_to_heterodata(ScanPair(*scans), *crops)
+
+
+def seconds(fn, repeats: int, device: torch.device) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after one warm-up call: CPU time of
+    this process on the CPU, synchronised wall time on a GPU."""
+    cuda = device.type == "cuda"
+    clock = time.perf_counter if cuda else time.process_time
+    fn()
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize(device)
+        start = clock()
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append(clock() - start)
+    return statistics.median(times)
+
+
+def measure(model: AsymmetricMatcher, n: int, repeats: int) -> dict[str, float]:
+    device = next(model.parameters()).device
+    data = random_pair(n, model.config.crop_size, seed=n).to(device)
+    with torch.no_grad():
+        src, dst = model.encode(data["src"]), model.encode(data["dst"])
+        h_src, h_dst = model.context(data, "src", src), model.context(data, "dst", dst)
+        sim = model.similarity(h_src, h_dst, src.batch, dst.batch, 1)[0][0].double().cpu()
+    sim = sim.numpy()
+    candidates = all_pair_candidates(src.batch, dst.batch)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.0)
+
+    def encoders():
+        model.encode(data["src"])
+        model.encode(data["dst"])
+
+    def seag():
+        h1, h2 = model.context(data, "src", src), model.context(data, "dst", dst)
+        model.similarity(h1, h2, src.batch, dst.batch, 1)
+
+    def train_step():
+        optimiser.zero_grad()
+        model.loss(data, model(data))["total"].backward()
+
+    with torch.no_grad():
+        out = {"SE encoders": seconds(encoders, repeats, device),
+               "SEAG + S": seconds(seag, repeats, device),
+               "SCB, all pairs": seconds(lambda: model.scb(src.tokens, dst.tokens, candidates),
+                                         repeats, device),
+               "Hungarian": seconds(lambda: hungarian_max(sim), repeats, device),
+               "inference": seconds(lambda: model.predict(data), repeats, device)}
+    out["training step"] = seconds(train_step, repeats, device)
+    return out
+
+
+def scan_io(repeats: int) -> list[str]:
+    """Markdown rows: wall and CPU seconds to read a 512×512×150 int16 volume and to hash it."""
+    rng = np.random.default_rng(0)
+    image = sitk.GetImageFromArray(rng.normal(40, 120, (150, 512, 512)).astype(np.int16))
+    image.SetSpacing((0.78, 0.78, 2.0))
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name in ("ct.nii.gz", "ct.nrrd"):
+            path = write_image(image, Path(folder) / name)
+            megabytes = path.stat().st_size / 1e6
+            for what, fn in (("read_image", read_image), ("SHA-256 (cache key)", image_digest)):
+                walls, cpus = [], []
+                for _ in range(repeats):
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    fn(path)
+                    walls.append(time.perf_counter() - wall)
+                    cpus.append(time.process_time() - cpu)
+                rows.append(f"| {what} | `{name}` ({megabytes:.0f} MB) | "
+                            f"{statistics.median(walls):.2f} | {statistics.median(cpus):.2f} |")
+    return rows
+
+
+def exponent(sizes, seconds) -> float:
+    """Slope of log(time) against log(n)."""
+    return float(np.polyfit(np.log(sizes), np.log(np.maximum(seconds, 1e-9)), 1)[0])
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--config", choices=tuple(PRESETS), default="lite")
+    parser.add_argument("--device", default="cpu", help="cpu (one thread) or cuda")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    load = os.getloadavg()[0]
+    model = AsymmetricMatcher(preset(args.config)).eval().to(device)
+    table = {n: measure(model, n, args.repeats) for n in args.sizes}
+    parts = list(table[args.sizes[0]])
+    if device.type == "cuda":
+        where = f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+        cell = "median wall milliseconds between CUDA synchronisations"
+    else:
+        where = f"torch {torch.__version__} on 1 CPU thread"
+        cell = "median CPU milliseconds of this process"
+    sizes = " ".join(str(n) for n in args.sizes)
+    lines = [
+        "# How cost grows with the nodes per scan",
+        "",
+        f"- command: `python benchmarks/scaling.py --sizes {sizes} --repeats {args.repeats} "
+        f"--config {args.config} --device {args.device}`",
+        f"- commit: `{commit()}`",
+        f"- machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs; {where}",
+        f"- model: `{args.config}` config ({sum(p.numel() for p in model.parameters())} "
+        f"parameters), random {model.config.crop_size}³ crops, one pair with n nodes in each "
+        "scan, all matched",
+        f"- load average before the run: {load:.2f} (the machine may be shared)",
+        f"- each cell: {cell}; k: fitted exponent, time ∝ n^k",
+        "",
+        "| part | " + " | ".join(f"n = {n}" for n in args.sizes) + " | k |",
+        "|---|" + "---|" * (len(args.sizes) + 1),
+    ]
+    for part in parts:
+        times = [table[n][part] for n in args.sizes]
+        lines.append(f"| {part} | " + " | ".join(f"{1000 * t:.1f}" for t in times)
+                     + f" | {exponent(args.sizes, times):.2f} |")
+    if device.type == "cpu":
+        lines += ["", "Per scan, besides the crops (median of "
+                  f"{args.repeats}; ITK's default threads):", "",
+                  "| step | file | wall s | CPU s |", "|---|---|---|---|", *scan_io(args.repeats)]
+    write_text_atomic(args.out, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""``lngraph demo``: the whole method in a few minutes, on the CPU, with no input and no network.
+
+1. synthesise a small ``default`` cohort (:func:`lngraph.synth.generate_cohort`) into
+   ``OUT/cohort`` — or reuse the one there when it was made with the same patients and seed;
+2. split its patients into training, validation and held-out test patients
+   (:func:`lngraph.train.patient_folds`, first of 3 folds: a third of the patients is held
+   out);
+3. train the ``lite`` matcher briefly (:func:`lngraph.train.fit_matcher`) → ``OUT/run``;
+4. match the held-out pairs with it and with the ``nearest`` baseline, score both
+   (:mod:`lngraph.metrics`) and print the table;
+5. write ``OUT/metrics.json``, ``OUT/matches.csv`` (the model's matches of the held-out pairs)
+   and ``OUT/figure.png`` (one held-out pair, :func:`lngraph.io.figures.match_figure`).
+
+The default sizes keep the demo to a few minutes on two CPU cores; the numbers it prints come
+from a short training run on a small cohort and are no benchmark (``benchmarks/`` has those).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from pathlib import Path
+
+from lngraph.cli.evaluate import TABLE_ROWS
+
+DEFAULT_OUT = Path("lngraph_demo")
+DEFAULT_PATIENTS = 12
+DEFAULT_SEED = 0
+DEFAULT_MAX_EPOCHS = 8
+#: Cross-validation folds the demo's split is the first of (a third of the patients is tested).
+SPLIT_FOLDS = 3
+MODEL_NAME = "lngraph lite"
+BASELINE_NAME = "nearest"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "demo",
+        help="synthesise a cohort, train the lite model, compare it with nearest (minutes)",
+        description="Run the whole method end to end on the CPU: synthesise a small cohort, "
+        "train the lite matcher on some patients, match the held-out patients' scan pairs "
+        "with it and with the nearest baseline, print the metrics, and write metrics.json, "
+        "matches.csv and a figure. Needs no input and no network.",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                        help=f"output folder (default ./{DEFAULT_OUT})")
+    parser.add_argument("--patients", type=int, default=DEFAULT_PATIENTS, metavar="N",
+                        help=f"patients to synthesise, at least {SPLIT_FOLDS} "
+                        f"(default {DEFAULT_PATIENTS})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="S",
+                        help=f"seed of the cohort, the split and the training (default "
+                        f"{DEFAULT_SEED})")
+    parser.add_argument("--max-epochs", type=int, default=DEFAULT_MAX_EPOCHS, metavar="E",
+                        help=f"training epochs at most (default {DEFAULT_MAX_EPOCHS})")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        metavar="W", help="processes that synthesise the cohort and crop it "
+                        "(default: the CPU cores, at most 4)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def comparison_table(results: dict[str, dict]) -> str:
+    """The headline metrics of several methods side by side (percentages and mm)."""
+    names = list(results)
+    width = max(len(label) for _, label, _ in TABLE_ROWS)
+    columns = [max(len(name), 9) for name in names]
+    lines = ["  " + " " * width + "".join(f"  {name:>{w}}" for name, w in zip(names, columns,
+                                                                            strict=True))]
+    for key, label, unit in TABLE_ROWS:
+        cells = []
+        for name, w in zip(names, columns, strict=True):
+            value = results[name][key]
+            if value is None or math.isnan(value):
+                text = "n/a"
+            else:
+                text = f"{100 * value:.2f} %" if unit == "%" else f"{value:.2f} mm"
+            cells.append(f"  {text:>{w}}")
+        lines.append(f"  {label:<{width}}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def _matching_cohort(folder: Path, patients: int, seed: int):
+    """The cohort in ``folder`` if ``lngraph synth`` made it with these settings, else None."""
+    import json
+
+    from lngraph.io.cohort import read_cohort
+    from lngraph.io.errors import InputError
+
+    try:
+        meta = json.loads((folder / "synth.json").read_text())
+        if (meta.get("patients"), meta.get("seed"), meta.get("images"),
+                meta.get("preset", {}).get("name")) != (patients, seed, True, "default"):
+            return None
+        return read_cohort(folder)
+    except (OSError, ValueError, InputError):
+        return None
+
+
+def _cohort(folder: Path, patients: int, seed: int, workers: int):
+    from lngraph.io.cohort import read_cohort
+    from lngraph.synth import generate_cohort
+
+    cohort = _matching_cohort(folder, patients, seed)
+    if cohort is not None:
+        print(f"reusing the cohort in {folder} ({cohort!r})")
+        return cohort
+    generate_cohort(folder, patients, seed, preset="default", workers=workers, progress=True)
+    return read_cohort(folder)
+
+
+def _figure_pair(pairs):
+    """The held-out pair to draw: one with new or disappeared nodes if any, the most nodes."""
+    return max(pairs, key=lambda p: (len(p.gt_new()) + len(p.gt_disappeared()) > 0,
+                                     len(p.src.nodes) + len(p.dst.nodes)))
+
+
+def _check(args) -> None:
+    from lngraph.io.errors import InputError
+
+    if args.patients < SPLIT_FOLDS:
+        raise InputError("lngraph demo", f"--patients must be at least {SPLIT_FOLDS} (training, "
+                         f"validation and test patients), got {args.patients}")
+    if args.max_epochs < 1 or args.workers < 1:
+        raise InputError("lngraph demo", "--max-epochs and --workers must be at least 1")
+
+
+def run(args) -> int:
+    from lngraph.baselines import REGISTRY
+    from lngraph.cli.match import pair_figure
+    from lngraph.data.cache import default_cache_dir
+    from lngraph.io.matches import write_matches
+    from lngraph.metrics import evaluate_predictions, write_metrics_json
+    from lngraph.models import preset
+    from lngraph.train import (
+        crop_params,
+        fit_matcher,
+        load_checkpoint,
+        patient_folds,
+        predict_pairs,
+    )
+
+    _check(args)
+    start = time.perf_counter()
+    out: Path = args.out
+    print(f"[1/4] synthesising {args.patients} patients into {out / 'cohort'}")
+    cohort = _cohort(out / "cohort", args.patients, args.seed, args.workers)
+    split = patient_folds(cohort.patients, folds=SPLIT_FOLDS, seed=args.seed)[0]
+    test_pairs = cohort.pairs("consecutive", split.test)
+    print(f"      {len(split.train)} training, {len(split.val)} validation and "
+          f"{len(split.test)} held-out patients ({len(test_pairs)} held-out scan pairs)")
+
+    print(f"[2/4] training the lite model for at most {args.max_epochs} epochs")
+    config = preset("lite")
+    fit = fit_matcher(cohort, config, train_patients=split.train, val_patients=split.val,
+                      out_dir=out / "run", max_epochs=args.max_epochs, seed=args.seed,
+                      progress=True, workers=args.workers)
+    model, config, _ = load_checkpoint(fit.checkpoint)
+
+    print(f"[3/4] matching {len(test_pairs)} held-out scan pairs")
+    cache_dir = default_cache_dir(cohort)
+    predictions = predict_pairs(model, config, test_pairs, cache_dir=cache_dir, progress=True)
+    nearest = REGISTRY[BASELINE_NAME]()
+    keys = [(p.src.scan_id, p.dst.scan_id) for p in test_pairs]
+    results = {
+        MODEL_NAME: evaluate_predictions(cohort, dict(zip(keys, predictions, strict=True)),
+                                         test_pairs),
+        BASELINE_NAME: evaluate_predictions(
+            cohort, {k: nearest.predict(p) for k, p in zip(keys, test_pairs, strict=True)},
+            test_pairs),
+    }
+
+    print("[4/4] writing results")
+    metrics_path = write_metrics_json(out / "metrics.json", {
+        "methods": results, "test_patients": split.test, "val_patients": split.val,
+        "train_patients": split.train, "patients": args.patients, "seed": args.seed,
+        "max_epochs": args.max_epochs, "epochs_run": fit.epochs, "best_epoch": fit.best_epoch,
+        "train_seconds": fit.train_seconds, "val_metrics": fit.val_metrics,
+    })
+    matches_path = write_matches(out / "matches.csv", zip(test_pairs, predictions, strict=True))
+    shown = _figure_pair(test_pairs)
+    figure_path = pair_figure(out / "figure.png", shown,
+                              predictions[test_pairs.index(shown)], crop_params(config),
+                              cache_dir)
+
+    print()
+    print(f"Held-out patients {', '.join(split.test)}: {results[MODEL_NAME]['n_pairs']} scan "
+          f"pairs, {results[MODEL_NAME]['n_gt_matches']} ground-truth matches, "
+          f"{results[MODEL_NAME]['n_gt_new']} new and "
+          f"{results[MODEL_NAME]['n_gt_disappeared']} disappeared nodes")
+    print(comparison_table(results))
+    print(f"(a {fit.epochs}-epoch demo run on {len(split.train)} training patients; see "
+          "benchmarks/ for cross-validated numbers)")
+    print()
+    print(f"model:    {fit.checkpoint}")
+    print(f"metrics:  {metrics_path}")
+    print(f"matches:  {matches_path}")
+    print(f"figure:   {figure_path} ({shown.src.scan_id} -> {shown.dst.scan_id})")
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0

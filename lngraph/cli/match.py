@@ -1,0 +1,269 @@
+"""``lngraph match``: match the lymph nodes of scan pairs with a trained model.
+
+Two ways to give the pairs:
+
+* ``--cohort DIR [--pairs consecutive|all]`` — every consecutive (or every earlier/later)
+  scan pair of each patient of a cohort folder;
+* ``--src-nodes CSV --dst-nodes CSV [--src-image IMG --dst-image IMG]`` — one pair from two
+  node tables (``node_id, x, y, z, short_axis_mm`` and optionally ``long_axis_mm`` and
+  ``track_id``; centres in LPS mm; the rules of ``nodes.csv``). The scan ids are the CSV file
+  names without ``.csv`` (``src`` and ``dst`` when both are equal).
+
+Images are needed unless the model is geometry-only. Output folder::
+
+    OUT/matches.csv                       one row per node of each pair (DESIGN §2)
+    OUT/markups/<src>__<dst>/<scan>.mrk.json   3D Slicer point lists of each pair's two scans
+    OUT/figures/<src>__<dst>.png          with --figure (lngraph.io.figures.match_figure)
+
+In the markups, each scan's nodes form three point lists (matched, disappeared, new), coloured
+as in the figures; a point's label names the node, its status and its partner
+(``n3 -> m5`` in the earlier scan, ``m5 <- n3`` in the later one, ``n4 (disappeared)``,
+``m7 (new)``); its description keeps the ``track_id`` and sizes (``lngraph.io.slicer``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+#: Optional columns of a ``--src-nodes``/``--dst-nodes`` table.
+PAIR_NODE_OPTIONAL = ("long_axis_mm", "track_id")
+PAIR_NODE_COLUMNS = ("node_id", "x", "y", "z", "short_axis_mm")
+#: Slicer display colours (RGB in [0, 1]) of each status, as in the figures.
+STATUS_RGB = {"matched": (0.0, 0.62, 0.45), "disappeared": (0.90, 0.62, 0.0),
+              "new": (0.34, 0.71, 0.91)}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "match",
+        help="match the nodes of scan pairs with a trained model",
+        description="Match lymph nodes across follow-up scans with a model trained by "
+        "`lngraph train` (or `lngraph demo`). Writes OUT/matches.csv (src_scan, src_node, "
+        "dst_scan, dst_node, score, status), 3D Slicer markups of every pair under "
+        "OUT/markups/, and with --figure a PNG per pair under OUT/figures/.",
+    )
+    parser.add_argument("--model", type=Path, required=True, metavar="CKPT",
+                        help="model checkpoint (RUN/model.ckpt)")
+    parser.add_argument("--cohort", type=Path, metavar="DIR",
+                        help="cohort folder (scans.csv + nodes.csv): match its scan pairs")
+    parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
+                        help="with --cohort: consecutive timepoints (default) or every "
+                        "earlier/later pair")
+    parser.add_argument("--src-nodes", type=Path, metavar="CSV",
+                        help="earlier scan's nodes: node_id,x,y,z,short_axis_mm"
+                        "[,long_axis_mm][,track_id], LPS mm")
+    parser.add_argument("--dst-nodes", type=Path, metavar="CSV",
+                        help="later scan's nodes, same columns")
+    parser.add_argument("--src-image", type=Path, metavar="IMG",
+                        help="earlier scan's CT (NIfTI, NRRD, MHA or a DICOM folder)")
+    parser.add_argument("--dst-image", type=Path, metavar="IMG", help="later scan's CT")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="output folder")
+    parser.add_argument("--figure", action="store_true",
+                        help="also draw each pair (OUT/figures/<src>__<dst>.png)")
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="crop cache folder (default: COHORT/.lngraph_cache; a temporary "
+                        "folder for a single pair)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device to run the model on (default cpu; e.g. cuda)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def read_pair_nodes(path: Path, scan_id: str):
+    """A ``--src-nodes``/``--dst-nodes`` table as a :class:`~lngraph.io.cohort.NodeTable`,
+    validated with the rules of ``nodes.csv`` (errors name the file and line)."""
+    from lngraph.io.cohort import NodeTable, read_csv_table, read_nodes_frame
+
+    frame = read_csv_table(path, PAIR_NODE_COLUMNS)
+    for column in PAIR_NODE_OPTIONAL:
+        if column not in frame.columns:
+            frame[column] = ""
+    frame.insert(0, "scan_id", scan_id)
+    return read_nodes_frame(frame, path, known_scans=None).get(scan_id, NodeTable.empty())
+
+
+def _pair_scan_ids(src: Path, dst: Path) -> tuple[str, str]:
+    a, b = src.name.removesuffix(".csv"), dst.name.removesuffix(".csv")
+    return (a, b) if a != b else ("src", "dst")
+
+
+def single_pair(args):
+    """The pair given by ``--src-nodes``/``--dst-nodes`` (and images)."""
+    from lngraph.io.cohort import Scan, ScanPair
+    from lngraph.io.errors import InputError
+
+    if args.src_nodes is None or args.dst_nodes is None:
+        raise InputError("lngraph match", "give --cohort DIR, or both --src-nodes and "
+                         "--dst-nodes")
+    if (args.src_image is None) != (args.dst_image is None):
+        raise InputError("lngraph match", "give both --src-image and --dst-image, or neither")
+    for image in (args.src_image, args.dst_image):
+        if image is not None and not image.exists():
+            raise InputError(image, "image not found")
+    src_id, dst_id = _pair_scan_ids(args.src_nodes, args.dst_nodes)
+    scans = [Scan("pair", scan_id, timepoint, None if image is None else image.resolve(),
+                  read_pair_nodes(nodes, scan_id))
+             for scan_id, timepoint, image, nodes in ((src_id, "1", args.src_image,
+                                                       args.src_nodes),
+                                                      (dst_id, "2", args.dst_image,
+                                                       args.dst_nodes))]
+    return ScanPair(*scans)
+
+
+def _check_arguments(args) -> None:
+    from lngraph.io.errors import InputError
+
+    given = [name for name in ("src_nodes", "dst_nodes", "src_image", "dst_image")
+             if getattr(args, name) is not None]
+    if args.cohort is not None and given:
+        raise InputError("lngraph match", f"--cohort and --{given[0].replace('_', '-')} "
+                         "exclude each other: match a cohort or one pair")
+
+
+def pair_folder_name(pair) -> str:
+    """``<src>__<dst>``, file-name safe."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{pair.src.scan_id}__{pair.dst.scan_id}")
+
+
+def markup_labels(pair, pred) -> tuple[list[str], list[str]]:
+    """Each node's Slicer label: its id, status and partner (module docstring)."""
+    src_ids, dst_ids = pair.src.nodes.node_id, pair.dst.nodes.node_id
+    partner = pred.partner_of_src()
+    src = [f"{src_ids[i]} -> {dst_ids[j]}" if j >= 0 else f"{src_ids[i]} (disappeared)"
+           for i, j in enumerate(partner.tolist())]
+    dst = [f"{node} (new)" for node in dst_ids]
+    for i, j in pred.matches.tolist():
+        dst[j] = f"{dst_ids[j]} <- {src_ids[i]}"
+    return src, dst
+
+
+def scan_markups_document(scan, labels: list[str], status) -> dict:
+    """The ``.mrk.json`` document of one scan of a pair: a point list per status."""
+    import numpy as np
+
+    from lngraph.io.cohort import NodeTable
+    from lngraph.io.slicer import markups_document
+
+    nodes = scan.nodes
+    shown = NodeTable(np.asarray(labels, dtype=object), nodes.pos, nodes.short_axis_mm,
+                      nodes.long_axis_mm, nodes.track_id)
+    document = None
+    for name, rgb in STATUS_RGB.items():
+        rows = np.flatnonzero(status == name)
+        if len(rows) == 0:
+            continue
+        part = markups_document(shown.take(rows), name=f"{scan.scan_id} {name}")
+        for markup in part["markups"]:
+            markup["display"].update(color=list(rgb), selectedColor=list(rgb),
+                                     activeColor=list(rgb), textScale=3.0)
+        document = part if document is None else {
+            **document, "markups": document["markups"] + part["markups"]}
+    return document if document is not None else markups_document(
+        NodeTable.empty(), name=f"{scan.scan_id} (no nodes)")
+
+
+def write_pair_markups(folder: Path, pair, pred) -> list[Path]:
+    """Write both scans' markups of a pair into ``folder``; returns the paths."""
+    import json
+
+    from lngraph.io.atomic import write_text_atomic
+    from lngraph.io.figures import node_status
+
+    paths = []
+    for scan, labels, status in zip((pair.src, pair.dst), markup_labels(pair, pred),
+                                    node_status(pred), strict=True):
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", scan.scan_id)
+        document = scan_markups_document(scan, labels, status)
+        paths.append(write_text_atomic(folder / f"{name}.mrk.json",
+                                       json.dumps(document, indent=2) + "\n"))
+    return paths
+
+
+def pair_figure(path: Path, pair, pred, params, cache_dir) -> Path:
+    """:func:`~lngraph.io.figures.match_figure` of a pair: on its images with a crop gallery
+    (crops with ``params`` through the cache ``cache_dir``) when both scans have one."""
+    from lngraph.data.cache import scan_crops
+    from lngraph.io.figures import match_figure
+    from lngraph.io.image import read_image
+
+    if pair.src.image is None or pair.dst.image is None:
+        return match_figure(pair, pred, path)
+    crops = tuple(scan_crops(scan, params, cache_dir=cache_dir).cubes
+                  for scan in (pair.src, pair.dst))
+    return match_figure(pair, pred, path, src_image=read_image(pair.src.image),
+                        dst_image=read_image(pair.dst.image), crops=crops)
+
+
+def _summary(results) -> str:
+    matched = sum(len(pred.matches) for _, pred in results)
+    gone = sum(len(pred.disappeared) for _, pred in results)
+    new = sum(len(pred.new) for _, pred in results)
+    return (f"{len(results)} scan pair(s): {matched} matched, {gone} disappeared, {new} new "
+            "node(s)")
+
+
+def match_pairs(model, config, pairs, out: Path, *, figure: bool, cache_dir,
+                progress: bool = True) -> list:
+    """Predict every pair and write ``matches.csv``, markups and figures into ``out``;
+    returns ``[(pair, prediction)]``."""
+    from tqdm.auto import tqdm
+
+    from lngraph.io.matches import write_matches
+    from lngraph.train import crop_params, predict_pairs
+
+    params = crop_params(config)
+    results = []
+    for pair in tqdm(pairs, desc="match", unit="pair", disable=not progress):
+        pred = predict_pairs(model, config, [pair], cache_dir=cache_dir)[0]
+        name = pair_folder_name(pair)
+        write_pair_markups(out / "markups" / name, pair, pred)
+        if figure:
+            pair_figure(out / "figures" / f"{name}.png", pair, pred, params, cache_dir)
+        results.append((pair, pred))
+    write_matches(out / "matches.csv", results)
+    return results
+
+
+def _load_pairs(args, config):
+    """The pairs to match and the crop cache folder to use (None: no cache)."""
+    from lngraph.data.cache import default_cache_dir
+    from lngraph.io.cohort import read_cohort
+    from lngraph.io.errors import InputError
+
+    _check_arguments(args)
+    if args.cohort is None:
+        pair = single_pair(args)
+        source, has_images, pairs = args.src_nodes, pair.src.image is not None, [pair]
+        cache_dir = args.cache
+    else:
+        cohort = read_cohort(args.cohort)
+        source, has_images = args.cohort / "scans.csv", cohort.has_images
+        pairs = cohort.pairs(args.pairs)
+        cache_dir = args.cache if args.cache is not None else default_cache_dir(cohort)
+    if not config.geometry_only and not has_images:
+        raise InputError(source, f"the model ({args.model}) matches on image crops, but no "
+                         "image is given for every scan; give images, or use a model trained "
+                         "geometry-only")
+    return pairs, cache_dir
+
+
+def run(args) -> int:
+    import tempfile
+
+    from lngraph.train import load_checkpoint
+
+    model, config, _ = load_checkpoint(args.model, map_location=args.device)
+    pairs, cache_dir = _load_pairs(args, config)
+    with tempfile.TemporaryDirectory(prefix="lngraph-match-") as scratch:
+        cache = cache_dir if cache_dir is not None else Path(scratch)
+        results = match_pairs(model, config, pairs, args.out, figure=args.figure,
+                              cache_dir=cache)
+    print(_summary(results))
+    print(f"matches: {args.out / 'matches.csv'}")
+    print(f"3D Slicer markups: {args.out / 'markups'}")
+    if args.figure:
+        print(f"figures: {args.out / 'figures'}")
+    return 0

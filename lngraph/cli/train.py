@@ -1,0 +1,158 @@
+"""``lngraph train``: train the asymmetric matcher on a cohort folder.
+
+``lngraph train COHORT --out RUN [--config lite|paper|FILE.yaml] [--fold K --folds N]
+[--max-epochs E] [--seed S] [--accelerator A --devices D --strategy S --num-nodes M]
+[--workers K]`` trains one model (:func:`lngraph.train.fit_matcher`) and writes
+
+* ``RUN/model.ckpt`` — the best epoch's weights with their config (lngraph's format);
+* ``RUN/config.yaml`` — the config it was trained with;
+* ``RUN/metrics.json`` — every metric of that model on the validation pairs;
+* ``RUN/split.json`` — the training, validation and test patients;
+* ``RUN/logs/`` — Lightning's CSV logs.
+
+Patients: with ``--fold K`` (0-based) the cohort is split into ``--folds`` patient-level folds
+(:func:`lngraph.train.patient_folds`, shuffled by ``--split-seed``), fold K is held out as the
+test set and the validation patients come from the rest; without it every patient is used,
+``val_fraction`` of them for validation. A cohort without images trains the geometry-only
+matcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _devices(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train the asymmetric matcher on a cohort",
+        description="Train the asymmetric lymph-node matcher (SE + SEAG + SCB) on a cohort "
+        "folder with patient-level splits, early stopping on validation and a saved best "
+        "model (RUN/model.ckpt). Runs on the CPU by default; the Lightning flags select GPUs, "
+        "several devices (DDP) or nodes.",
+    )
+    parser.add_argument("cohort", type=Path, metavar="COHORT", help="cohort folder")
+    parser.add_argument("--out", type=Path, required=True, metavar="RUN",
+                        help="output folder (model.ckpt, config.yaml, metrics.json, split.json, "
+                        "logs/)")
+    parser.add_argument("--config", default="lite", metavar="lite|paper|FILE.yaml",
+                        help="a preset name or a YAML file of config keys (default: lite)")
+    parser.add_argument("--fold", type=int, default=None, metavar="K",
+                        help="hold out test fold K (0-based) of --folds patient-level folds; "
+                        "default: train on every patient")
+    parser.add_argument("--folds", type=_positive, default=None, metavar="N",
+                        help="number of folds (default: the config's, 5)")
+    parser.add_argument("--split-seed", type=int, default=0, metavar="S",
+                        help="seed of the patient shuffle behind the folds (default 0); "
+                        "`lngraph evaluate --fold` uses the same")
+    parser.add_argument("--max-epochs", type=_positive, default=None, metavar="E",
+                        help="maximum epochs (default: the config's)")
+    parser.add_argument("--seed", type=int, default=None, metavar="S",
+                        help="training seed (default: the config's)")
+    parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
+                        help="train on consecutive scan pairs (default) or on all "
+                        "earlier/later pairs of each patient")
+    parser.add_argument("--accelerator", default="cpu",
+                        help="Lightning accelerator: cpu (default), gpu, auto, ...")
+    parser.add_argument("--devices", type=_devices, default="auto",
+                        help="Lightning devices: a count, a list such as 0,1, or auto")
+    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    parser.add_argument("--num-nodes", type=_positive, default=1, help="Lightning num_nodes")
+    parser.add_argument("--workers", type=_positive, default=1, metavar="K",
+                        help="processes that fill the crop cache (default 1)")
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="crop cache folder (default: COHORT/.lngraph_cache)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def load_config(text: str):
+    """A preset by name, else a YAML file."""
+    from lngraph.models.config import PRESETS, MatcherConfig, preset
+
+    if text in PRESETS:
+        return preset(text)
+    return MatcherConfig.from_yaml(text)
+
+
+def split_patients(patients: list[str], fold: int | None, folds: int, seed: int,
+                   val_fraction: float, config_seed: int) -> dict:
+    """``{"train", "val", "test"}`` patients for ``--fold`` (or every patient without it).
+
+    Raises:
+        ValueError: a fold outside ``0 .. folds - 1`` or too few patients for the folds.
+    """
+    from lngraph.train import holdout_split, patient_folds
+
+    if fold is None:
+        train, val = holdout_split(patients, val_fraction, config_seed)
+        return {"train": list(train), "val": list(val), "test": []}
+    if not 0 <= fold < folds:
+        raise ValueError(f"--fold must be in 0..{folds - 1}, got {fold}")
+    split = patient_folds(patients, folds, seed, val_fraction)[fold]
+    return {"train": list(split.train), "val": list(split.val), "test": list(split.test)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from lngraph.io.atomic import write_text_atomic
+    from lngraph.io.cohort import read_cohort
+    from lngraph.io.errors import InputError
+    from lngraph.metrics import write_metrics_json
+    from lngraph.train import fit_matcher
+    from lngraph.train.datamodule import config_for_cohort
+
+    try:
+        config = load_config(args.config)
+    except ValueError as exc:
+        raise InputError(args.config, str(exc)) from None
+    cohort = read_cohort(args.cohort)
+    effective = config_for_cohort(config, cohort)
+    if effective is not config:
+        print("the cohort has scans without images: training the geometry-only matcher")
+    folds = args.folds or effective.folds
+    try:
+        split = split_patients(cohort.patients, args.fold, folds, args.split_seed,
+                               effective.val_fraction, effective.seed)
+    except ValueError as exc:
+        raise InputError(args.cohort, str(exc)) from None
+    result = fit_matcher(
+        cohort, effective, train_patients=split["train"], val_patients=split["val"],
+        out_dir=args.out, max_epochs=args.max_epochs, seed=args.seed,
+        progress=not args.quiet, accelerator=args.accelerator, devices=args.devices,
+        strategy=args.strategy, num_nodes=args.num_nodes, cache_dir=args.cache_dir,
+        pair_mode=args.pairs, workers=args.workers)
+    effective.to_yaml(args.out / "config.yaml")
+    write_metrics_json(args.out / "metrics.json", result.val_metrics)
+    write_text_atomic(args.out / "split.json", json.dumps(
+        {"cohort": str(args.cohort), "fold": args.fold,
+         "folds": folds if args.fold is not None else None, "split_seed": args.split_seed,
+         **split}, indent=2) + "\n")
+    print(f"trained {result.epochs} epoch(s) in {result.train_seconds:.1f} s "
+          f"({result.pairs_per_second:.1f} training pairs/s); best epoch {result.best_epoch}")
+    if result.val_metrics:
+        m = result.val_metrics
+        print(f"validation: F1 {_pct(m['f1'])}, NLR {_pct(m['nlr'])}, DLR {_pct(m['dlr'])}")
+    print(f"model:   {result.checkpoint}")
+    print(f"config:  {args.out / 'config.yaml'}")
+    print(f"metrics: {args.out / 'metrics.json'} (validation)")
+    print(f"split:   {args.out / 'split.json'}")
+    print(f"logs:    {result.log_dir}")
+    return 0
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.2f} %"

@@ -1,0 +1,127 @@
+"""lngraph's own checkpoint format for :class:`~lngraph.models.AsymmetricMatcher`.
+
+A checkpoint is one ``torch.save`` file holding a plain dict — nothing but tensors, strings,
+numbers, bools, ``None``, lists and dicts — so it loads with ``torch.load(weights_only=True)``
+and never runs pickled code::
+
+    {"format": "lngraph-matcher", "format_version": 1, "lngraph_version": "0.1.0",
+     "config": MatcherConfig.to_dict(), "state_dict": {name: tensor}, "extra": {...}}
+
+``extra`` is free-form metadata (training patients, validation metrics, …) made of the same
+plain values. :data:`FORMAT_VERSION` is bumped whenever the layout or the meaning of the
+weights changes; a file of another version, a corrupt file or any other file is refused with
+an :class:`~lngraph.io.errors.InputError` naming it and the problem. Files are written
+atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from lngraph import __version__
+from lngraph.io.atomic import atomic_path
+from lngraph.io.errors import InputError
+from lngraph.models import AsymmetricMatcher, MatcherConfig
+
+#: Identifies an lngraph matcher checkpoint.
+FORMAT = "lngraph-matcher"
+#: Layout version of the checkpoint dict; files of any other version are refused.
+FORMAT_VERSION = 1
+
+
+def plain(value, where: str = "extra"):
+    """``value`` as plain checkpoint-safe Python: numpy scalars and arrays, tuples and paths are
+    converted; anything else that ``weights_only`` loading would refuse is a ``TypeError``."""
+    if value is None or isinstance(value, bool | str | torch.Tensor):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist(), where)
+    if isinstance(value, list | tuple):
+        return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {str(k): plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    raise TypeError(f"{where}: {type(value).__name__} cannot be stored in a checkpoint")
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: MatcherConfig,
+                    extra: Mapping | None = None) -> Path:
+    """Write ``model``'s weights, ``config`` and ``extra`` as an lngraph checkpoint (atomic).
+
+    Weights are stored on the CPU. NaN values in ``extra`` are kept (they load as NaN).
+
+    Raises:
+        TypeError: ``extra`` holds a value that is not plain data.
+    """
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "lngraph_version": __version__,
+        "config": config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "extra": plain(dict(extra or {})),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def _read(path: Path, map_location) -> dict:
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # the unpickler fails in many ways on foreign bytes
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, "not a readable lngraph checkpoint (corrupt, truncated or "
+                         f"another kind of file): {first}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError(path, f"not an lngraph checkpoint (no format tag {FORMAT!r}); "
+                         "`lngraph train` writes model.ckpt in this format")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InputError(path, f"checkpoint format version {version!r} (written by lngraph "
+                         f"{payload.get('lngraph_version', '?')}), but lngraph {__version__} "
+                         f"reads version {FORMAT_VERSION}; retrain the model with this version")
+    for key, kind in (("config", dict), ("state_dict", dict), ("extra", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise InputError(path, f"checkpoint entry {key!r} is missing or not a mapping")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu"
+                    ) -> tuple[AsymmetricMatcher, MatcherConfig, dict]:
+    """Read an lngraph checkpoint: ``(model in eval mode, config, extra)``.
+
+    Raises:
+        InputError: naming the file — missing, corrupt or not a checkpoint, another format
+            version, an invalid config, or weights that do not fit the config's model.
+    """
+    path = Path(path)
+    payload = _read(path, map_location)
+    try:
+        config = MatcherConfig.from_dict(payload["config"])
+    except (TypeError, ValueError) as exc:
+        raise InputError(path, f"invalid config in the checkpoint: {exc}") from None
+    model = AsymmetricMatcher(config)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise InputError(path, f"the weights do not fit the model of the stored config: "
+                         f"{str(exc).splitlines()[0]}") from None
+    model.to(map_location if isinstance(map_location, str | torch.device) else "cpu")
+    return model.eval(), config, payload["extra"]
+

@@ -1,0 +1,162 @@
+"""Scan pairs of a cohort as batches of pair graphs for training, validation and prediction.
+
+:func:`pair_graphs` turns scan pairs into :mod:`lngraph.data.graph` ``HeteroData`` graphs,
+with each scan's crops read through the on-disk cache (:func:`~lngraph.data.cache.scan_crops`,
+crop settings from the :class:`~lngraph.models.MatcherConfig`), or with geometry only when the
+config is geometry-only. :class:`PairDataModule` is the Lightning data module over a cohort's
+training and validation patients; its graphs are built once and kept in memory (a ``lite``
+crop set is about 75 kB per node).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+from torch_geometric.data import HeteroData
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+from lngraph.data.cache import default_cache_dir, precompute_crops, scan_crops
+from lngraph.data.crops import RADIUS_EXPANSION, CropParams
+from lngraph.data.graph import pair_to_heterodata
+from lngraph.io.cohort import Cohort, Scan, ScanPair
+from lngraph.models import MatcherConfig
+
+PAIR_MODES = ("consecutive", "all")
+
+
+def crop_params(config: MatcherConfig) -> CropParams:
+    """The crop setting a config asks for.
+
+    Raises:
+        ValueError: ``crop_radius_factor`` differs from the pipeline's fixed expansion
+            (:data:`~lngraph.data.crops.RADIUS_EXPANSION`).
+    """
+    if config.crop_mode == "radius" and config.crop_radius_factor != RADIUS_EXPANSION:
+        raise ValueError(f"crop_radius_factor {config.crop_radius_factor} is not supported; the "
+                         f"crop pipeline expands radii by {RADIUS_EXPANSION}")
+    return CropParams(mode=config.crop_mode, size=config.crop_size, window=config.hu_window,
+                      spacing_mm=config.crop_spacing_mm, min_fov_mm=config.crop_min_fov_mm)
+
+
+def pair_graphs(pairs: Sequence[ScanPair], config: MatcherConfig, *,
+                cache_dir: str | os.PathLike | None = None, progress: bool = False
+                ) -> list[HeteroData]:
+    """One ``HeteroData`` per pair, in order; crops come from the cache (``cache_dir``; ``None``
+    computes them without caching) unless ``config.geometry_only``. A scan shared by two
+    pairs is cropped once.
+
+    Raises:
+        InputError: a scan needs crops but has no image, or its image is unreadable.
+    """
+    if config.geometry_only:
+        return [pair_to_heterodata(pair) for pair in pairs]
+    params = crop_params(config)
+    crops: dict[str, tuple] = {}
+
+    def of(scan: Scan) -> tuple:
+        if scan.scan_id not in crops:
+            entry = scan_crops(scan, params, cache_dir=cache_dir)
+            crops[scan.scan_id] = (entry.cubes, entry.views)
+        return crops[scan.scan_id]
+
+    return [pair_to_heterodata(pair, of(pair.src), of(pair.dst))
+            for pair in tqdm(pairs, desc="pair graphs", unit="pair", disable=not progress)]
+
+
+def config_for_cohort(config: MatcherConfig, cohort: Cohort) -> MatcherConfig:
+    """``config``, made geometry-only when some scan of ``cohort`` has no image (annotation
+    tables only: the matcher then runs on geometric node features)."""
+    if config.geometry_only or cohort.has_images:
+        return config
+    return replace(config, geometry_only=True)
+
+
+def uses_images(cohort: Cohort, config: MatcherConfig) -> bool:
+    """Whether training on ``cohort`` reads crops: the config is not geometry-only.
+
+    Raises:
+        ValueError: the config wants crops but the cohort has scans without images.
+    """
+    if config.geometry_only:
+        return False
+    if not cohort.has_images:
+        raise ValueError("the cohort has scans without images; use a geometry-only config "
+                         "(geometry_only: true, see config_for_cohort) for annotation-only "
+                         "cohorts")
+    return True
+
+
+class PairDataModule(L.LightningDataModule):
+    """Training and validation pair graphs of one cohort.
+
+    Args:
+        cohort: the cohort (ground truth from ``track_id``).
+        config: crop settings, ``geometry_only`` and ``batch_size``.
+        train_patients, val_patients: patients whose pairs train and validate.
+        pair_mode: ``"consecutive"`` timepoints (default) or ``"all"`` earlier/later pairs.
+        cache_dir: crop cache folder (default ``<cohort>/.lngraph_cache``; without a cohort
+            folder crops are computed in memory).
+        workers: processes that fill the crop cache.
+        progress: show progress bars while cropping.
+
+    Training pairs with no node in either scan are left out (they carry no signal);
+    validation keeps every pair.
+    """
+
+    def __init__(self, cohort: Cohort, config: MatcherConfig, *,
+                 train_patients: Iterable[str], val_patients: Iterable[str] = (),
+                 pair_mode: str = "consecutive", cache_dir: str | os.PathLike | None = None,
+                 workers: int = 1, progress: bool = True):
+        super().__init__()
+        if pair_mode not in PAIR_MODES:
+            raise ValueError(f"pair_mode must be one of {PAIR_MODES}, got {pair_mode!r}")
+        self.cohort = cohort
+        self.config = config
+        self.train_patients = list(train_patients)
+        self.val_patients = list(val_patients)
+        unknown = sorted(set(self.train_patients + self.val_patients) - set(cohort.patients))
+        if unknown:
+            raise ValueError(f"patient(s) {', '.join(unknown)} are not in the cohort")
+        overlap = sorted(set(self.train_patients) & set(self.val_patients))
+        if overlap:
+            raise ValueError(f"patient(s) {', '.join(overlap)} are both training and validation")
+        self.pair_mode = pair_mode
+        self.images = uses_images(cohort, config)
+        if self.images and cache_dir is None and cohort.root is not None:
+            cache_dir = default_cache_dir(cohort)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.workers = workers
+        self.progress = progress
+        self.train_pairs = [p for p in cohort.pairs(pair_mode, self.train_patients)
+                            if len(p.src.nodes) + len(p.dst.nodes) > 0]
+        self.val_pairs = cohort.pairs(pair_mode, self.val_patients)
+        self.train_graphs: list[HeteroData] | None = None
+        self.val_graphs: list[HeteroData] | None = None
+
+    def prepare_data(self) -> None:
+        """Fill the crop cache of the scans in use (once, on the main process)."""
+        if self.images and self.cache_dir is not None:
+            precompute_crops(self.cohort.subset(self.train_patients + self.val_patients),
+                             crop_params(self.config), cache_dir=self.cache_dir,
+                             workers=self.workers, progress=self.progress)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_graphs is None:
+            self.train_graphs = pair_graphs(self.train_pairs, self.config,
+                                            cache_dir=self.cache_dir)
+            self.val_graphs = pair_graphs(self.val_pairs, self.config, cache_dir=self.cache_dir)
+
+    def pair(self, src_scan: str, dst_scan: str) -> ScanPair:
+        """The scan pair of a graph's ``(src_scan, dst_scan)``."""
+        return self.cohort.pair(src_scan, dst_scan)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_graphs, batch_size=self.config.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_graphs, batch_size=self.config.batch_size, shuffle=False)

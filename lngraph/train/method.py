@@ -1,0 +1,98 @@
+"""The asymmetric matcher as a :class:`~lngraph.baselines.base.Method` named ``asymmetric``,
+so that benchmarks and ``lngraph bench`` train and run it like any baseline."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from lngraph.baselines.base import Method, register
+from lngraph.data.cache import default_cache_dir
+from lngraph.io.cohort import Cohort, ScanPair
+from lngraph.io.matches import PairPrediction
+from lngraph.models import AsymmetricMatcher, MatcherConfig, preset
+from lngraph.train.checkpoint import load_checkpoint
+from lngraph.train.fit import FitResult, fit_matcher
+from lngraph.train.folds import holdout_split
+from lngraph.train.predict import predict_pairs
+
+
+@register
+class AsymmetricMethod(Method):
+    """SE + SEAG + SCB matcher trained by :func:`~lngraph.train.fit.fit_matcher`.
+
+    Args:
+        config: model and training settings (default ``lite``); ``needs_images`` is False for
+            a geometry-only config.
+        out_dir: where :meth:`fit` writes its run (default: a temporary folder that lives as
+            long as this object).
+        max_epochs, seed: override the config's values.
+        progress: show training progress.
+        cache_dir: crop cache (default: the training cohort's ``.lngraph_cache``).
+        trainer_flags: ``accelerator``, ``devices``, ``strategy``, ``num_nodes`` for Lightning.
+
+    Without a validation cohort, :meth:`fit` carves ``config.val_fraction`` of the training
+    patients out for validation.
+    """
+
+    name = "asymmetric"
+    needs_images = True
+    learned = True
+
+    def __init__(self, config: MatcherConfig | None = None,
+                 out_dir: str | os.PathLike | None = None, *, max_epochs: int | None = None,
+                 seed: int | None = None,
+                 progress: bool = False, cache_dir: str | os.PathLike | None = None,
+                 **trainer_flags):
+        self.config = preset("lite") if config is None else config
+        self.needs_images = not self.config.geometry_only
+        self._tmp = tempfile.TemporaryDirectory(prefix="lngraph-asymmetric-") \
+            if out_dir is None else None
+        self.out_dir = Path(self._tmp.name if out_dir is None else out_dir)
+        self.max_epochs = max_epochs
+        self.seed = seed
+        self.progress = progress
+        self.cache_dir = cache_dir
+        self.trainer_flags = trainer_flags
+        self.model: AsymmetricMatcher | None = None
+        self.result: FitResult | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(config={self.config.name!r}, out_dir='{self.out_dir}')"
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> AsymmetricMethod:
+        """A fitted method from an lngraph checkpoint."""
+        model, config, _ = load_checkpoint(path)
+        method = cls(config, Path(path).parent, **kwargs)
+        method.model = model
+        return method
+
+    def fit(self, train: Cohort, val: Cohort | None = None) -> AsymmetricMethod:
+        if val is None:
+            train_patients, val_patients = holdout_split(train.patients, self.config.val_fraction,
+                                                         self.config.seed)
+            cohort = train
+        else:
+            train_patients, val_patients = train.patients, val.patients
+            cohort = Cohort(list(train.scans.values()) + list(val.scans.values()),
+                            root=train.root)
+        if self.cache_dir is None and cohort.root is not None and not self.config.geometry_only:
+            self.cache_dir = default_cache_dir(cohort)
+        self.result = fit_matcher(cohort, self.config, train_patients=train_patients,
+                                  val_patients=val_patients, out_dir=self.out_dir,
+                                  max_epochs=self.max_epochs, seed=self.seed,
+                                  progress=self.progress, cache_dir=self.cache_dir,
+                                  **self.trainer_flags)
+        self.model, _, _ = load_checkpoint(self.result.checkpoint)
+        return self
+
+    def predict(self, pair: ScanPair) -> PairPrediction:
+        return self.predict_many([pair])[0]
+
+    def predict_many(self, pairs: list[ScanPair]) -> list[PairPrediction]:
+        """Predictions of many pairs at once (batched; faster than :meth:`predict` per pair)."""
+        if self.model is None:
+            raise RuntimeError("AsymmetricMethod.predict needs fit() or from_checkpoint() first")
+        return predict_pairs(self.model, self.config, pairs, cache_dir=self.cache_dir)

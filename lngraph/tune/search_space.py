@@ -1,0 +1,149 @@
+"""The Optuna search space over :class:`~lngraph.models.MatcherConfig`.
+
+A trial samples the hyper-parameters below; every other field keeps the value of the *base*
+config (a preset or a ``--config`` YAML). Which parameters are searched depends on the base: a
+geometry-only base searches the geometry encoder instead of the crops and image encoders (it has
+neither), and the SCB parameters are searched only when the base uses SCB.
+
+======================  =====================================  ==============================
+parameter               range                                  searched when
+======================  =====================================  ==============================
+lr                      1e-4 – 1e-2, log                       always
+weight_decay            1e-7 – 1e-3, log                       always
+temperature (τ)         0.03 – 0.5, log                        always
+length_scale_mm (ℓ)     5 – 80 mm, log                         always
+learn_length_scale      False, True                            always
+sigma_init (σ₀)         2 – 32, log                            always
+feature_dim             32, 64, 128                            always
+weight_te, weight_seag  0.1 – 4, log                           always
+geometry_k              2 – 16                                 geometry-only
+geometry_hidden         32, 64, 128                            geometry-only
+geometry_distance_mm    20 – 120 mm, log                       geometry-only
+similarity_threshold    0.2 – 0.8                              no SCB (geometry-only or off)
+crop_mode               fixed, radius                          with images
+crop_radius_factor      1.0, 1.25, 1.5, 2.0                    with images, crop_mode radius
+width_multiplier        0.5, 1, 2 (× the base encoder widths)  with images
+weight_se               0.1 – 4, log                           with images
+weight_scb              0.1 – 4, log                           with images and SCB
+scb_hidden              16, 32, 64                             with images and SCB
+scb_threshold           0.3 – 0.7                              with images and SCB
+scb_reassign            False, True                            with images and SCB
+======================  =====================================  ==============================
+
+``crop_radius_factor`` is a choice of four values rather than a range because every distinct
+crop setting gets its own crop-cache entry per scan: a continuous range would recompute (and
+store) the crops of every scan in every trial.
+
+``width_multiplier`` is the one searched value that is not a config field: it scales every
+stage width of both encoders (rounded, at least 1), keeping the base's depth. The sampled
+config records the resulting widths, so a best config needs no knowledge of the search space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from lngraph.models.config import MatcherConfig
+
+
+def _log(low: float, high: float) -> FloatDistribution:
+    return FloatDistribution(low, high, log=True)
+
+
+#: Searched for every base config.
+COMMON: dict[str, BaseDistribution] = {
+    "lr": _log(1e-4, 1e-2),
+    "weight_decay": _log(1e-7, 1e-3),
+    "temperature": _log(0.03, 0.5),
+    "length_scale_mm": _log(5.0, 80.0),
+    "learn_length_scale": CategoricalDistribution((False, True)),
+    "sigma_init": _log(2.0, 32.0),
+    "feature_dim": CategoricalDistribution((32, 64, 128)),
+    "weight_te": _log(0.1, 4.0),
+    "weight_seag": _log(0.1, 4.0),
+}
+
+#: Searched for a geometry-only base.
+GEOMETRY: dict[str, BaseDistribution] = {
+    "geometry_k": IntDistribution(2, 16),
+    "geometry_hidden": CategoricalDistribution((32, 64, 128)),
+    "geometry_distance_mm": _log(20.0, 120.0),
+}
+
+#: Searched when the model has image encoders (``crop_radius_factor`` only for radius crops).
+APPEARANCE: dict[str, BaseDistribution] = {
+    "crop_mode": CategoricalDistribution(("fixed", "radius")),
+    "crop_radius_factor": CategoricalDistribution((1.0, 1.25, 1.5, 2.0)),
+    "width_multiplier": CategoricalDistribution((0.5, 1.0, 2.0)),
+    "weight_se": _log(0.1, 4.0),
+}
+
+#: Searched when the model has image encoders and SCB.
+SCB: dict[str, BaseDistribution] = {
+    "weight_scb": _log(0.1, 4.0),
+    "scb_hidden": CategoricalDistribution((16, 32, 64)),
+    "scb_threshold": FloatDistribution(0.3, 0.7),
+    "scb_reassign": CategoricalDistribution((False, True)),
+}
+
+#: Searched when no SCB decides which Hungarian pairs to keep.
+NO_SCB: dict[str, BaseDistribution] = {
+    "similarity_threshold": FloatDistribution(0.2, 0.8),
+}
+
+
+def uses_scb(config: MatcherConfig) -> bool:
+    """Whether the model built from ``config`` has an SCB head (never in geometry-only mode)."""
+    return config.use_scb and not config.geometry_only
+
+
+def search_space(base: MatcherConfig) -> dict[str, BaseDistribution]:
+    """Every parameter a trial may sample for ``base``, with its distribution.
+
+    ``crop_radius_factor`` is listed for an image base but only sampled when the trial picks
+    ``crop_mode="radius"``.
+    """
+    space = dict(COMMON)
+    space.update(GEOMETRY if base.geometry_only else APPEARANCE)
+    space.update(SCB if uses_scb(base) else NO_SCB)
+    return space
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution):
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high,
+                                 log=distribution.log)
+    return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
+
+
+def scale_widths(widths: tuple[int, ...], multiplier: float) -> tuple[int, ...]:
+    """Each width times ``multiplier``, rounded, at least 1."""
+    return tuple(max(1, round(w * multiplier)) for w in widths)
+
+
+def sample_config(trial: optuna.Trial, base: MatcherConfig) -> MatcherConfig:
+    """Sample a config from ``trial``: the :func:`search_space` of ``base`` on top of ``base``.
+
+    Works with any trial-like object, e.g. ``optuna.trial.FixedTrial(best_params)`` rebuilds
+    the config of a finished trial.
+    """
+    values = {}
+    for name, distribution in search_space(base).items():
+        if name == "crop_radius_factor" and values["crop_mode"] != "radius":
+            continue
+        values[name] = _suggest(trial, name, distribution)
+    multiplier = values.pop("width_multiplier", None)
+    if multiplier is not None:
+        values["encoder2d_widths"] = scale_widths(base.encoder2d_widths, multiplier)
+        values["encoder3d_widths"] = scale_widths(base.encoder3d_widths, multiplier)
+    return replace(base, **values)

@@ -1,0 +1,157 @@
+"""``lngraph match``: matches.csv schema, Slicer markups, figures, single pairs and errors."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lngraph.cli import main as cli_main
+from lngraph.cli.match import markup_labels, read_pair_nodes
+from lngraph.io.cohort import read_cohort
+from lngraph.io.errors import InputError
+from lngraph.io.matches import MATCH_COLUMNS, PairPrediction, read_matches
+from lngraph.io.slicer import read_markups
+from lngraph.models import AsymmetricMatcher, preset
+from lngraph.train import save_checkpoint
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "data" / "example_cohort"
+
+
+@pytest.fixture
+def run_cli(monkeypatch):
+    """Run ``lngraph`` with only this subcommand registered."""
+    monkeypatch.setattr(cli_main, "COMMANDS", ("lngraph.cli.match",))
+    return cli_main.main
+
+
+@pytest.fixture(scope="module")
+def geometry_model(tmp_path_factory):
+    """An untrained geometry-only ``lite`` matcher saved as an lngraph checkpoint."""
+    torch.manual_seed(0)
+    config = replace(preset("lite"), geometry_only=True)
+    path = tmp_path_factory.mktemp("model") / "model.ckpt"
+    return save_checkpoint(path, AsymmetricMatcher(config), config)
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory):
+    config = preset("lite")
+    path = tmp_path_factory.mktemp("model") / "model.ckpt"
+    return save_checkpoint(path, AsymmetricMatcher(config), config)
+
+
+def _nodes_csv(path, rows, header="node_id,x,y,z,short_axis_mm,long_axis_mm"):
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def test_command_is_registered():
+    assert "lngraph.cli.match" in cli_main.COMMANDS
+
+
+def test_match_cohort(run_cli, geometry_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(["match", "--model", str(geometry_model), "--cohort", str(EXAMPLE),
+                    "--out", str(out)]) == 0
+    cohort = read_cohort(EXAMPLE)
+    table = pd.read_csv(out / "matches.csv", dtype=str, keep_default_na=False)
+    assert tuple(table.columns) == MATCH_COLUMNS
+    pairs = cohort.pairs("consecutive")
+    assert set(table["status"]) <= {"matched", "disappeared", "new"}
+    predictions = read_matches(out / "matches.csv", cohort)  # every node has exactly one row
+    assert list(predictions) == [(p.src.scan_id, p.dst.scan_id) for p in pairs]
+    for pair in pairs:
+        pred = predictions[(pair.src.scan_id, pair.dst.scan_id)]
+        rows = table[(table["src_scan"] == pair.src.scan_id)
+                     & (table["dst_scan"] == pair.dst.scan_id)]
+        assert len(rows) == len(pair.src.nodes) + len(pair.dst.nodes) - len(pred.matches)
+        folder = out / "markups" / f"{pair.src.scan_id}__{pair.dst.scan_id}"
+        for scan, labels in zip((pair.src, pair.dst), markup_labels(pair, pred), strict=True):
+            nodes = read_markups(folder / f"{scan.scan_id}.mrk.json")
+            assert sorted(nodes.node_id.tolist()) == sorted(labels)
+            order = [labels.index(label) for label in nodes.node_id]
+            np.testing.assert_allclose(nodes.pos, scan.nodes.pos[order])
+            assert nodes.track_id.tolist() == scan.nodes.track_id[order].tolist()
+    printed = capsys.readouterr().out
+    assert f"{len(pairs)} scan pair(s)" in printed and "matches.csv" in printed
+
+
+def test_markup_labels_name_status_and_partner():
+    pair = read_cohort(EXAMPLE).pairs()[0]
+    n_src, n_dst = len(pair.src.nodes), len(pair.dst.nodes)
+    pred = PairPrediction(n_src, n_dst, [[0, 1]])
+    src, dst = markup_labels(pair, pred)
+    assert src[0] == "n1 -> n2"
+    assert src[1:] == [f"n{k} (disappeared)" for k in range(2, n_src + 1)]
+    assert dst[1] == "n2 <- n1"
+    assert dst[0] == "n1 (new)" and dst[2] == "n3 (new)"
+
+
+def test_match_single_pair_with_figure(run_cli, geometry_model, tmp_path):
+    src = _nodes_csv(tmp_path / "before.csv", ["a,0,0,0,10,12", "b,40,0,0,8,",
+                                               "c,0,40,-20,9,11"])
+    dst = _nodes_csv(tmp_path / "after.csv", ["A,2,1,0,11,13", "B,41,-1,2,8,9"],
+                     header="node_id,x,y,z,short_axis_mm,long_axis_mm")
+    out = tmp_path / "out"
+    assert run_cli(["match", "--model", str(geometry_model), "--src-nodes", str(src),
+                    "--dst-nodes", str(dst), "--out", str(out), "--figure"]) == 0
+    table = pd.read_csv(out / "matches.csv", dtype=str, keep_default_na=False)
+    assert set(table["src_scan"]) == {"before"} and set(table["dst_scan"]) == {"after"}
+    assert sorted(table["src_node"].replace("", None).dropna()) == ["a", "b", "c"]
+    assert sorted(table["dst_node"].replace("", None).dropna()) == ["A", "B"]
+    assert (out / "figures" / "before__after.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(read_markups(out / "markups" / "before__after" / "before.mrk.json")) == 3
+
+
+def test_pair_nodes_optional_columns(tmp_path):
+    path = _nodes_csv(tmp_path / "n.csv", ["a,1,2,3,10"], header="node_id,x,y,z,short_axis_mm")
+    nodes = read_pair_nodes(path, "s")
+    assert nodes.node_id.tolist() == ["a"] and np.isnan(nodes.long_axis_mm[0])
+    assert nodes.track_id.tolist() == [None]
+
+
+@pytest.mark.parametrize(("rows", "header", "message"), [
+    (["a,1,2,10"], "node_id,x,y,short_axis_mm", "line 1: missing column(s) z"),
+    (["a,1,2,3,10", "b,1,oops,3,10"], None, "line 3 (node b of scan bad): y is not a finite "
+                                            "number: 'oops'"),
+    (["a,1,2,3,-4"], None, "line 2 (node a of scan bad): short_axis_mm must be positive"),
+    (["a,1,2,3,10", "a,5,2,3,10"], None, "line 3: duplicate node_id 'a'"),
+])
+def test_bad_nodes_csv(run_cli, geometry_model, tmp_path, capsys, rows, header, message):
+    bad = _nodes_csv(tmp_path / "bad.csv", rows,
+                     header=header or "node_id,x,y,z,short_axis_mm")
+    good = _nodes_csv(tmp_path / "good.csv", ["a,1,2,3,10"])
+    with pytest.raises(InputError, match="bad.csv"):
+        read_pair_nodes(bad, "bad")
+    assert run_cli(["match", "--model", str(geometry_model), "--src-nodes", str(bad),
+                    "--dst-nodes", str(good), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert f"lngraph match: error: {bad}, " in error and message in error
+    assert not (tmp_path / "out" / "matches.csv").exists()
+
+
+def test_image_model_needs_images(run_cli, image_model, tmp_path, capsys):
+    assert run_cli(["match", "--model", str(image_model), "--cohort", str(EXAMPLE),
+                    "--out", str(tmp_path / "out")]) == 2
+    assert "matches on image crops, but no image is given" in capsys.readouterr().err
+
+
+def test_cohort_and_pair_exclude_each_other(run_cli, geometry_model, tmp_path, capsys):
+    nodes = _nodes_csv(tmp_path / "n.csv", ["a,1,2,3,10"])
+    assert run_cli(["match", "--model", str(geometry_model), "--cohort", str(EXAMPLE),
+                    "--src-nodes", str(nodes), "--out", str(tmp_path / "out")]) == 2
+    assert "--cohort and --src-nodes exclude each other" in capsys.readouterr().err
+    assert run_cli(["match", "--model", str(geometry_model), "--src-nodes", str(nodes),
+                    "--out", str(tmp_path / "out")]) == 2
+    assert "give --cohort DIR, or both --src-nodes and --dst-nodes" in capsys.readouterr().err
+
+
+def test_bad_checkpoint(run_cli, tmp_path, capsys):
+    junk = tmp_path / "model.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    assert run_cli(["match", "--model", str(junk), "--cohort", str(EXAMPLE),
+                    "--out", str(tmp_path / "out")]) == 2
+    assert f"{junk}: not a readable lngraph checkpoint" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""A tiny geometry-only training run: loss goes down, held-out pairs beat chance, outputs."""
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lngraph.metrics import evaluate_predictions
+from lngraph.models import preset
+from lngraph.train import fit_matcher, load_checkpoint, predict_pairs
+from lngraph.train.datamodule import PairDataModule, config_for_cohort, crop_params
+
+GEOMETRY = replace(preset("lite"), geometry_only=True, batch_size=4, lr=3e-3, patience=20)
+
+
+@pytest.fixture(scope="module")
+def trained(geometry_cohort, tmp_path_factory):
+    patients = geometry_cohort.patients
+    out = tmp_path_factory.mktemp("run")
+    result = fit_matcher(geometry_cohort, GEOMETRY, train_patients=patients[:16],
+                         val_patients=patients[16:20], out_dir=out, max_epochs=8, seed=0,
+                         progress=False)
+    return result, patients[20:]
+
+
+def test_training_lowers_the_loss(trained):
+    result, _ = trained
+    log = pd.read_csv(result.log_dir / "metrics.csv")
+    train = log.dropna(subset=["train_total"]).sort_values("epoch")["train_total"].to_numpy()
+    assert len(train) == 8
+    assert train[-3:].mean() < 0.8 * train[0]
+    assert {"val_f1", "val_precision", "val_recall", "val_nlr", "val_dlr",
+            "val_score"} <= set(log.columns)
+
+
+def test_held_out_pairs_beat_chance(trained, geometry_cohort):
+    result, test_patients = trained
+    model, config, extra = load_checkpoint(result.checkpoint)
+    assert config.geometry_only and extra["train_patients"] == geometry_cohort.patients[:16]
+    pairs = geometry_cohort.pairs(patients=test_patients)
+    predictions = predict_pairs(model, config, pairs)
+    metrics = evaluate_predictions(geometry_cohort, {
+        (p.src.scan_id, p.dst.scan_id): q for p, q in zip(pairs, predictions, strict=True)},
+        pairs)
+    # a random one-to-one assignment of 6-10 nodes is right about once per pair: F1 ~ 0.12
+    assert metrics["f1"] > 0.35
+
+
+def test_fit_result(trained):
+    result, _ = trained
+    assert result.checkpoint.name == "model.ckpt" and result.checkpoint.is_file()
+    assert 0 <= result.best_epoch < result.epochs <= 8
+    assert result.train_seconds > 0 and result.pairs_per_second > 0
+    m = result.val_metrics
+    assert m["n_pairs"] == 4 and 0 <= m["f1"] <= 1
+    assert m["score"] == pytest.approx(m["f1"] + np.nanmean([m["nlr"], m["dlr"]]))
+    assert (result.checkpoint.parent / "lightning" / "best.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_same_seed_same_model(trained, geometry_cohort, tmp_path):
+    result, _ = trained
+    patients = geometry_cohort.patients
+    again = fit_matcher(geometry_cohort, GEOMETRY, train_patients=patients[:16],
+                        val_patients=patients[16:20], out_dir=tmp_path, max_epochs=8, seed=0,
+                        progress=False)
+    a, _, _ = load_checkpoint(result.checkpoint)
+    b, _, _ = load_checkpoint(again.checkpoint)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert np.array_equal(x.numpy(), y.numpy()), name
+
+
+def test_without_validation_keeps_lowest_training_loss(geometry_cohort, tmp_path):
+    result = fit_matcher(geometry_cohort, GEOMETRY, train_patients=geometry_cohort.patients[:4],
+                         val_patients=[], out_dir=tmp_path, max_epochs=1, progress=False)
+    assert result.val_metrics == {} and result.epochs == 1 and result.checkpoint.is_file()
+
+
+def test_errors(geometry_cohort, tmp_path):
+    patients = geometry_cohort.patients
+    with pytest.raises(ValueError, match="both training and validation"):
+        fit_matcher(geometry_cohort, GEOMETRY, train_patients=patients[:2],
+                    val_patients=patients[1:3], out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="not in the cohort"):
+        fit_matcher(geometry_cohort, GEOMETRY, train_patients=["nobody"], val_patients=[],
+                    out_dir=tmp_path, progress=False)
+
+
+def test_cohort_without_images_gets_a_geometry_only_config(geometry_cohort):
+    lite = preset("lite")
+    assert config_for_cohort(lite, geometry_cohort).geometry_only
+    assert config_for_cohort(GEOMETRY, geometry_cohort) is GEOMETRY
+    with pytest.raises(ValueError, match="use a geometry-only config"):
+        PairDataModule(geometry_cohort, lite, train_patients=geometry_cohort.patients[:2])
+
+
+def test_crop_params_follow_the_config():
+    params = crop_params(replace(preset("lite"), crop_size=16, hu_window=(-100.0, 200.0)))
+    assert params.mode == "radius" and params.size == 16 and params.window == (-100.0, 200.0)
+    assert crop_params(preset("paper")).spacing_mm == (0.7, 0.7, 2.0)
+    with pytest.raises(ValueError, match="crop_radius_factor 2.0 is not supported"):
+        crop_params(replace(preset("lite"), crop_radius_factor=2.0))

@@ -1,0 +1,296 @@
+"""Tests of lngraph.tune and ``lngraph tune``: the search space, the pruning callback, storages,
+and (slow) two worker processes on one study, interruption and resuming, the best config
+training again."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from lngraph.cli.main import main
+from lngraph.io import write_cohort
+from lngraph.io.cohort import NodeTable, Scan, read_cohort
+from lngraph.models.config import MatcherConfig, preset
+from lngraph.tune.objective import PruningCallback, TuneObjective, config_of
+from lngraph.tune.search_space import (
+    APPEARANCE,
+    COMMON,
+    GEOMETRY,
+    NO_SCB,
+    SCB,
+    sample_config,
+    scale_widths,
+    search_space,
+)
+from lngraph.tune.study import (
+    display_url,
+    finished_trials,
+    open_storage,
+    open_study,
+    write_report,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "tune.md"
+GEOMETRY_BASE = replace(preset("lite"), geometry_only=True)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def make_cohort(path: Path, patients: int = 6, seed: int = 0) -> Path:
+    """Geometry-only cohort: per patient two scans of 6 nodes; one node disappears, one is new,
+    the rest move by a shared shift plus 2 mm jitter."""
+    rng = np.random.default_rng(seed)
+    scans = []
+    for p in range(patients):
+        pos = rng.uniform(-60, 60, (6, 3))
+        size = rng.uniform(8, 16, 6)
+        tracks = np.array([f"t{p}_{k}" for k in range(6)], object)
+        later = pos[:5] + rng.normal(0, 10, 3) + rng.normal(0, 2, (5, 3))
+        scans.append(Scan(f"p{p}", f"p{p}a", "0", None,
+                          NodeTable.from_arrays(pos, size, track_id=tracks)))
+        scans.append(Scan(f"p{p}", f"p{p}b", "1", None, NodeTable.from_arrays(
+            np.vstack([later, rng.uniform(-60, 60, (1, 3))]), np.append(size[:5], 10.0),
+            track_id=np.append(tracks[:5], f"t{p}_new").astype(object))))
+    return write_cohort(path, scans)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# search space ---------------------------------------------------------------------------------
+def _ask(base: MatcherConfig, seed: int = 0, n: int = 20):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(n):
+        trial = study.ask()
+        yield trial, sample_config(trial, base)
+
+
+def test_geometry_space_samples_only_what_the_model_uses():
+    space = search_space(GEOMETRY_BASE)
+    assert set(space) == set(COMMON) | set(GEOMETRY) | set(NO_SCB)
+    for trial, config in _ask(GEOMETRY_BASE):
+        assert set(trial.params) == set(space)
+        for name, value in trial.params.items():
+            assert space[name]._contains(space[name].to_internal_repr(value))
+            assert getattr(config, name) == value
+        # fields outside the space keep the base values
+        assert config.crop_mode == GEOMETRY_BASE.crop_mode
+        assert config.encoder2d_widths == GEOMETRY_BASE.encoder2d_widths
+        assert config.scb_threshold == GEOMETRY_BASE.scb_threshold
+        assert config.geometry_only and config.batch_size == GEOMETRY_BASE.batch_size
+
+
+def test_appearance_space_scales_widths_and_conditions_radius_factor():
+    base = preset("lite")
+    assert set(search_space(base)) == set(COMMON) | set(APPEARANCE) | set(SCB)
+    assert set(search_space(replace(base, use_scb=False))) == (set(COMMON) | set(APPEARANCE)
+                                                                | set(NO_SCB))
+    modes = set()
+    for trial, config in _ask(base, n=30):
+        modes.add(config.crop_mode)
+        assert ("crop_radius_factor" in trial.params) == (config.crop_mode == "radius")
+        if config.crop_mode == "fixed":
+            assert config.crop_radius_factor == base.crop_radius_factor
+        m = trial.params["width_multiplier"]
+        assert config.encoder2d_widths == scale_widths(base.encoder2d_widths, m)
+        assert config.encoder3d_widths == scale_widths(base.encoder3d_widths, m)
+        assert not hasattr(config, "width_multiplier")
+    assert modes == {"fixed", "radius"}
+    assert scale_widths((8, 16, 32), 0.5) == (4, 8, 16)
+    assert scale_widths((1, 3), 0.5) == (1, 2)
+
+
+def test_fixed_trial_rebuilds_the_sampled_config():
+    for base in (GEOMETRY_BASE, preset("lite"), preset("paper")):
+        for trial, config in _ask(base, seed=3, n=5):
+            assert sample_config(optuna.trial.FixedTrial(trial.params), base) == config
+            assert MatcherConfig.from_dict(config.to_dict()) == config
+
+
+def test_docs_list_every_searched_parameter():
+    if not DOCS.is_file():
+        pytest.skip(f"{DOCS} not found")
+    text = DOCS.read_text()
+    for name in {**COMMON, **GEOMETRY, **APPEARANCE, **SCB, **NO_SCB}:
+        assert f"`{name}`" in text, name
+
+
+# pruning callback -----------------------------------------------------------------------------
+def _trainer(epoch: int, score: float | None, sanity: bool = False):
+    metrics = {} if score is None else {"val_score": torch.tensor(score)}
+    return SimpleNamespace(current_epoch=epoch, callback_metrics=metrics, sanity_checking=sanity)
+
+
+def test_pruning_callback_reports_each_epoch_and_prunes_below_threshold():
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    trial = study.ask()
+    callback = PruningCallback(trial)
+    callback.on_validation_end(_trainer(0, 0.9, sanity=True), None)  # sanity check: ignored
+    callback.on_validation_end(_trainer(0, None), None)  # nothing logged: ignored
+    callback.on_validation_end(_trainer(0, 0.8), None)
+    callback.on_validation_end(_trainer(1, 0.7), None)
+    with pytest.raises(optuna.TrialPruned, match=r"after epoch 2: val_score = 0\.2000"):
+        callback.on_validation_end(_trainer(2, 0.2), None)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert study.trials[0].intermediate_values == pytest.approx({0: 0.8, 1: 0.7, 2: 0.2})
+
+
+def test_pruning_stops_a_real_training_run(tmp_path):
+    from lngraph.train import fit_matcher
+
+    cohort = read_cohort(make_cohort(tmp_path / "cohort", patients=3))
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.ThresholdPruner(lower=2.5))
+
+    def objective(trial):
+        fit_matcher(cohort, GEOMETRY_BASE, train_patients=["p0", "p1"], val_patients=["p2"],
+                    out_dir=tmp_path / "run", max_epochs=3, progress=False,
+                    accelerator="cpu", callbacks=[PruningCallback(trial)])
+        return 0.0
+
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert list(trial.intermediate_values) == [0]  # pruned after the first epoch
+    assert 0.0 <= trial.intermediate_values[0] <= 2.0
+
+
+# storages and studies -------------------------------------------------------------------------
+def test_storage_urls(tmp_path):
+    from optuna.storages import JournalStorage, RDBStorage
+
+    assert isinstance(open_storage(f"journal:{tmp_path / 'a' / 'study.log'}"), JournalStorage)
+    assert isinstance(open_storage(f"sqlite:///{tmp_path / 'b' / 'study.db'}"), RDBStorage)
+    assert (tmp_path / "b" / "study.db").is_file()
+    with pytest.raises(ValueError, match="is not a storage URL; use sqlite:///FILE"):
+        open_storage(str(tmp_path / "study.db"))
+    secret = "postgresql://me:hunter2@localhost:1/db"
+    assert "hunter2" not in display_url(secret) and "me:***@localhost" in display_url(secret)
+    with pytest.raises(ValueError, match="cannot open storage") as error:
+        open_storage(secret)
+    assert "hunter2" not in str(error.value)
+
+
+def _objective(tmp_path, cohort, base=GEOMETRY_BASE, val=("p2",)):
+    return TuneObjective(cohort, base, ("p0", "p1"), val, tmp_path / "out", max_epochs=1)
+
+
+def test_study_refuses_to_resume_with_other_settings(tmp_path):
+    cohort = read_cohort(make_cohort(tmp_path / "cohort", patients=3))
+    url = f"journal:{tmp_path / 'study.log'}"
+    open_study(open_storage(url), "s", _objective(tmp_path, cohort))
+    open_study(open_storage(url), "s", _objective(tmp_path, cohort))  # same settings: fine
+    other = _objective(tmp_path, cohort, base=replace(GEOMETRY_BASE, batch_size=2))
+    with pytest.raises(ValueError, match="different base_config .*batch_size: 4 there, 2 now"):
+        open_study(open_storage(url), "s", other)
+    with pytest.raises(ValueError, match="different val_patients"):
+        open_study(open_storage(url), "s", _objective(tmp_path, cohort, val=("p1",)))
+    with pytest.raises(ValueError, match="tuning needs validation patients"):
+        _objective(tmp_path, cohort, val=())
+    # an image config on a cohort without images becomes geometry-only, as training would
+    assert _objective(tmp_path, cohort, base=preset("lite")).base == GEOMETRY_BASE
+
+
+def test_cli_reports_a_bad_storage_cleanly(tmp_path, capsys):
+    cohort = make_cohort(tmp_path / "cohort", patients=3)
+    code = main(["tune", str(cohort), "--trials", "1", "--out", str(tmp_path / "out"),
+                 "--storage", "study.db"])
+    assert code == 2
+    assert "lngraph tune: error: --storage: 'study.db' is not a storage URL" in \
+        capsys.readouterr().err
+
+
+def test_report_of_a_study_without_complete_trials(tmp_path):
+    study = optuna.create_study(direction="maximize")
+    study.tell(study.ask(), state=optuna.trial.TrialState.PRUNED)
+    assert set(write_report(study, tmp_path)) == {"trials"}
+    assert (tmp_path / "trials.csv").read_text().startswith("number,state,value")
+
+
+# end to end -----------------------------------------------------------------------------------
+def _tune(cohort, out, url, trials, *extra, **popen):
+    return subprocess.Popen(
+        [sys.executable, "-m", "lngraph", "tune", str(cohort), "--trials", str(trials),
+         "--out", str(out), "--storage", url, "--study-name", "s", "--max-epochs", "2", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, **popen)
+
+
+def _load(url):
+    return optuna.load_study(study_name="s", storage=open_storage(url))
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_study(tmp_path):
+    cohort = make_cohort(tmp_path / "cohort")
+    url = f"journal:{tmp_path / 'study.log'}"
+    workers = [_tune(cohort, tmp_path / f"out{k}", url, 4, "--seed", str(k)) for k in range(2)]
+    for worker in workers:
+        output = worker.communicate(timeout=600)[0]
+        assert worker.returncode == 0, output
+    study = _load(url)
+    assert 4 <= finished_trials(study) <= 5  # the budget, plus at most one trial in flight
+    ran_by = {t.user_attrs["worker"] for t in study.trials}
+    assert len(ran_by) == 2  # both processes contributed trials
+    for k in range(2):  # each worker wrote the report of the shared study
+        best = MatcherConfig.from_yaml(tmp_path / f"out{k}" / "best_config.yaml")
+        assert best == replace(config_of(study.best_trial), name=best.name)
+        assert {p.name for p in (tmp_path / f"out{k}").glob("*.png")} == {
+            "history.png", "intermediate.png", "importance.png"}
+    # --n-jobs: two worker processes of one command extend the same study
+    extra = _tune(cohort, tmp_path / "out2", url, 6, "--n-jobs", "2")
+    output = extra.communicate(timeout=600)[0]
+    assert extra.returncode == 0, output
+    assert 6 <= finished_trials(_load(url)) <= 7
+
+
+@pytest.mark.slow
+def test_interrupted_study_resumes_and_its_best_config_trains(tmp_path):
+    cohort = make_cohort(tmp_path / "cohort")
+    out = tmp_path / "out"
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run = _tune(cohort, out, url, 50, "--seed", "0", start_new_session=True)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        if (tmp_path / "study.db").is_file():
+            try:
+                if finished_trials(_load(url)) >= 1:
+                    break
+            except KeyError:  # the study is not created yet
+                continue
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C
+    output = run.communicate(timeout=300)[0]
+    assert run.returncode == 130, output
+    assert "interrupted: rerun the same command to resume" in output
+    done = finished_trials(_load(url))
+    assert 1 <= done < 50
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in _load(url).trials)
+
+    resumed = _tune(cohort, out, url, done + 1, "--seed", "0")
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert re.search(rf"{done} of {done + 1} trials finished", output)
+    assert finished_trials(_load(url)) == done + 1
+
+    best = MatcherConfig.from_yaml(out / "best_config.yaml")
+    assert best.geometry_only and best.max_epochs == GEOMETRY_BASE.max_epochs
+    code = main(["train", str(cohort), "--config", str(out / "best_config.yaml"),
+                 "--out", str(tmp_path / "run"), "--max-epochs", "1", "--quiet"])
+    assert code == 0
+    assert MatcherConfig.from_yaml(tmp_path / "run" / "config.yaml") == best
