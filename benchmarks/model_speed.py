@@ -200,12 +200,14 @@ def match_end_to_end(config: MatcherConfig, device: torch.device, repeats: int, 
         for figure in (False, True):
             suffix = " --figure" if figure else ""
             wall, cpu = time.perf_counter(), child_cpu_seconds()
-            subprocess.run([sys.executable, "-m", "lngraph",
-                            *argv(folder / f"sub{r}{suffix}", figure)],
-                           check=True, capture_output=True, env=env)
+            done = subprocess.run([sys.executable, "-m", "lngraph",
+                                   *argv(folder / f"sub{r}{int(figure)}", figure)],
+                                  capture_output=True, text=True, env=env)
+            if done.returncode:
+                raise RuntimeError(f"lngraph match failed:\n{done.stderr}")
             samples.setdefault(f"subprocess{suffix}", []).append(
                 (time.perf_counter() - wall, child_cpu_seconds() - cpu))
-            _, w, c = timed(device, cli_main.main, argv(folder / f"in{r}{suffix}", figure))
+            _, w, c = timed(device, cli_main.main, argv(folder / f"in{r}{int(figure)}", figure))
             samples.setdefault(f"in-process{suffix}", []).append((w, c))
     return median_times(samples)
 

@@ -79,6 +79,8 @@ from lngraph.nn.trackers import (
     CrossAttentionTracker,
     SiameseTracker,
     VoxelEmbeddingTracker,
+    VoxelEncoder,
+    candidate_grid,
     check_cube_size,
     heatmap_loss,
     refine_peak,
@@ -334,7 +336,7 @@ class LesionTracker(Method):
     def loss(self, net: nn.Module, batch: TrainingBatch) -> Tensor:
         """Soft-label cross entropy of the heatmap at the template centre's known position."""
         p = self.params
-        first, stride = net.candidate_grid(p.template_size)
+        first, stride = candidate_grid(p.template_size)
         index = batch.search_index(torch.zeros(1, 3), p.search_size, p.spacing_mm)[:, 0]
         return heatmap_loss(net(batch.template, batch.search), (index - first) / stride)
 
@@ -378,7 +380,7 @@ class LesionTracker(Method):
         with torch.no_grad():
             logits = self.net(torch.from_numpy(template[:, None]),
                               torch.from_numpy(search[:, None]))
-        first, stride = self.net.candidate_grid(p.template_size)
+        first, stride = candidate_grid(p.template_size)
         return candidates_to_world(refine_peak(logits).numpy(), centres, first, stride,
                                    p.search_size, p.spacing_mm)
 
@@ -421,16 +423,15 @@ class SAMLite(LesionTracker):
 
     def loss(self, net: nn.Module, batch: TrainingBatch) -> Tensor:
         p = self.params
-        first, stride = net.candidate_grid(p.template_size)
-        t, n = (p.template_size - 7) // 2, (p.search_size - 7) // 2
+        t = (p.template_size - 7) // 2
         centre = (t ** 3 - 1) // 2
         others = torch.randperm(t ** 3 - 1)[:self.anchors - 1]
         anchors = torch.cat([torch.tensor([centre]), others + (others >= centre).long()])
         grid = torch.stack(torch.unravel_index(anchors, (t, t, t)), -1).float()
-        offsets = p.spacing_mm * (first + stride * grid - (p.template_size - 1) / 2)
-        target = (batch.search_index(offsets, p.search_size, p.spacing_mm) - first) / stride
-        valid = ((target >= 0) & (target <= n - 1)).all(-1)
-        return net.contrastive_loss(batch.template, batch.search, anchors, target, valid)
+        index = VoxelEncoder.margin + VoxelEncoder.stride * grid
+        offsets = p.spacing_mm * (index - (p.template_size - 1) / 2)
+        target = batch.search_index(offsets, p.search_size, p.spacing_mm)
+        return net.contrastive_loss(batch.template, batch.search, anchors, target)
 
 
 @register

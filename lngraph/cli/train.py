@@ -41,8 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="train the asymmetric matcher on a cohort",
         description="Train the asymmetric lymph-node matcher (SE + SEAG + SCB) on a cohort "
         "folder with patient-level splits, early stopping on validation and a saved best "
-        "model (RUN/model.ckpt). Runs on the CPU by default; the Lightning flags select GPUs, "
-        "several devices (DDP) or nodes.",
+        "model (RUN/model.ckpt). Runs on a GPU when present, else on the CPU; the Lightning "
+        "flags select devices, DDP or several nodes.",
     )
     parser.add_argument("cohort", type=Path, metavar="COHORT", help="cohort folder")
     parser.add_argument("--out", type=Path, required=True, metavar="RUN",
@@ -65,8 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
                         help="train on consecutive scan pairs (default) or on all "
                         "earlier/later pairs of each patient")
-    parser.add_argument("--accelerator", default="cpu",
-                        help="Lightning accelerator: cpu (default), gpu, auto, ...")
+    parser.add_argument("--accelerator", default="auto",
+                        help="Lightning accelerator: auto (default: a GPU when present, else "
+                        "the CPU), cpu, gpu, ...")
     parser.add_argument("--devices", type=_devices, default="auto",
                         help="Lightning devices: a count, a list such as 0,1, or auto")
     parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")

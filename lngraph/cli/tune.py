@@ -3,8 +3,9 @@
 ``lngraph tune COHORT --trials N --out DIR [--storage URL] [--study-name NAME] [--timeout S]
 [--n-jobs K] [--max-epochs E] [--fold K --folds N] [--config lite|paper|FILE.yaml] [--seed S]``
 samples configs (:mod:`lngraph.tune.search_space`), trains each on the training patients and
-scores it on the validation patients (F1 + mean(NLR, DLR), :mod:`lngraph.tune.objective`),
-prunes poor trials after each epoch, and writes the report of :mod:`lngraph.tune.study`
+scores it on the validation patients (:mod:`lngraph.tune.objective`: F1 of the matches plus
+the F1 of new and disappeared nodes), prunes poor trials after each epoch, and writes the
+report of :mod:`lngraph.tune.study`
 (``DIR/best_config.yaml`` for ``lngraph train --config``, ``best.json``, ``trials.csv``,
 ``history.png``, ``intermediate.png``, ``importance.png``) plus every trial's run under
 ``DIR/trials/``.
@@ -41,10 +42,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="search the matcher's hyper-parameters with Optuna",
         description="Tune the asymmetric matcher with Optuna: each trial samples a config, "
         "trains it on the training patients and is scored on the validation patients by "
-        "F1 + mean(NLR, DLR) (test patients of --fold are never used); poor trials are pruned "
-        "after an epoch. Resumable; several processes or machines share a study through one "
-        "--storage. Writes DIR/best_config.yaml (for `lngraph train --config`), best.json, "
-        "trials.csv and history, intermediate-value and importance plots.",
+        "F1 + mean(F1 of new, F1 of disappeared nodes); test patients of --fold are never "
+        "used. Poor trials are pruned after an epoch. Resumable; several processes or "
+        "machines share a study through one --storage. Writes DIR/best_config.yaml (for "
+        "`lngraph train --config`), best.json, trials.csv and history, intermediate-value and "
+        "importance plots.",
     )
     parser.add_argument("cohort", type=Path, metavar="COHORT", help="cohort folder")
     parser.add_argument("--trials", type=_positive, required=True, metavar="N",

@@ -3,13 +3,16 @@ r"""Compact networks of the lesion-tracker baselines ``dlt_lite``, ``sam_lite`` 
 Every tracker reads a *template* cube (around a node of the earlier scan) and a *search* cube
 (a larger region of the later scan), both ``[B, 1, D, D, D]`` in numpy order ``(z, y, x)`` on
 one isotropic grid, and returns logits ``[B, n, n, n]`` over *candidate* positions of the
-template centre in the search cube. Candidate ``m`` (per axis) lies at the search array index
-``first + stride · m`` (:meth:`candidate_grid`); turning that into world millimetres is the
-caller's business. Sizes must be odd with ``(D - 1) / 2`` even (``D ≡ 1 mod 4``), so that the
-centre of a cube is a voxel of the feature grid.
+template centre in the search cube. The candidates are the same for all three: the
+placements of the template that fit inside the search cube on the stride-2 feature grid,
+:math:`n = (D_s - D_t)/2 + 1` per axis, candidate ``m`` at search array index
+``(D_t - 1)/2 + 2m`` (:func:`candidate_grid`), i.e. up to :math:`\pm (D_s - D_t)/2` voxels
+from the search centre. Turning that into world millimetres is the caller's business. Sizes
+must be odd with ``(D - 1) / 2`` even (``D ≡ 1 mod 4``), so that the centre of a cube is a
+voxel of the feature grid.
 
-This module owns the shared :class:`VoxelEncoder`, the three trackers and their losses
-(:func:`heatmap_loss`, :func:`refine_peak`). It knows no files.
+This module owns the shared :class:`VoxelEncoder`, the three trackers, their losses
+(:func:`heatmap_loss`) and :func:`refine_peak`. It knows no files.
 """
 
 from __future__ import annotations
@@ -27,6 +30,18 @@ def check_cube_size(size: int, what: str = "size") -> int:
     if size < 9 or size % 4 != 1:
         raise ValueError(f"{what} must be 9, 13, 17, … (≡ 1 mod 4), got {size}")
     return size
+
+
+def candidate_grid(template_size: int) -> tuple[float, int]:
+    """``(first, stride)``: candidate ``m`` sits at search array index ``first + stride · m``."""
+    return (template_size - 1) / 2, VoxelEncoder.stride
+
+
+def central_candidates(dense: Tensor, template_features: int) -> Tensor:
+    """The candidates of a dense map over the search feature grid ``[..., S, S, S]``: the
+    template-sized windows that fit inside, ``S - t + 1`` per axis, starting at ``(t - 1)/2``."""
+    lo, n = (template_features - 1) // 2, dense.shape[-1] - template_features + 1
+    return dense[..., lo:lo + n, lo:lo + n, lo:lo + n]
 
 
 def heatmap_loss(logits: Tensor, target: Tensor, sigma: float = 1.0) -> Tensor:
@@ -190,10 +205,6 @@ class SiameseTracker(nn.Module):
         self.encoder.reset_parameters()
         nn.init.constant_(self.log_scale, math.log(10.0))
 
-    def candidate_grid(self, template_size: int) -> tuple[float, int]:
-        """``(first, stride)``: candidate ``m`` sits at search index ``first + stride · m``."""
-        return (template_size - 1) / 2, self.encoder.stride
-
     def forward(self, template: Tensor, search: Tensor) -> Tensor:
         f, g = self.encoder(template), self.encoder(search)
         t = f.shape[-1]
@@ -221,9 +232,9 @@ class VoxelEmbeddingTracker(nn.Module):
     .. math::
         s_m = \cos\big(\mathbf{e}_t(c), \mathbf{e}_s(m)\big) / \tau,
 
-    and is trained with a voxel-level InfoNCE (:meth:`contrastive_loss`): anchor voxels of the
-    template against all search voxels, the voxel at the anchor's known position positive.
-    Candidate :math:`m` is search index :math:`2m + 4`.
+    over the candidates (:func:`candidate_grid`), and is trained with a voxel-level InfoNCE
+    (:meth:`contrastive_loss`): anchor voxels of the template against all search voxels, the
+    voxel at the anchor's known position positive.
 
     Args:
         channels (int): Encoder channels.
@@ -233,7 +244,7 @@ class VoxelEmbeddingTracker(nn.Module):
     Shapes:
         - **input:** template :math:`(B, 1, D_t, D_t, D_t)`, search :math:`(B, 1, D_s, D_s,
           D_s)`
-        - **output:** :math:`(B, n, n, n)` with :math:`n = (D_s - 7)/2`
+        - **output:** :math:`(B, n, n, n)` with :math:`n = (D_s - D_t)/2 + 1`
     """
 
     def __init__(self, channels: int = 16, dim: int = 16, tau: float = 0.1):
@@ -247,33 +258,35 @@ class VoxelEmbeddingTracker(nn.Module):
         self.encoder.reset_parameters()
         self.head.reset_parameters()
 
-    def candidate_grid(self, template_size: int) -> tuple[float, int]:
-        """``(first, stride)``: candidate ``m`` sits at search index ``first + stride · m``."""
-        return float(self.encoder.margin), self.encoder.stride
-
     def embed(self, x: Tensor) -> Tensor:
         """``[B, dim, n, n, n]`` unit embeddings on the encoder's feature grid."""
         return F.normalize(self.head(F.relu(self.encoder(x))), dim=1)
 
     def forward(self, template: Tensor, search: Tensor) -> Tensor:
         e_t = self.embed(template)
-        c = (e_t.shape[-1] - 1) // 2
-        centre = e_t[:, :, c, c, c]
-        return torch.einsum("bd,bdzyx->bzyx", centre, self.embed(search)) / self.tau
+        t = e_t.shape[-1]
+        c = (t - 1) // 2
+        dense = torch.einsum("bd,bdzyx->bzyx", e_t[:, :, c, c, c], self.embed(search))
+        return central_candidates(dense, t) / self.tau
 
     def contrastive_loss(self, template: Tensor, search: Tensor, anchors: Tensor,
-                         target: Tensor, valid: Tensor, sigma: float = 1.0) -> Tensor:
-        r"""Voxel-level InfoNCE (:func:`heatmap_loss` of every anchor's similarity map).
+                         target: Tensor, sigma: float = 1.0) -> Tensor:
+        r"""Voxel-level InfoNCE: :func:`heatmap_loss` of every anchor's similarity map over
+        all search feature voxels; anchors whose target falls outside them are left out.
 
         Args:
             template, search: the two crops.
-            anchors: ``[A]`` flat indices into the template feature grid.
-            target: ``[B, A, 3]`` candidate coordinates of the anchors in the search grid.
-            valid: ``[B, A]`` anchors whose target lies inside the search grid.
+            anchors: ``[A]`` flat indices into the template feature grid (template feature
+                voxel :math:`m` lies at template index :math:`2m + 4`).
+            target: ``[B, A, 3]`` continuous search array indices of the anchors.
         """
+        e_s = self.embed(search)
+        n = e_s.shape[-1]
         e_a = self.embed(template).flatten(2)[:, :, anchors]
-        logits = torch.einsum("bda,bdzyx->bazyx", e_a, self.embed(search)) / self.tau
-        return heatmap_loss(logits.flatten(0, 1)[valid.flatten()], target[valid], sigma)
+        logits = torch.einsum("bda,bdzyx->bazyx", e_a, e_s) / self.tau
+        coords = (target - self.encoder.margin) / self.encoder.stride
+        valid = ((coords >= 0) & (coords <= n - 1)).all(-1)
+        return heatmap_loss(logits.flatten(0, 1)[valid.flatten()], coords[valid], sigma)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(channels={self.encoder.channels}, dim={self.dim}, "
@@ -284,70 +297,74 @@ class CrossAttentionTracker(nn.Module):
     r"""The cross-attention tracker of `"Transformer Lesion Tracker"
     <https://arxiv.org/abs/2206.06252>`_ (Tang et al., MICCAI 2022), in miniature.
 
-    Template and search features of a shared :class:`VoxelEncoder` become tokens of width
-    :math:`d`; template tokens also carry a learned encoding of their offset
-    :math:`\mathbf{o}_k` from the template centre. Each search token attends over the template
-    tokens and a small MLP turns the result into the logit of "the template centre is here":
+    Template and search features of a shared :class:`VoxelEncoder` become layer-normalised
+    tokens :math:`\mathbf{x}` of width :math:`d`; template tokens also carry a learned encoding
+    :math:`P(\mathbf{o}_k)` of their offset from the template centre. Each search token attends
+    over the template tokens (one multi-head cross-attention layer), and its logit of "the
+    template centre is here" adds what it read there to its appearance similarity with the
+    template centre token :math:`\mathbf{x}^t_c`:
 
     .. math::
-        \mathbf{a}_m &= \operatorname{MHA}\big(\mathbf{x}_m,\
-        \{\mathbf{t}_k + P(\mathbf{o}_k)\}_k\big), \qquad
-        \mathbf{h}_m = \operatorname{LN}(\mathbf{x}_m + \mathbf{a}_m),
+        \mathbf{a}_m &= \operatorname{MHA}\big(\mathbf{x}^s_m,\
+        \{\mathbf{x}^t_k + P(\mathbf{o}_k)\}_k\big), \qquad
+        \mathbf{h}_m = \operatorname{LN}(\mathbf{x}^s_m + \mathbf{a}_m),
 
-        s_m &= \operatorname{MLP}\big([\mathbf{h}_m, \mathbf{x}_m \odot \mathbf{t}_c]\big)
+        s_m &= \cos(\mathbf{x}^s_m, \mathbf{x}^t_c) / \tau + \operatorname{MLP}(\mathbf{h}_m).
 
-    with :math:`\mathbf{t}_c` the token of the template centre. A search token that looks like
-    template token :math:`k` attends to it and reads its offset, so the head can tell where
-    the centre is. Candidate :math:`m` is search index :math:`2m + 4`.
+    A search token that looks like template token :math:`k` attends to it and reads its offset,
+    so the head learns where the centre lies from the context, not only from the centre's own
+    look. The logits are kept at the candidates (:func:`candidate_grid`).
 
     Args:
         channels (int): Encoder channels.
         dim (int): Token width.
         heads (int): Attention heads.
+        tau (float): Temperature of the appearance term.
 
     Shapes:
         - **input:** template :math:`(B, 1, D_t, D_t, D_t)`, search :math:`(B, 1, D_s, D_s,
           D_s)`
-        - **output:** :math:`(B, n, n, n)` with :math:`n = (D_s - 7)/2`
+        - **output:** :math:`(B, n, n, n)` with :math:`n = (D_s - D_t)/2 + 1`
     """
 
-    def __init__(self, channels: int = 16, dim: int = 32, heads: int = 2):
+    def __init__(self, channels: int = 16, dim: int = 32, heads: int = 2, tau: float = 0.1):
         super().__init__()
         self.encoder = VoxelEncoder(channels)
-        self.dim, self.heads = dim, heads
+        self.dim, self.heads, self.tau = dim, heads, tau
         self.token = nn.Linear(channels, dim)
+        self.token_norm = nn.LayerNorm(dim)
         self.position = nn.Sequential(nn.Linear(3, dim), nn.ReLU(), nn.Linear(dim, dim))
         self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm = nn.LayerNorm(dim)
-        self.head = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, 1))
+        self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))
         self.reset_parameters()
 
     def reset_parameters(self):
         self.encoder.reset_parameters()
-        for module in (self.token, self.position[0], self.position[2], self.head[0],
-                       self.head[2], self.norm):
+        for module in (self.token, self.token_norm, self.position[0], self.position[2],
+                       self.norm, self.head[0], self.head[2]):
             module.reset_parameters()
         self.attention._reset_parameters()
 
-    def candidate_grid(self, template_size: int) -> tuple[float, int]:
-        """``(first, stride)``: candidate ``m`` sits at search index ``first + stride · m``."""
-        return float(self.encoder.margin), self.encoder.stride
+    def tokens(self, x: Tensor) -> Tensor:
+        """``[B, n³, dim]`` normalised tokens of a cube, in array (z, y, x) order."""
+        features = F.relu(self.encoder(x)).flatten(2).transpose(1, 2)
+        return self.token_norm(self.token(features))
 
     def forward(self, template: Tensor, search: Tensor) -> Tensor:
-        f_t, f_s = self.encoder(template), self.encoder(search)
-        b, n = f_s.shape[0], f_s.shape[-1]
-        t = f_t.shape[-1]
-        tokens_t = self.token(F.relu(f_t).flatten(2).transpose(1, 2))
-        tokens_s = self.token(F.relu(f_s).flatten(2).transpose(1, 2))
-        axis = torch.arange(t, dtype=tokens_t.dtype) - (t - 1) / 2
+        x_t, x_s = self.tokens(template), self.tokens(search)
+        t = round(x_t.shape[1] ** (1 / 3))
+        size = round(x_s.shape[1] ** (1 / 3))
+        axis = torch.arange(t, dtype=x_t.dtype) - (t - 1) / 2
         offsets = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1)
-        keys = tokens_t + self.position(offsets.reshape(1, -1, 3) / t)
-        attended, _ = self.attention(tokens_s, keys, keys, need_weights=False)
-        h = self.norm(tokens_s + attended)
-        centre = tokens_t[:, (t ** 3 - 1) // 2]
-        logits = self.head(torch.cat([h, tokens_s * centre[:, None, :]], -1))
-        return logits.reshape(b, n, n, n)
+        keys = x_t + self.position(offsets.reshape(1, -1, 3) / t)
+        attended, _ = self.attention(x_s, keys, keys, need_weights=False)
+        h = self.norm(x_s + attended)
+        centre = F.normalize(x_t[:, (t ** 3 - 1) // 2], dim=-1)
+        appearance = torch.einsum("bd,bmd->bm", centre, F.normalize(x_s, dim=-1)) / self.tau
+        dense = (appearance + self.head(h)[..., 0]).reshape(-1, size, size, size)
+        return central_candidates(dense, t)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(channels={self.encoder.channels}, dim={self.dim}, "
-                f"heads={self.heads})")
+                f"heads={self.heads}, tau={self.tau:g})")

@@ -9,13 +9,15 @@ r"""The Lightning module that trains :class:`~lngraph.models.AsymmetricMatcher`.
   selection score
 
   .. math::
-      \mathrm{val\_score} = F_1 + \tfrac{1}{2}\,(\mathrm{NLR} + \mathrm{DLR}),
+      \mathrm{val\_score} = F_1 + \tfrac{1}{2}\,(F_1^{new} + F_1^{dis}),
+      \qquad F_1^{new} = \frac{2\,\mathrm{NLR}\cdot P^{new}}{\mathrm{NLR} + P^{new}},
 
-  in :math:`[0, 2]`: matching quality plus the paper's two unmatched rates. A rate without
-  ground truth in the validation pairs (no new or no disappeared node) is left out of the
-  mean, and an undefined :math:`F_1` counts 0, so the score is always finite. Early stopping
-  and checkpoint selection maximise it. Pairing F1 with NLR/DLR (not their precisions)
-  follows the paper's table; F1 already punishes a model that leaves true pairs unmatched.
+  in :math:`[0, 2]` (:math:`F_1^{dis}` likewise from DLR and the disappeared precision):
+  matching quality plus how well the unmatched nodes are found. The rates enter with their
+  precisions because NLR and DLR alone reward leaving everything unmatched (DESIGN §5); a
+  class without ground truth in the validation pairs (no new or no disappeared node) is left
+  out of the mean, and an undefined :math:`F_1` counts 0, so the score is always finite.
+  Early stopping and checkpoint selection maximise it.
 * **Optimiser**: Adam with the config's ``lr`` and ``weight_decay``.
 
 The module finds the :class:`~lngraph.io.cohort.ScanPair` of a validation graph through its
@@ -40,11 +42,23 @@ VAL_METRICS = ("precision", "recall", "f1", "nlr", "dlr", "new_precision",
                "disappeared_precision")
 
 
+def _unmatched_f1(rate: float, precision: float) -> float | None:
+    """Harmonic mean of a detection rate and its precision; None without ground truth."""
+    if math.isnan(rate):
+        return None
+    if math.isnan(precision) or rate + precision == 0:
+        return 0.0
+    return 2 * rate * precision / (rate + precision)
+
+
 def selection_score(metrics: dict) -> float:
-    """``F1 + mean(NLR, DLR)`` over the rates that are defined (module docstring)."""
+    """``F1 + mean(F1_new, F1_disappeared)`` over the classes with ground truth (module
+    docstring)."""
     f1 = metrics["f1"]
-    rates = [metrics[k] for k in ("nlr", "dlr") if not math.isnan(metrics[k])]
-    return (0.0 if math.isnan(f1) else f1) + (float(np.mean(rates)) if rates else 0.0)
+    parts = [_unmatched_f1(metrics["nlr"], metrics["new_precision"]),
+             _unmatched_f1(metrics["dlr"], metrics["disappeared_precision"])]
+    parts = [p for p in parts if p is not None]
+    return (0.0 if math.isnan(f1) else f1) + (float(np.mean(parts)) if parts else 0.0)
 
 
 def pooled_metrics(counts: torch.Tensor) -> dict:

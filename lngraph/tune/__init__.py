@@ -1,8 +1,9 @@
 """Hyper-parameter search for the asymmetric matcher with Optuna (``lngraph tune``).
 
 * :mod:`~lngraph.tune.search_space` — which config fields a trial samples, and their ranges;
-* :mod:`~lngraph.tune.objective` — a trial: train on the training patients, score
-  F1 + mean(NLR, DLR) on the validation patients, prune per epoch;
+* :mod:`~lngraph.tune.objective` — a trial: train on the training patients, score it on the
+  validation patients (F1 of the matches plus the F1 of new and disappeared nodes), prune per
+  epoch;
 * :mod:`~lngraph.tune.study` — storages (SQLite, PostgreSQL/MySQL, journal file), worker
   processes sharing one study, resuming, and the report (best config YAML, plots).
 

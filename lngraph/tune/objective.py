@@ -1,14 +1,17 @@
 r"""What an Optuna trial does: sample a config, train it, score it on validation patients.
 
-**Objective** (maximised) — the selection score of :mod:`lngraph.train.module`, the same
-number early stopping and checkpoint choice use:
+**Objective** (maximised) — :func:`lngraph.train.module.selection_score`, the number early
+stopping and checkpoint choice use:
 
 .. math::
-    \mathrm{objective} = F_1 + \tfrac{1}{2}\,(\mathrm{NLR} + \mathrm{DLR}) \in [0, 2],
+    \mathrm{objective} = F_1 + \tfrac{1}{2}\,(F_1^{new} + F_1^{dis}) \in [0, 2],
 
-pooled over the scan pairs of the **validation patients** of the chosen fold, for the model of
-the best validation epoch. A trial trains on the fold's training patients only; the fold's
-test patients are never read, so a tuned config can still be reported on them without leaking.
+where :math:`F_1^{new}` is the harmonic mean of NLR and the precision of the predicted new
+nodes (:math:`F_1^{dis}` likewise from DLR), so that "everything unmatched" cannot score,
+pooled over the scan pairs of the **validation patients** of the chosen split, for the model of
+the trial's best validation epoch. A trial trains on the split's training patients only; the
+fold's test patients are never read, so a tuned config can still be reported on them without
+leaking.
 
 **Pruning** — :class:`PruningCallback` reports the validation score after every epoch
 (``trial.report``) and stops the trial with :class:`optuna.TrialPruned` when the study's
@@ -44,8 +47,8 @@ from lngraph.tune.search_space import sample_config
 #: The metric the objective maximises and the pruner watches (logged by the training module).
 MONITOR = "val_score"
 #: The objective in words (stored on the study).
-OBJECTIVE = ("F1 + mean(NLR, DLR) on the validation patients' scan pairs, for the best "
-             "validation epoch (lngraph.train.module.selection_score)")
+OBJECTIVE = ("F1 + mean(F1 of new, F1 of disappeared nodes) on the validation patients' scan "
+             "pairs, for the best validation epoch (lngraph.train.module.selection_score)")
 
 
 class PruningCallback(L.Callback):

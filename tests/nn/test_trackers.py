@@ -8,6 +8,7 @@ from lngraph.nn.trackers import (
     VoxelEmbeddingTracker,
     VoxelEncoder,
     box_sum,
+    candidate_grid,
     check_cube_size,
     heatmap_loss,
     refine_peak,
@@ -76,11 +77,25 @@ def test_shapes_and_candidate_grid(cls):
     net = cls(8)
     out = net(torch.rand(3, 1, TEMPLATE, TEMPLATE, TEMPLATE),
               torch.rand(3, 1, SEARCH, SEARCH, SEARCH))
-    first, stride = net.candidate_grid(TEMPLATE)
-    n = out.shape[-1]
+    n = (SEARCH - TEMPLATE) // 2 + 1
     assert out.shape == (3, n, n, n)
-    # The candidates are symmetric about the search centre.
-    assert first + stride * (n - 1) / 2 == (SEARCH - 1) / 2
+    first, stride = candidate_grid(TEMPLATE)
+    # The candidates are the template placements inside the search cube, symmetric about
+    # its centre.
+    assert first == (TEMPLATE - 1) / 2 and first + stride * (n - 1) == SEARCH - 1 - first
+
+
+@pytest.mark.parametrize("cls", [SiameseTracker, VoxelEmbeddingTracker, CrossAttentionTracker])
+def test_shifting_the_search_content_shifts_the_heatmap(cls):
+    """Two search voxels along x are one candidate (no border or position cue inside)."""
+    torch.manual_seed(2)
+    net = cls(8).eval()
+    template, search = torch.rand(1, 1, TEMPLATE, TEMPLATE, TEMPLATE), torch.rand(
+        1, 1, SEARCH, SEARCH, SEARCH)
+    with torch.no_grad():
+        before = net(template, search)
+        after = net(template, torch.roll(search, 2, dims=-1))
+    assert torch.allclose(after[..., 1:], before[..., :-1], atol=1e-4)
 
 
 @pytest.mark.parametrize("cls", [SiameseTracker, VoxelEmbeddingTracker])
@@ -97,16 +112,22 @@ def test_untrained_similarity_peaks_exactly_at_a_copied_template(cls):
         logits = net(template, search)
     n = logits.shape[-1]
     peak = torch.stack(torch.unravel_index(logits.flatten(1).argmax(1), (n, n, n)), -1)
-    first, stride = net.candidate_grid(TEMPLATE)
+    first, stride = candidate_grid(TEMPLATE)
     assert (first + stride * peak).tolist() == [list(c) for c in centres]
 
 
-def test_contrastive_loss_of_the_centre_anchor_equals_the_heatmap_loss():
+def test_contrastive_loss_prefers_the_true_position_of_a_copied_template():
     torch.manual_seed(0)
     net = VoxelEmbeddingTracker(8)
-    template, search = torch.rand(2, 1, 13, 13, 13), torch.rand(2, 1, 21, 21, 21)
-    target = torch.tensor([[[3.0, 4.0, 5.0]], [[2.5, 6.0, 1.0]]])
-    loss = net.contrastive_loss(template, search, torch.tensor([13]), target,
-                                torch.ones(2, 1, dtype=torch.bool))
-    assert torch.allclose(loss, heatmap_loss(net(template, search), target[:, 0]))
+    search = torch.rand(1, 1, SEARCH, SEARCH, SEARCH)
+    centre = (10, 16, 12)  # template index (6, 6, 6) sits at this search index
+    template = _subcube(search[0], centre, TEMPLATE)[None]
+    # Anchors: every template feature voxel m (template index 4 + 2m), at search index
+    # centre - 6 + 4 + 2m.
+    anchors = torch.arange(27)
+    grid = torch.stack(torch.unravel_index(anchors, (3, 3, 3)), -1).float()
+    truth = (torch.tensor(centre) - 2 + 2 * grid)[None]
+    losses = [net.contrastive_loss(template, search, anchors, truth + shift).item()
+              for shift in (0.0, 2.0, 4.0)]
+    assert losses[0] < losses[1] < losses[2]
     assert repr(net) == "VoxelEmbeddingTracker(channels=8, dim=16, tau=0.1)"

@@ -8,7 +8,7 @@ import pytest
 
 from lngraph.metrics import evaluate_predictions
 from lngraph.models import preset
-from lngraph.train import fit_matcher, load_checkpoint, predict_pairs
+from lngraph.train import fit_matcher, load_checkpoint, predict_pairs, selection_score
 from lngraph.train.datamodule import PairDataModule, config_for_cohort, crop_params
 
 GEOMETRY = replace(preset("lite"), geometry_only=True, batch_size=4, lr=3e-3, patience=20)
@@ -54,7 +54,7 @@ def test_fit_result(trained):
     assert result.train_seconds > 0 and result.pairs_per_second > 0
     m = result.val_metrics
     assert m["n_pairs"] == 4 and 0 <= m["f1"] <= 1
-    assert m["score"] == pytest.approx(m["f1"] + np.nanmean([m["nlr"], m["dlr"]]))
+    assert m["score"] == pytest.approx(selection_score(m))
     assert (result.checkpoint.parent / "lightning" / "best.ckpt").is_file()
 
 
