@@ -1,12 +1,13 @@
 """Shared fixtures. ``shared_data`` points at the real reference data beside the checkout."""
 
+import os
 from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny tensors: one thread is faster and steadier
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TEST_DATA = Path(__file__).resolve().parent / "data"
-PROJECT_DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture

@@ -24,7 +24,9 @@ The voxel at array index ``a`` of a cube of size ``D`` centred on world point ``
 2. For each earlier node ``p``: template = ``template_size³`` cube around ``p`` in the earlier
    image; search = ``search_size³`` cube in the later image centred on ``p + t`` (moved inside
    the image when it falls outside).
-3. The network scores candidate positions of the template centre in the search cube; the
+3. The network scores candidate positions of the template centre in the search cube — the
+   same for all three trackers: the template placements inside the search cube, on a grid of
+   two voxels, up to ``reach_mm`` (24 mm by default) from ``p + t`` along each axis; the
    argmax refined by a local soft-argmax (:func:`~lngraph.nn.trackers.refine_peak`) is turned
    into world millimetres (:func:`candidates_to_world`): the predicted point.
 4. *Gated assignment*: Hungarian on the distance between predicted points and later node
@@ -33,17 +35,18 @@ The voxel at array index ``a`` of a cube of size ``D`` centred on world point ``
    ``exp(-d / gate_mm)``.
 
 **Self-supervision** (the trackers never see ``track_id``). Training pairs are cut from single
-scans of the training patients. A centre ``p`` is drawn — a node centre of the scan (position
-only) with probability ``node_share``, else a random soft-tissue voxel (-100 to 300 HU). The
-template is the plain cube around ``p``. The search cube is centred on ``p`` too, but shows
-the scan moved by a known random affine motion: its voxel at world ``x`` samples the scan at
+scans of the training patients (at most ``max_scans`` of them). A centre ``p`` is drawn — a
+node centre of the scan (position only) with probability ``node_share``, else a random
+soft-tissue voxel (-100 to 300 HU). The template is the plain cube around ``p``. The search
+cube is centred on ``p`` too, but shows the scan moved by a known random affine motion: its
+voxel at world ``x`` samples the scan at
 
 .. math::
     T(x) = p + A\,(x - p - \delta),
 
 with :math:`A` a rotation (up to ``rotation_deg`` about each axis) times an anisotropic
 scaling (``1 ± scale_jitter``; lymph nodes grow and shrink) and :math:`\delta` a shift drawn
-per axis from :math:`\mathcal{N}(0, \sigma^2)`, clipped to the Siamese reach
+per axis from :math:`\mathcal{N}(0, \sigma^2)`, clipped to the trackers' reach
 :math:`\pm s (D_s - D_t)/2`. The template centre therefore appears at :math:`p + \delta` in
 the search cube, and any template voxel :math:`p + u` at :math:`p + \delta + A^{-1} u`. The
 search cube also gets a random contrast, brightness and noise (``intensity_jitter``). Losses:
@@ -107,6 +110,8 @@ class TrackerParams:
             to half of it, noise std up to a quarter, in window units).
         node_share: share of training centres drawn at node centres.
         soft_tissue_points: candidate random soft-tissue centres kept per scan.
+        max_scans: training scans held in memory (a seeded random subset of a larger cohort;
+            a default-grid scan takes about 6 MB).
         gate_mm: gate of the assignment of predicted points to later nodes.
         seed: seed of initialisation and sampling (``fit`` is a function of it).
     """
@@ -124,6 +129,7 @@ class TrackerParams:
     intensity_jitter: float = 0.15
     node_share: float = 0.5
     soft_tissue_points: int = 256
+    max_scans: int = 40
     gate_mm: float = DEFAULT_GATE_MM
     seed: int = 0
 
@@ -136,15 +142,15 @@ class TrackerParams:
         for name in ("spacing_mm", "gate_mm", "lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.steps < 0 or self.batch_size < 1:
-            raise ValueError(f"need steps >= 0 and batch_size >= 1, got {self.steps}, "
-                             f"{self.batch_size}")
+        if self.steps < 0 or self.batch_size < 1 or self.max_scans < 1:
+            raise ValueError(f"need steps >= 0, batch_size >= 1 and max_scans >= 1, got "
+                             f"{self.steps}, {self.batch_size}, {self.max_scans}")
         if not 0.0 <= self.node_share <= 1.0:
             raise ValueError(f"node_share must lie in [0, 1], got {self.node_share}")
 
     @property
     def reach_mm(self) -> float:
-        """Largest shift per axis the Siamese tracker can find: ``s (D_s - D_t) / 2``."""
+        """Largest shift per axis a tracker can find: ``s (D_s - D_t) / 2``."""
         return self.spacing_mm * (self.search_size - self.template_size) / 2
 
 
@@ -247,13 +253,16 @@ class PatchSampler:
 
     Args:
         scans: scans with images (their node centres are training centres; ``track_id`` is
-            never read).
+            never read); at most ``params.max_scans`` of them, drawn at random, are used.
         params: the tracker settings.
         rng: the random source (the sampler is a function of its state).
     """
 
     def __init__(self, scans: list[Scan], params: TrackerParams, rng: np.random.Generator):
         self.params, self.rng = params, rng
+        if len(scans) > params.max_scans:
+            keep = np.sort(rng.choice(len(scans), params.max_scans, replace=False))
+            scans = [scans[k] for k in keep]
         self.images = [read_image(scan.image) for scan in scans]
         self.nodes = [scan.nodes.pos for scan in scans]
         self.tissue = [soft_tissue_points(image, params.soft_tissue_points, rng)
@@ -323,11 +332,13 @@ class LesionTracker(Method):
         self.train_seconds = float("nan")
         self.last_seconds = float("nan")
 
-    def __repr__(self) -> str:
+    def settings(self) -> list[str]:
+        """``name=value`` of the parameters that differ from the defaults (for ``repr``)."""
         defaults = asdict(TrackerParams())
-        changed = ", ".join(f"{k}={v!r}" for k, v in asdict(self.params).items()
-                            if v != defaults[k])
-        return f"{type(self).__name__}({changed})"
+        return [f"{k}={v!r}" for k, v in asdict(self.params).items() if v != defaults[k]]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(self.settings())})"
 
     def build(self) -> nn.Module:
         """A freshly initialised network."""
@@ -417,6 +428,9 @@ class SAMLite(LesionTracker):
     def __init__(self, params: TrackerParams | None = None, anchors: int = 32, **overrides):
         super().__init__(params, **overrides)
         self.anchors = int(anchors)
+
+    def settings(self) -> list[str]:
+        return [*super().settings(), f"anchors={self.anchors}"]
 
     def build(self) -> nn.Module:
         return VoxelEmbeddingTracker(self.params.channels)

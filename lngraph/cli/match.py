@@ -1,24 +1,9 @@
 """``lngraph match``: match the lymph nodes of scan pairs with a trained model.
 
-Two ways to give the pairs:
-
-* ``--cohort DIR [--pairs consecutive|all]`` — every consecutive (or every earlier/later)
-  scan pair of each patient of a cohort folder;
-* ``--src-nodes CSV --dst-nodes CSV [--src-image IMG --dst-image IMG]`` — one pair from two
-  node tables (``node_id, x, y, z, short_axis_mm`` and optionally ``long_axis_mm`` and
-  ``track_id``; centres in LPS mm; the rules of ``nodes.csv``). The scan ids are the CSV file
-  names without ``.csv`` (``src`` and ``dst`` when both are equal).
-
-Images are needed unless the model is geometry-only. Output folder::
-
-    OUT/matches.csv                       one row per node of each pair (DESIGN §2)
-    OUT/markups/<src>__<dst>/<scan>.mrk.json   3D Slicer point lists of each pair's two scans
-    OUT/figures/<src>__<dst>.png          with --figure (lngraph.io.figures.match_figure)
-
-In the markups, each scan's nodes form three point lists (matched, disappeared, new), coloured
-as in the figures; a point's label names the node, its status and its partner
-(``n3 -> m5`` in the earlier scan, ``m5 <- n3`` in the later one, ``n4 (disappeared)``,
-``m7 (new)``); its description keeps the ``track_id`` and sizes (``lngraph.io.slicer``).
+The pairs come from a cohort folder or from two node tables; the outputs are ``matches.csv``,
+3D Slicer markups per pair and scan, and optional figures. :data:`DESCRIPTION` (the command's
+help text, also the docs' CLI reference) gives the inputs, the output folder and the markup
+labels.
 """
 
 from __future__ import annotations
@@ -35,15 +20,34 @@ STATUS_RGB = {"matched": (0.0, 0.62, 0.45), "disappeared": (0.90, 0.62, 0.0),
               "new": (0.34, 0.71, 0.91)}
 
 
+DESCRIPTION = """\
+Match lymph nodes across follow-up scans with a model trained by `lngraph train`
+(or `lngraph demo`), for every consecutive (or every) scan pair of a cohort
+folder, or for one pair given as two node tables (and images).
+
+Node tables (--src-nodes, --dst-nodes): CSV with node_id,x,y,z,short_axis_mm
+and optionally long_axis_mm and track_id; centres in LPS mm; validated like
+nodes.csv. The scan ids are the file names without .csv. Images are needed
+unless the model is geometry-only.
+
+Output folder:
+  OUT/matches.csv                        one row per node of each pair:
+                                         src_scan, src_node, dst_scan, dst_node,
+                                         score, status (matched|disappeared|new)
+  OUT/markups/SRC__DST/SCAN.mrk.json     3D Slicer point lists of both scans
+  OUT/figures/SRC__DST.png               with --figure
+
+In the markups each scan's nodes form three point lists (matched, disappeared,
+new), coloured as in the figures; a point's label names the node, its status
+and partner ("n3 -> m5" in the earlier scan, "m5 <- n3" in the later one,
+"n4 (disappeared)", "m7 (new)"); its description keeps track_id and sizes.
+"""
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "match",
-        help="match the nodes of scan pairs with a trained model",
-        description="Match lymph nodes across follow-up scans with a model trained by "
-        "`lngraph train` (or `lngraph demo`). Writes OUT/matches.csv (src_scan, src_node, "
-        "dst_scan, dst_node, score, status), 3D Slicer markups of every pair under "
-        "OUT/markups/, and with --figure a PNG per pair under OUT/figures/.",
-    )
+        "match", help="match the nodes of scan pairs with a trained model",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, metavar="CKPT",
                         help="model checkpoint (RUN/model.ckpt)")
     parser.add_argument("--cohort", type=Path, metavar="DIR",

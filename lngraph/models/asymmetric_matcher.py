@@ -7,17 +7,23 @@ types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (L
 ``("src", "cross", "dst").edge_label_index``; PyG ``batch`` vectors when batched.
 
 1. **SE** — node features: a 3D ResNet on each cube and a shared 2D ResNet on its nine views
-   (geometry-only: an MLP on sizes and neighbour distances).
-2. **SEAG** — each scan's features pass :class:`~lngraph.nn.conv.SEAGConv` (same weights for
-   both scans); similarity :math:`S` = cosine between the two scans' outputs, per pair, as a
-   padded ``[B, n1, n2]`` tensor (``to_dense_batch``).
+   (geometry-only: an MLP on sizes and neighbour distances), batch-normalised at the output.
+2. **SEAG** — each scan's features, L2-normalised and scaled by :math:`\sqrt{d}` (unit RMS
+   per channel, the scale that scaled dot-product attention assumes), pass
+   :class:`~lngraph.nn.conv.SEAGConv` (same weights for both scans); similarity :math:`S` =
+   cosine between the two scans' outputs, per pair, as a padded ``[B, n1, n2]`` tensor
+   (``to_dense_batch``; as fast as a per-pair loop for a few pairs, 3× faster for 16).
 3. **Matchability** — a node's best similarity in the other scan, :math:`\max_j S_{ij}`.
 4. **SCB** — :class:`~lngraph.nn.scb_head.SCBHead` logits for candidate pairs: every same-pair
    ``(src, dst)`` combination in training, the Hungarian pairs at inference.
 5. **Loss** — :math:`w_{se}\mathcal{L}_{se} + w_{te}\mathcal{L}_{te} + w_{seag}
-   \mathcal{L}_{seag} + w_{scb}\mathcal{L}_{scb}` (:mod:`lngraph.nn.losses`).
+   \mathcal{L}_{seag} + w_{scb}\mathcal{L}_{scb}` (:mod:`lngraph.nn.losses`);
+   :math:`\mathcal{L}_{seag}` is the class-balanced BCE of :math:`\sigma((S - 0.5) / \tau)`
+   (the ReLU makes :math:`S \in [0, 1]`; a cosine alone is too flat a probability),
+   :math:`\mathcal{L}_{scb}` that of every SCB probability of every same-pair candidate.
 6. **Inference** — :func:`lngraph.matching.scb_rule.scb_correct` on each pair's :math:`S` and
-   SCB scores (Eq. 3) → :class:`~lngraph.io.matches.PairPrediction`.
+   SCB scores (Eq. 3) → :class:`~lngraph.io.matches.PairPrediction`. Without SCB (switched off,
+   or geometry-only mode) :math:`S \ge` ``similarity_threshold`` decides instead.
 """
 
 from __future__ import annotations
@@ -184,6 +190,7 @@ class AsymmetricMatcher(nn.Module):
         dst_best = F.pad(masked, (0, 0, 0, 1)).amax(1)
         return src_best[src_mask], dst_best[dst_mask]
 
+    # 4. The forward pass: 1–3, then SCB on the candidate pairs -----------------------------
     def forward(self, data: HeteroData, candidates: Tensor | None = None) -> MatcherOutput:
         """Encode, add graph context, compare; SCB scores ``candidates`` (``[2, P]`` global
         (src, dst) indices; default every same-pair combination)."""
@@ -195,13 +202,12 @@ class AsymmetricMatcher(nn.Module):
                                                          num_graphs)
         pair_mask = src_mask[:, :, None] & dst_mask[:, None, :]
         src_match, dst_match = self.matchability(similarity, src_mask, dst_mask)
-        if candidates is None:
+        if not self.use_scb:
+            candidates = src.batch.new_zeros((2, 0))
+        elif candidates is None:
             candidates = all_pair_candidates(src.batch, dst.batch)
-        if self.use_scb:
-            scb_logits = self.scb(src.tokens, dst.tokens, candidates)
-        else:
-            scb_logits = similarity.new_zeros((0, 9))
-            candidates = candidates[:, :0]
+        scb_logits = (self.scb(src.tokens, dst.tokens, candidates) if self.use_scb
+                      else similarity.new_zeros((0, 9)))
         return MatcherOutput(src, dst, similarity, pair_mask, src_match, dst_match,
                              candidates, scb_logits)
 
@@ -242,7 +248,16 @@ class AsymmetricMatcher(nn.Module):
     # 6. Inference ----------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, data: HeteroData) -> list[PairPrediction]:
-        """Matches of every pair in ``data`` by the inference rule (module docstring)."""
+        """Matches of every pair in ``data`` by the inference rule (module docstring), computed
+        in evaluation mode (the feature normalisation uses its running statistics)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self._predict(data)
+        finally:
+            self.train(was_training)
+
+    def _predict(self, data: HeteroData) -> list[PairPrediction]:
         c = self.config
         num_graphs = getattr(data, "num_graphs", 1)
         src, dst = self.encode(data["src"]), self.encode(data["dst"])

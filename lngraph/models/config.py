@@ -43,10 +43,12 @@ class MatcherConfig:
 
     Graph (:class:`~lngraph.nn.conv.SEAGConv`):
         length_scale_mm, learn_length_scale: the distance prior's ℓ.
-        sigma_init: initial bandwidth σ of the feature kernel (always learned).
+        sigma_init: initial bandwidth σ of the feature kernel (always learned); about
+            √feature_dim, the distance scale of SEAG's unit-RMS input features.
 
     SCB (:class:`~lngraph.nn.scb_head.SCBHead`) and inference:
-        use_scb: build and train the SCB head and apply its correction at inference.
+        use_scb: build and train the SCB head and apply its correction at inference
+            (ignored in geometry-only mode, which has no crops).
         scb_hidden: attention width; scb_threshold: drop a Hungarian pair whose Eq. 3 score
             is below it; scb_reassign: run the assignment on (S + s) / 2 instead of S.
         similarity_threshold: without SCB, drop a Hungarian pair whose S is below it.

@@ -89,6 +89,8 @@ def test_registered_as_learned_image_methods():
     for name in ("dlt_lite", "sam_lite", "tlt_lite"):
         assert REGISTRY[name].needs_images and REGISTRY[name].learned
     assert repr(DLTLite(steps=5)) == "DLTLite(steps=5)"
+    assert repr(SAMLite(FAST, anchors=8)) == ("SAMLite(template_size=13, search_size=33, "
+                                              "steps=12, batch_size=4, anchors=8)")
 
 
 def test_params_are_checked():
@@ -130,6 +132,13 @@ def test_sampler_knows_where_template_voxels_went(phantom):
         found = map_coordinates(batch.search[b, 0].numpy(), index[b].numpy().T, order=1)
         wanted = batch.template[b, 0].numpy()[tuple(grid.long().T)]
         assert np.abs(found - wanted).mean() < 0.02
+
+
+def test_sampler_keeps_at_most_max_scans(phantom):
+    pair, _ = phantom
+    params = TrackerParams(template_size=13, search_size=33, max_scans=1)
+    sampler = PatchSampler([pair.src, pair.dst], params, np.random.default_rng(0))
+    assert len(sampler.images) == len(sampler.nodes) == len(sampler.tissue) == 1
 
 
 def test_candidates_to_world_and_inside_image():

@@ -1,12 +1,15 @@
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Batch, HeteroData
 
 from lngraph.io.matches import PairPrediction
+from lngraph.matching import hungarian_max
 from lngraph.models import AsymmetricMatcher, preset
+from lngraph.nn import scb_score
 
 CROP = 16
 TINY = replace(preset("lite"), encoder2d_widths=(4, 8, 8), encoder3d_widths=(4, 8, 8),
@@ -112,6 +115,9 @@ def test_output_shapes_on_a_batch_of_unequal_pairs(model):
     predictions = model.predict(batch)
     assert [(p.n_src, p.n_dst) for p in predictions] == [(3, 4), (0, 2), (5, 0), (2, 2)]
     assert all(isinstance(p, PairPrediction) for p in predictions)
+    assert model.training    # predict() evaluates in eval mode and restores the mode
+    single = model.predict_pair(random_pair(3, 4, 0))
+    assert single.matches.tolist() == predictions[0].matches.tolist()
 
 
 @pytest.mark.parametrize("node_type", ["src", "dst"])
@@ -172,8 +178,17 @@ def test_a_few_steps_lower_the_loss(geometry_only):
 def test_predict_uses_scb_on_the_hungarian_pairs(model):
     data = random_pair(4, 5, 10)
     prediction = model.predict_pair(data)
-    assert prediction.matches.shape[1] == 2 and len(prediction.matches) <= 4
-    assert (prediction.scores >= model.config.scb_threshold).all()
+    # The same by hand: Hungarian on S, Eq. 3 on those pairs, drop those below 0.5.
+    model.eval()
+    with torch.no_grad():
+        sim = model(data).similarity[0].double().numpy()
+        hungarian = hungarian_max(sim)
+        out = model(data, torch.as_tensor(hungarian.T))
+    model.train()
+    s = scb_score(out.scb_prob).double().numpy()
+    keep = s >= model.config.scb_threshold
+    assert prediction.matches.tolist() == hungarian[keep].tolist()
+    np.testing.assert_allclose(prediction.scores, s[keep], rtol=1e-6)
     # Reassigning on the combined score scores all 20 pairs and still gives a valid matching.
     reassigning = AsymmetricMatcher(replace(TINY, scb_reassign=True))
     reassigning.load_state_dict(model.state_dict())
