@@ -13,6 +13,7 @@ types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (L
    :class:`~lngraph.nn.conv.SEAGConv` (same weights for both scans); similarity :math:`S` =
    cosine between the two scans' outputs, per pair, as a padded ``[B, n1, n2]`` tensor
    (``to_dense_batch``; as fast as a per-pair loop for a few pairs, 3× faster for 16).
+   With ``use_seag=False`` the normalised encoder features are compared directly.
 3. **Matchability** — a node's best similarity in the other scan, :math:`\max_j S_{ij}`.
 4. **SCB** — :class:`~lngraph.nn.scb_head.SCBHead` logits for candidate pairs: every same-pair
    ``(src, dst)`` combination in training, the Hungarian pairs at inference.
@@ -136,7 +137,7 @@ class AsymmetricMatcher(nn.Module):
                                            stem_stride=c.encoder2d_stem_stride,
                                            token_grid=c.token_grid)
         self.seag = SEAGConv(c.feature_dim, c.length_scale_mm, c.learn_length_scale,
-                             c.sigma_init)
+                             c.sigma_init) if c.use_seag else None
         if self.use_scb:
             self.scb = SCBHead(c.feature_dim, self.encoder3d.token_channels,
                                self.encoder2d.token_channels, c.scb_hidden, c.temperature)
@@ -164,7 +165,7 @@ class AsymmetricMatcher(nn.Module):
         store = data[node_type]
         edge_index = data[node_type, "intra", node_type].edge_index
         x = F.normalize(feats.feature, dim=-1) * math.sqrt(feats.feature.shape[-1])
-        return self.seag(x, store.pos, edge_index)
+        return x if self.seag is None else self.seag(x, store.pos, edge_index)
 
     @staticmethod
     def similarity(h_src: Tensor, h_dst: Tensor, src_batch: Tensor, dst_batch: Tensor,

@@ -42,6 +42,8 @@ class MatcherConfig:
         token_grid: side of each encoder's token grid for SCB.
 
     Graph (:class:`~lngraph.nn.conv.SEAGConv`):
+        use_seag: pass the features through SEAG; ``False`` compares the encoder features
+            directly (the ablation without graph context).
         length_scale_mm, learn_length_scale: the distance prior's ℓ.
         sigma_init: initial bandwidth σ of the feature kernel (always learned); about
             √feature_dim, the distance scale of SEAG's unit-RMS input features.
@@ -82,6 +84,7 @@ class MatcherConfig:
     encoder3d_stem_stride: int = 2
     feature_dim: int = 64
     token_grid: int = 2
+    use_seag: bool = True
     length_scale_mm: float = 20.0
     learn_length_scale: bool = False
     sigma_init: float = 8.0
