@@ -24,7 +24,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,20 +72,23 @@ def machine() -> str:
     return text + f"; load average at start {os.getloadavg()[0]:.1f}"
 
 
-def synthetic_cohort(patients: int, seed: int, preset_name: str, workers: int) -> Cohort:
-    """The cached cohort ``benchmarks/.data/<preset>-p<patients>-s<seed>``, generated once."""
-    from lngraph.synth import generate_cohort
+def synthetic_cohort(patients: int, seed: int, preset_name: str, workers: int,
+                     regenerate: bool = False) -> Cohort:
+    """The cached cohort ``benchmarks/.data/<preset>-p<patients>-s<seed>``, generated when
+    absent, when its ``synth.json`` records other settings, or when ``regenerate`` (after a
+    change of the generator's code)."""
+    from lngraph.synth import generate_cohort, get_preset
 
     folder = DATA / f"{preset_name}-p{patients}-s{seed}"
     meta = folder / "synth.json"
-    if not meta.is_file() or _identity(json.loads(meta.read_text())) != (patients, seed,
-                                                                         preset_name):
+    wanted = (patients, seed, json.loads(json.dumps(asdict(get_preset(preset_name)))))
+    if regenerate or not meta.is_file() or _identity(json.loads(meta.read_text())) != wanted:
         generate_cohort(folder, patients, seed, preset_name, workers=workers, progress=True)
     return read_cohort(folder)
 
 
 def _identity(meta: dict) -> tuple:
-    return meta["patients"], meta["seed"], meta["preset"]["name"]
+    return meta["patients"], meta["seed"], meta["preset"]
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -211,13 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="results path without suffix (.md and .csv are written)")
+    parser.add_argument("--regenerate", action="store_true",
+                        help="regenerate the cached cohort (after changing the generator)")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
     header_machine = machine()
-    cohort = synthetic_cohort(args.patients, args.cohort_seed, args.preset, args.workers)
+    cohort = synthetic_cohort(args.patients, args.cohort_seed, args.preset, args.workers,
+                              args.regenerate)
     config = config_for_cohort(load_config(args.config, parse_overrides(args.set)), cohort)
     tic = time.perf_counter()
     if cohort.has_images and not config.geometry_only:

@@ -41,6 +41,7 @@ CPM@Radius / CPM@10mm and MED with error bars).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -52,7 +53,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,8 @@ METHOD_ORDER = ("nearest", "pointset", "registration", "lgm", "dlt_lite", "sam_l
                 "asymmetric_geometry")
 #: ``quick=True``: constructor options of the built-in methods that would otherwise take long.
 QUICK_OPTIONS: dict[str, dict] = {
-    "registration": {"params": RegistrationParams(affine_iterations=30, bspline_mesh=0)},
+    "registration": {"params": RegistrationParams(samples=5000, affine_iterations=40,
+                                                   bspline_iterations=5)},
     "dlt_lite": {"steps": 10},
     "sam_lite": {"steps": 10},
     "tlt_lite": {"steps": 10},
@@ -186,6 +188,8 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                     max_epochs: int | None = None, options: Mapping[str, Mapping] | None = None,
                     val_fraction: float = 0.2, pair_mode: str = "consecutive",
                     extra_modules: Sequence[str] = (), command: str | None = None,
+                    stem: str = "leaderboard", title: str = "Leaderboard",
+                    sections: Callable[[pd.DataFrame], list[str]] | None = None,
                     progress: bool = True) -> pd.DataFrame:
     """Run ``methods`` on the same patient folds of ``cohort`` (module docstring).
 
@@ -203,6 +207,9 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
         pair_mode: ``"consecutive"`` or ``"all"`` scan pairs of each test patient.
         extra_modules: passed to :func:`load_registry`.
         command: the command line recorded in ``leaderboard.md`` (default: this process's).
+        stem, title: output file names (``<stem>.csv``, ...) and the Markdown title.
+        sections: more Markdown lines for the ``.md``, made from the
+            :func:`summarize_leaderboard` frame (e.g. the paper's tables).
         progress: one line per fold on stderr.
 
     Returns:
@@ -260,9 +267,9 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                          f"{row['train_seconds']:.1f} s, {row['seconds_per_pair']:.3f} s/pair")
                     rows.append(row)
         if out_dir is not None:
-            write_leaderboard(pd.DataFrame(rows), out_dir, _header(
-                cohort, names, folds, seeds, quick, max_epochs, options, val_fraction,
-                pair_mode, command, time.perf_counter() - started))
+            header = _header(cohort, names, folds, seeds, quick, max_epochs, options,
+                             val_fraction, pair_mode, command, time.perf_counter() - started)
+            write_leaderboard(pd.DataFrame(rows), out_dir, header, stem, title, sections)
     return pd.DataFrame(rows)
 
 
@@ -313,19 +320,24 @@ def _cell(mean: float, std: float, unit: str) -> str:
 
 def markdown_table(summary: pd.DataFrame, methods: Sequence[str] | None = None,
                    columns: Sequence[tuple[str, str, str]] = METRICS + TIMINGS,
-                   labels: Mapping[str, str] | None = None) -> list[str]:
-    """Markdown lines: one row per method (``methods`` order; default all ``ok`` rows of
-    ``summary``), each ``columns`` entry as mean ± std; ``labels`` renames methods."""
+                   labels: Mapping[str, str] | None = None, missed: bool = False
+                   ) -> list[str]:
+    """Markdown lines: one row per method (``methods`` order; default every method of
+    ``summary`` that was not skipped), each ``columns`` entry as mean ± std; ``labels``
+    renames methods; ``missed`` adds the GT pairs without a predicted location (per seed)."""
     indexed = summary.set_index("method")
     if methods is None:
         methods = summary.loc[summary["status"] != "skipped", "method"].tolist()
     methods = [m for m in methods if m in indexed.index]
     labels = labels or {}
     lines = ["| method | " + " | ".join(f"{label} ({unit})" for _, label, unit in columns)
-             + " |", "|---|" + "---|" * len(columns)]
+             + (" | CPM missed / GT pairs |" if missed else " |"),
+             "|---|" + "---|" * (len(columns) + missed)]
     for name in methods:
         row = indexed.loc[name]
         cells = [_cell(row[f"{key}_mean"], row[f"{key}_std"], unit) for key, _, unit in columns]
+        if missed:
+            cells.append(f"{row['n_cpm_missed']:g} / {row['n_gt_matches']:g}")
         lines.append(f"| {labels.get(name, f'`{name}`')} | " + " | ".join(cells) + " |")
     return lines
 
@@ -391,11 +403,23 @@ def describe_cohort(cohort: Cohort, pair_mode: str = "consecutive") -> str:
             f"{'with' if cohort.has_images else 'without'} images")
 
 
-def _options_text(options: Mapping[str, Mapping]) -> str:
-    if not options:
+def _value_text(value) -> str:
+    """``repr`` of a value; a dataclass shows only the fields that differ from its defaults."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        default = type(value)()
+        changed = ", ".join(f"{f.name}={getattr(value, f.name)!r}"
+                            for f in dataclasses.fields(value)
+                            if getattr(value, f.name) != getattr(default, f.name))
+        return f"{type(value).__name__}({changed})"
+    return repr(value)
+
+
+def _options_text(options: Mapping[str, Mapping], names: Sequence[str]) -> str:
+    used = {name: values for name, values in options.items() if name in names and values}
+    if not used:
         return "defaults"
-    return "; ".join(f"`{name}`: " + ", ".join(f"{k}={v!r}" for k, v in values.items())
-                     for name, values in options.items())
+    return "; ".join(f"`{name}`: " + ", ".join(f"{k}={_value_text(v)}" for k, v in values.items())
+                     for name, values in used.items())
 
 
 def _header(cohort: Cohort, names, folds, seeds, quick, max_epochs, options, val_fraction,
@@ -412,15 +436,16 @@ def _header(cohort: Cohort, names, folds, seeds, quick, max_epochs, options, val
         "mean ± std over folds" + (" and seeds" if len(seeds) > 1 else ""),
         f"- budget: {'quick; ' if quick else ''}max epochs "
         f"{max_epochs if max_epochs is not None else 'each method default'}; options: "
-        f"{_options_text(options)}",
+        f"{_options_text(options, names)}",
         f"- methods: {', '.join(f'`{n}`' for n in names)}; wall time so far {seconds:.0f} s",
     ]
 
 
 def leaderboard_markdown(rows: pd.DataFrame, header: Sequence[str],
-                         title: str = "Leaderboard") -> str:
+                         title: str = "Leaderboard",
+                         sections: Callable[[pd.DataFrame], list[str]] | None = None) -> str:
     """The ``leaderboard.md`` text: header lines, the mean ± std table, skipped and failed
-    methods, the per-fold table."""
+    methods, ``sections(summary)``, the per-fold table."""
     summary = summarize_leaderboard(rows)
     return "\n".join([
         f"# {title}", "", *header, "",
@@ -429,9 +454,10 @@ def leaderboard_markdown(rows: pd.DataFrame, header: Sequence[str],
         "'prec.' their precisions; CPM and MED use each ground-truth pair's predicted location "
         "(the predicted partner's centre, or a tracker's point); s/pair is inference time, "
         "train the fit time per fold.", "",
-        *markdown_table(summary), "",
+        *markdown_table(summary, missed=True), "",
         "## Skipped and failed", "",
         *_status_lines(summary), "",
+        *(sections(summary) if sections is not None else []),
         "## Per fold", "",
         *_fold_lines(rows), "",
     ])
@@ -477,14 +503,16 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def write_leaderboard(rows: pd.DataFrame, out_dir: str | os.PathLike,
-                      header: Sequence[str] = (), title: str = "Leaderboard") -> Path:
-    """Write ``leaderboard.csv``, ``leaderboard_folds.csv``, ``leaderboard.md`` and
-    ``leaderboard.png`` of ``rows`` (as :func:`run_leaderboard` returns) into ``out_dir``."""
+                      header: Sequence[str] = (), stem: str = "leaderboard",
+                      title: str = "Leaderboard",
+                      sections: Callable[[pd.DataFrame], list[str]] | None = None) -> Path:
+    """Write ``<stem>.csv``, ``<stem>_folds.csv``, ``<stem>.md`` and ``<stem>.png`` of
+    ``rows`` (as :func:`run_leaderboard` returns) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize_leaderboard(rows)
-    write_csv(summary, out / "leaderboard.csv")
-    write_csv(rows, out / "leaderboard_folds.csv")
-    write_text_atomic(out / "leaderboard.md", leaderboard_markdown(rows, header, title))
-    plot_leaderboard(summary, out / "leaderboard.png")
+    write_csv(summary, out / f"{stem}.csv")
+    write_csv(rows, out / f"{stem}_folds.csv")
+    write_text_atomic(out / f"{stem}.md", leaderboard_markdown(rows, header, title, sections))
+    plot_leaderboard(summary, out / f"{stem}.png")
     return out

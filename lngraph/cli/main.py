@@ -23,6 +23,7 @@ COMMANDS = (
     "lngraph.cli.train",
     "lngraph.cli.match",
     "lngraph.cli.demo",
+    "lngraph.cli.bench",
 )
 
 

@@ -80,8 +80,12 @@ def read_pair_nodes(path: Path, scan_id: str):
     """A ``--src-nodes``/``--dst-nodes`` table as a :class:`~lngraph.io.cohort.NodeTable`,
     validated with the rules of ``nodes.csv`` (errors name the file and line)."""
     from lngraph.io.cohort import NodeTable, read_csv_table, read_nodes_frame
+    from lngraph.io.errors import InputError
 
     frame = read_csv_table(path, PAIR_NODE_COLUMNS)
+    if "scan_id" in frame.columns:
+        raise InputError(path, "has a scan_id column: give the nodes of one scan (to match "
+                         "the scans of a cohort's nodes.csv, use --cohort)", line=1)
     for column in PAIR_NODE_OPTIONAL:
         if column not in frame.columns:
             frame[column] = ""

@@ -95,7 +95,9 @@ def generate_cohort(out: str | os.PathLike, patients: int, seed: int,
         preset: ``"easy"``, ``"default"``, ``"hard"`` or a :class:`SynthPreset`.
         layouts: baseline node layouts, ``"prior"`` (built in) or ``"nih"`` (real NIH
             abdominal layouts; needs the annotations, see :func:`read_nih_cases`).
-        workers: worker processes (results do not depend on it).
+        workers: worker processes (results do not depend on it). They are *spawned*, so a
+            script that asks for more than one must call this under
+            ``if __name__ == "__main__":``.
         progress: show a progress bar (tqdm, on stderr).
         images: write CT images; ``False`` gives a geometry-only cohort with the same nodes.
         grid: image grid (the default is documented in :mod:`lngraph.synth.presets`).

@@ -10,7 +10,8 @@ coordinates to canonical ones,
 
 so the image is rendered by pulling the canonical volume back through :math:`\\psi_t`, and a
 node at canonical :math:`y` is at :math:`\\psi_t^{-1}(y)` in the scan (the displacement is
-kept contractive, ``‖∇d‖ ≤ 0.8``, so the inverse is a convergent fixed-point iteration). The
+kept contractive over the nodal region, ``‖∇d‖ ≤ 0.8``, so the inverse is a convergent
+fixed-point iteration). The
 image and the node centres therefore move by the same deformation. The field has three parts:
 slow whole-abdomen modes, faster modes confined to the mobile anterior (mesenteric)
 compartment, and a cranio-caudal shift of the upper abdomen (breathing).
@@ -46,6 +47,8 @@ MAX_FIELD_GRADIENT = 0.8
 N_MODES = (3, 6)
 GLOBAL_WAVELENGTH_MM = (140.0, 260.0)
 VISCERAL_WAVELENGTH_MM = (60.0, 120.0)
+#: Local shifts of the mesentery per follow-up (Gaussian bumps of 15–30 mm radius).
+N_LOCAL_SHIFTS = 6
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,10 @@ class DisplacementField:
     """A smooth displacement field ``d(p)`` (mm) on canonical points.
 
     ``d(p) = s(p) [A (p - c) + Σ_m w_m(p) a_m sin(k_m · p + φ_m) + b σ((p_z - z_d) / 30)
-    (0, 0.25, 1)]``: a linear part (change of girth and shape of the abdomen), wave modes with
-    ``w_m = 1`` for whole-abdomen modes and ``σ((y_v - p_y) / 25)`` (the anterior
-    compartment) for visceral ones, and a breathing shift of the upper abdomen. The soft
+    (0, 0.25, 1) + Σ_j e_j exp(-‖p - q_j‖² / 2 r_j²)]``: a linear part (change of girth and
+    shape of the abdomen), wave modes with ``w_m = 1`` for whole-abdomen modes and
+    ``σ((y_v - p_y) / 25)`` (the anterior compartment) for visceral ones, a breathing shift of
+    the upper abdomen, and local shifts of parts of the mesentery (Gaussian bumps). The soft
     tissues inside the abdomen move fully; towards the body wall the motion fades,
     ``s = 0.35 + 0.65 σ((1 - ρ) 100 / 15)`` with ``ρ`` the normalised radius of the core
     ellipse (half-axes ``core_axes`` around ``c``), so the outline of the body stays plausible.
@@ -70,6 +74,8 @@ class DisplacementField:
         y_visceral: the compartment's posterior limit (canonical y, mm).
         breathing_mm: cranio-caudal shift of the upper abdomen.
         z_diaphragm: where that shift is half-way (canonical z, mm).
+        bump_centre, bump_shift, bump_radius: ``[J, 3]``, ``[J, 3]``, ``[J]`` the local
+            shifts ``q_j``, ``e_j`` (mm) and ``r_j`` (mm).
     """
 
     linear: np.ndarray
@@ -82,6 +88,9 @@ class DisplacementField:
     y_visceral: float
     breathing_mm: float
     z_diaphragm: float
+    bump_centre: np.ndarray
+    bump_shift: np.ndarray
+    bump_radius: np.ndarray
 
     def __call__(self, points) -> np.ndarray:
         p = np.asarray(points, dtype=np.float64)
@@ -92,6 +101,8 @@ class DisplacementField:
         d = waves @ self.amp + (flat - self.centre) @ self.linear.T
         shift = self.breathing_mm / (1.0 + np.exp(-(flat[:, 2] - self.z_diaphragm) / 30.0))
         d += shift[:, None] * np.array([0.0, 0.25, 1.0])
+        dist2 = ((flat[:, None, :] - self.bump_centre[None]) ** 2).sum(axis=-1)
+        d += np.exp(-dist2 / (2 * self.bump_radius ** 2)) @ self.bump_shift
         rel = (flat[:, :2] - self.centre[:2]) / self.core_axes
         rho = np.sqrt((rel ** 2).sum(axis=1))
         d *= (0.35 + 0.65 / (1.0 + np.exp(-(1.0 - rho) * 100.0 / 15.0)))[:, None]
@@ -99,7 +110,8 @@ class DisplacementField:
 
     def scaled(self, factor: float) -> DisplacementField:
         return replace(self, linear=self.linear * factor, amp=self.amp * factor,
-                       breathing_mm=self.breathing_mm * factor)
+                       breathing_mm=self.breathing_mm * factor,
+                       bump_shift=self.bump_shift * factor)
 
     def max_gradient(self, points: np.ndarray, h: float = 1.0) -> float:
         """Largest spectral norm of the Jacobian at ``points`` (central differences)."""
@@ -116,10 +128,6 @@ class ScanTransform:
     translation: np.ndarray
     centre: np.ndarray
     field: DisplacementField | None = None
-
-    @classmethod
-    def identity(cls) -> ScanTransform:
-        return cls(np.eye(3), np.zeros(3), np.zeros(3))
 
     def rigid(self, points) -> np.ndarray:
         p = np.asarray(points, dtype=np.float64)
@@ -151,8 +159,10 @@ def _random_axis(rng: np.random.Generator) -> np.ndarray:
 
 def sample_field(preset: SynthPreset, anatomy: Anatomy, rng: np.random.Generator,
                  probe: np.ndarray) -> DisplacementField:
-    """A follow-up's displacement: RMS magnitude drawn from ``preset.deformation_mm`` over the
-    ``probe`` points (the nodal region), capped to stay contractive."""
+    """A follow-up's displacement: wave modes with an RMS magnitude drawn from
+    ``preset.deformation_mm`` over the ``probe`` points (the nodal region), a linear part, a
+    breathing shift and local mesenteric shifts up to ``preset.local_shift_mm``; the whole
+    field is scaled down where needed to stay contractive on ``probe``."""
     n_global, n_visc = N_MODES
     m = n_global + n_visc
     wavelength = np.concatenate([rng.uniform(*GLOBAL_WAVELENGTH_MM, n_global),
@@ -168,14 +178,21 @@ def sample_field(preset: SynthPreset, anatomy: Anatomy, rng: np.random.Generator
         core_axes=np.array([anatomy.body.a - 25.0, anatomy.body.b - 15.0]), k=k,
         phase=rng.uniform(0, 2 * np.pi, m),
         amp=amp, visceral=visceral, y_visceral=anatomy.vertebra_y - 38.0, breathing_mm=0.0,
-        z_diaphragm=60.0)
+        z_diaphragm=60.0, bump_centre=np.zeros((0, 3)), bump_shift=np.zeros((0, 3)),
+        bump_radius=np.zeros(0))
     rms = float(np.sqrt((field(probe) ** 2).sum(axis=1).mean()))
     field = field.scaled(rng.uniform(*preset.deformation_mm) / max(rms, 1e-9))
     g = rng.standard_normal((3, 3))
     g = (g + g.T) / 2
     linear = g / np.linalg.norm(g, ord=2) * rng.uniform(0, preset.linear_strain)
+    mesentery = np.concatenate([st.path for st in anatomy.stations if st.name == "mesenteric"]
+                               or [probe])
     field = replace(field, linear=linear,
-                    breathing_mm=rng.uniform(-1, 1) * preset.breathing_mm)
+                    breathing_mm=rng.uniform(-1, 1) * preset.breathing_mm,
+                    bump_centre=mesentery[rng.integers(len(mesentery), size=N_LOCAL_SHIFTS)],
+                    bump_shift=np.stack([_random_axis(rng) for _ in range(N_LOCAL_SHIFTS)])
+                    * rng.uniform(0, preset.local_shift_mm, (N_LOCAL_SHIFTS, 1)),
+                    bump_radius=rng.uniform(15.0, 30.0, N_LOCAL_SHIFTS))
     grad = field.max_gradient(probe)
     return field.scaled(min(1.0, MAX_FIELD_GRADIENT / max(grad, 1e-9)))
 
@@ -336,16 +353,12 @@ class Annotation:
     long_mm: np.ndarray
 
 
-def true_centres(timeline: NodeTimeline, t: int, transform: ScanTransform) -> np.ndarray:
-    """``[N, 3]`` true centres of all nodes in scan ``t``'s world frame."""
-    return transform.from_canonical(np.array([s.centre for s in timeline.specs]).reshape(-1, 3))
-
-
 def annotate(timeline: NodeTimeline, t: int, transform: ScanTransform, preset: SynthPreset,
              rng: np.random.Generator) -> Annotation:
     """The annotated nodes of scan ``t`` with centre and size jitter, in shuffled order."""
     index = rng.permutation(np.flatnonzero(timeline.annotated[t]))
-    centres = true_centres(timeline, t, transform)[index]
+    centres = transform.from_canonical(np.array([timeline.specs[i].centre for i in index])
+                                       .reshape(-1, 3))
     pos = centres + rng.normal(0.0, preset.centre_jitter_mm, centres.shape)
     short = timeline.short_mm[t, index] * np.exp(rng.normal(0, preset.size_jitter, len(index)))
     long_ = timeline.long_mm[t, index] * np.exp(rng.normal(0, preset.size_jitter, len(index)))

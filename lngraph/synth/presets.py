@@ -67,6 +67,7 @@ class SynthPreset:
             compartment rather than the whole abdomen.
         linear_strain: maximal norm of the linear (whole-abdomen girth and shape) part of the
             displacement, a strain (e.g. 0.08 = 8 %).
+        local_shift_mm: maximal shift of the local (mesenteric) displacement bumps.
         breathing_mm: maximal cranio-caudal shift of the upper abdomen (diaphragm position).
         p_disappear: per interval, probability that an annotated node is no longer annotated
             (resolved below the size threshold or gone).
@@ -91,6 +92,7 @@ class SynthPreset:
     deformation_mm: tuple[float, float] = (3.0, 18.0)
     visceral_share: float = 0.1
     linear_strain: float = 0.08
+    local_shift_mm: float = 12.0
     breathing_mm: float = 10.0
     p_disappear: float = 0.08
     p_new: float = 0.09
@@ -112,6 +114,7 @@ EASY = SynthPreset(
     translation_mm=(8.0, 8.0, 15.0),
     rotation_deg=2.0,
     deformation_mm=(2.0, 8.0),
+    local_shift_mm=4.0,
     breathing_mm=4.0,
     p_disappear=0.04,
     p_new=0.04,
@@ -135,6 +138,7 @@ HARD = SynthPreset(
     translation_mm=(15.0, 15.0, 30.0),
     rotation_deg=6.0,
     deformation_mm=(6.0, 30.0),
+    local_shift_mm=16.0,
     breathing_mm=15.0,
     p_disappear=0.13,
     p_new=0.15,

@@ -155,6 +155,7 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
     if not data.train_pairs:
         raise ValueError("no training pair with nodes among the training patients")
     validate = bool(data.val_pairs)
+    (out_dir / "lightning" / "best.ckpt").unlink(missing_ok=True)  # a previous run's
     with _quiet_lightning(not progress):
         L.seed_everything(seed, workers=True, verbose=progress)
         module = MatcherModule(config)

@@ -119,6 +119,7 @@ def test_pair_nodes_optional_columns(tmp_path):
                                             "number: 'oops'"),
     (["a,1,2,3,-4"], None, "line 2 (node a of scan bad): short_axis_mm must be positive"),
     (["a,1,2,3,10", "a,5,2,3,10"], None, "line 3: duplicate node_id 'a'"),
+    (["s,a,1,2,3,10"], "scan_id,node_id,x,y,z,short_axis_mm", "line 1: has a scan_id column"),
 ])
 def test_bad_nodes_csv(run_cli, geometry_model, tmp_path, capsys, rows, header, message):
     bad = _nodes_csv(tmp_path / "bad.csv", rows,

@@ -26,7 +26,8 @@ def test_linear_field_and_rigid_inverse():
                               core_axes=np.array([1e4, 1e4]), k=np.zeros((0, 3)),
                               phase=np.zeros(0), amp=np.zeros((0, 3)),
                               visceral=np.zeros(0, bool), y_visceral=0.0, breathing_mm=0.0,
-                              z_diaphragm=0.0)
+                              z_diaphragm=0.0, bump_centre=np.zeros((1, 3)),
+                              bump_shift=np.zeros((1, 3)), bump_radius=np.ones(1))
     core = 0.35 + 0.65 / (1 + np.exp(-100 / 15))  # the centre of a huge core moves fully
     np.testing.assert_allclose(field(np.array([[10.0, 5, 20]])), [[core, 0, -core]],
                                rtol=1e-4)

@@ -1,0 +1,131 @@
+"""``lngraph bench``: the leaderboard of matching methods on a cohort.
+
+``lngraph bench COHORT --methods LIST|all --folds 5 --seeds 0 [1 ...] --out DIR [--quick]
+[--max-epochs E] [--set METHOD.KEY=VALUE ...] [--import MODULE|FILE.py ...]`` runs
+:func:`lngraph.baselines.leaderboard.run_leaderboard`: every method on the same patient-level
+folds (fit on the training patients, selection on the validation patients, scored on the
+held-out patients' scan pairs), every DESIGN §5 metric as mean ± std over folds, inference
+seconds per pair and training seconds. It writes ``DIR/leaderboard.csv`` (one row per method),
+``DIR/leaderboard_folds.csv`` (one row per fold), ``DIR/leaderboard.md`` and
+``DIR/leaderboard.png``.
+
+Methods needing images are skipped (and listed) on a geometry-only cohort; a method that fails
+is listed with its error. ``--import`` loads more methods (a module or a ``.py`` file whose
+``@register`` classes join the registry), so a new method is benchmarked without touching
+lngraph. ``--set dlt_lite.steps=50`` passes a constructor argument to one method (the value
+read as YAML). ``--quick`` is a small version that runs in minutes: 2 folds, one seed, at most
+2 epochs and lighter settings of the slow baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _method_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give method names separated by commas, or all")
+    return names
+
+
+def parse_settings(items: list[str]) -> dict[str, dict]:
+    """``METHOD.KEY=VALUE`` strings (values read as YAML) → ``{method: {key: value}}``.
+
+    Raises:
+        ValueError: an item not of that form.
+    """
+    import yaml
+
+    out: dict[str, dict] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        method, dot, key = target.partition(".")
+        if not sep or not dot or not method.strip() or not key.strip():
+            raise ValueError(f"--set wants METHOD.KEY=VALUE, got {item!r}")
+        out.setdefault(method.strip(), {})[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "bench",
+        help="leaderboard of matching methods on a cohort",
+        description="Run matching methods (ours, the baselines, the ablations, and any "
+        "registered with --import) on the same patient-level folds of a cohort and write a "
+        "leaderboard: every metric as mean ± std over folds, inference seconds per pair and "
+        "training seconds (DIR/leaderboard.md, .csv, _folds.csv, .png).",
+    )
+    parser.add_argument("cohort", type=Path, metavar="COHORT", help="cohort folder")
+    parser.add_argument("--methods", type=_method_list, default=["all"], metavar="LIST|all",
+                        help="comma-separated method names, or all (default)")
+    parser.add_argument("--folds", type=_positive, default=5, metavar="K",
+                        help="patient-level folds (default 5)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
+                        help="seeds: each reshuffles the folds and seeds the methods "
+                        "(default 0)")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--quick", action="store_true",
+                        help="small version: 2 folds, one seed, at most 2 epochs, lighter "
+                        "slow baselines")
+    parser.add_argument("--max-epochs", type=_positive, default=None, metavar="E",
+                        help="cap of the learned methods' epochs (default: each method's)")
+    parser.add_argument("--set", dest="settings", nargs="+", default=[],
+                        metavar="METHOD.KEY=VALUE",
+                        help="constructor arguments of one method, e.g. lgm.epochs=5")
+    parser.add_argument("--import", dest="imports", nargs="+", default=[],
+                        metavar="MODULE|FILE.py",
+                        help="modules or .py files that register more methods")
+    parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
+                        help="scan pairs of each test patient to score (default consecutive)")
+    parser.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                        help="share of each fold's training patients used for validation "
+                        "(default 0.2)")
+    parser.add_argument("--threads", type=_positive, default=None, metavar="N",
+                        help="torch CPU threads (default: torch's)")
+    parser.add_argument("--quiet", action="store_true", help="no per-fold progress lines")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from lngraph.baselines.leaderboard import load_registry, method_names, run_leaderboard
+    from lngraph.io.errors import InputError
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        load_registry(args.imports)
+        names = method_names(args.methods)
+        options = parse_settings(args.settings)
+    except ValueError as exc:
+        print(f"lngraph bench: error: {exc}", file=sys.stderr)
+        return 2
+    command = shlex.join(["lngraph", "bench", *sys.argv[2:]]) \
+        if sys.argv[1:2] == ["bench"] else None
+    try:
+        rows = run_leaderboard(args.cohort, names, folds=args.folds, seeds=args.seeds,
+                               out_dir=args.out, quick=args.quick, max_epochs=args.max_epochs,
+                               options=options, val_fraction=args.val_fraction,
+                               pair_mode=args.pairs, command=command,
+                               progress=not args.quiet)
+    except InputError:
+        raise
+    except ValueError as exc:
+        raise InputError(args.cohort, str(exc)) from exc
+    failed = sorted(set(rows.loc[rows["status"] == "failed", "method"]))
+    print(f"wrote {args.out / 'leaderboard.md'}" + (f"; failed: {', '.join(failed)}"
+                                                     if failed else ""))
+    return 1 if failed else 0
