@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_dls(args) if args.dls else run_synthetic(args)
     if rows is not None:
         name = "leaderboard_dls.md" if args.dls else "leaderboard.md"
-        print((args.out / name).read_text())
+        print((args.out / name).read_text(encoding="utf-8"))
     return 0
 
 

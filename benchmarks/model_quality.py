@@ -82,7 +82,8 @@ def synthetic_cohort(patients: int, seed: int, preset_name: str, workers: int,
     folder = DATA / f"{preset_name}-p{patients}-s{seed}"
     meta = folder / "synth.json"
     wanted = (patients, seed, json.loads(json.dumps(asdict(get_preset(preset_name)))))
-    if regenerate or not meta.is_file() or _identity(json.loads(meta.read_text())) != wanted:
+    stored = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else None
+    if regenerate or stored is None or _identity(stored) != wanted:
         generate_cohort(folder, patients, seed, preset_name, workers=workers, progress=True)
     return read_cohort(folder)
 
@@ -175,7 +176,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     columns = list(dict.fromkeys(k for r in rows for k in r))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, columns)
         writer.writeheader()
         writer.writerows(rows)

@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
               f"| {config.name}, geometry-only | {train_geo[0]:.1f} | {train_geo[1]:.1f} |", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, "\n".join(lines))
-    with atomic_path(out.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_path(out.with_suffix(".csv")) as tmp, \
+            open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -19,7 +19,7 @@ The voxel at array index ``a`` of a cube of size ``D`` centred on world point ``
 **Inference, per pair.**
 
 1. *Coarse alignment*: the translation ``t`` that best carries the earlier node centres onto
-   the later ones (:func:`~lngraph.baselines.nearest.robust_translation`, node geometry only,
+   the later ones (:func:`~lngraph.matching.alignment.robust_translation`, node geometry only,
    no identities).
 2. For each earlier node ``p``: template = ``template_size³`` cube around ``p`` in the earlier
    image; search = ``search_size³`` cube in the later image centred on ``p + t`` (moved inside
@@ -71,13 +71,13 @@ from scipy.spatial.transform import Rotation
 from torch import Tensor, nn
 
 from lngraph.baselines.base import Method, register
-from lngraph.baselines.nearest import DEFAULT_GATE_MM, robust_translation
 from lngraph.baselines.pointset import match_mapped_points
 from lngraph.data.crops import ABDOMEN_WINDOW, AIR_HU, crop_cubes, window_to_unit
 from lngraph.io.cohort import Cohort, Scan, ScanPair
 from lngraph.io.coords import ImageGeometry
 from lngraph.io.image import read_image
 from lngraph.io.matches import PairPrediction
+from lngraph.matching.alignment import DEFAULT_GATE_MM, robust_translation
 from lngraph.nn.trackers import (
     CrossAttentionTracker,
     SiameseTracker,

@@ -106,7 +106,7 @@ def _matching_cohort(folder: Path, patients: int, seed: int):
     from lngraph.io.errors import InputError
 
     try:
-        meta = json.loads((folder / "synth.json").read_text())
+        meta = json.loads((folder / "synth.json").read_text(encoding="utf-8"))
         if (meta.get("patients"), meta.get("seed"), meta.get("images"),
                 meta.get("preset", {}).get("name")) != (patients, seed, True, "default"):
             return None

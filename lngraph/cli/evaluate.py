@@ -118,7 +118,7 @@ def held_out_patients(args, cohort) -> list[str]:
     if args.patients_from is not None:
         path = args.patients_from / "split.json"
         try:
-            patients = json.loads(path.read_text())["test"]
+            patients = json.loads(path.read_text(encoding="utf-8"))["test"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(path, f"cannot read the test patients: {exc}") from None
         if not patients:

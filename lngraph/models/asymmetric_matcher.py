@@ -14,17 +14,28 @@ types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (L
    cosine between the two scans' outputs, per pair, as a padded ``[B, n1, n2]`` tensor
    (``to_dense_batch``; as fast as a per-pair loop for a few pairs, 3× faster for 16).
    With ``use_seag=False`` the normalised encoder features are compared directly.
-3. **Matchability** — a node's best similarity in the other scan, :math:`\max_j S_{ij}`.
+3. **Position prior** (our extension; ``position_prior``) — per pair, the robust translation
+   :math:`t` between the two scans' node centres (:func:`~lngraph.matching.alignment.
+   robust_translation`, no gradient) gives aligned distances
+   :math:`d_{ij} = \lVert c_i + t - c_j \rVert` (mm), fused with :math:`S` into the matching
+   score :math:`P_{ij} = \sigma(a\,(S_{ij} - 0.5)/\tau - b\,d_{ij}/g + c)` with learned
+   scalars :math:`a, b, c` (initialised to 1, 4, 4: a pair 15 mm apart starts at
+   :math:`P \approx 0.5` when :math:`S = 0.5`). Without the prior :math:`P = S`. The prior
+   makes the model invariant to translations of either scan but not to rotations (SEAG itself
+   stays rigid-invariant). The matchability — a node's best score in the other scan,
+   :math:`\max_j P_{ij}` — is reported per node.
 4. **SCB** — :class:`~lngraph.nn.scb_head.SCBHead` logits for candidate pairs: every same-pair
    ``(src, dst)`` combination in training, the Hungarian pairs at inference.
 5. **Loss** — :math:`w_{se}\mathcal{L}_{se} + w_{te}\mathcal{L}_{te} + w_{seag}
    \mathcal{L}_{seag} + w_{scb}\mathcal{L}_{scb}` (:mod:`lngraph.nn.losses`);
-   :math:`\mathcal{L}_{seag}` is the class-balanced BCE of :math:`\sigma((S - 0.5) / \tau)`
-   (the ReLU makes :math:`S \in [0, 1]`; a cosine alone is too flat a probability),
+   :math:`\mathcal{L}_{seag}` is the class-balanced BCE of :math:`P` (without the prior
+   :math:`\sigma((S - 0.5) / \tau)`: the ReLU makes :math:`S \in [0, 1]`; a cosine alone is too
+   flat a probability),
    :math:`\mathcal{L}_{scb}` that of every SCB probability of every same-pair candidate.
-6. **Inference** — :func:`lngraph.matching.scb_rule.scb_correct` on each pair's :math:`S` and
-   SCB scores (Eq. 3) → :class:`~lngraph.io.matches.PairPrediction`. Without SCB (switched off,
-   or geometry-only mode) :math:`S \ge` ``similarity_threshold`` decides instead.
+6. **Inference** — :func:`lngraph.matching.scb_rule.scb_correct` on each pair's matching
+   score :math:`P` and SCB scores (Eq. 3) → :class:`~lngraph.io.matches.PairPrediction`.
+   Without SCB (switched off, or geometry-only mode) :math:`P \ge` ``similarity_threshold``
+   decides instead.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from torch_geometric.data.storage import NodeStorage
 from torch_geometric.utils import to_dense_batch
 
 from lngraph.io.matches import PairPrediction
+from lngraph.matching.alignment import aligned_distances
 from lngraph.matching.assignment import hungarian_max
 from lngraph.matching.scb_rule import scb_correct
 from lngraph.models.config import MatcherConfig
@@ -76,9 +88,10 @@ class MatcherOutput:
 
     Args:
         src, dst: encoder outputs of each scan's nodes.
-        similarity: ``[B, n1_max, n2_max]`` cosine similarity, padded.
+        similarity: ``[B, n1_max, n2_max]`` cosine similarity S, padded.
+        match_logits: ``[B, n1_max, n2_max]`` logits of the matching score P (padded).
         pair_mask: ``[B, n1_max, n2_max]`` True where both nodes exist.
-        src_matchability: ``[N1]`` best similarity of each src node in its dst scan.
+        src_matchability: ``[N1]`` best matching score of each src node in its dst scan.
         dst_matchability: ``[N2]`` the same for dst nodes.
         candidates: ``[2, P]`` (src, dst) global node indices scored by SCB.
         scb_logits: ``[P, 9]`` SCB logits (``P = 0`` without SCB).
@@ -87,6 +100,7 @@ class MatcherOutput:
     src: ScanFeatures
     dst: ScanFeatures
     similarity: Tensor
+    match_logits: Tensor
     pair_mask: Tensor
     src_matchability: Tensor
     dst_matchability: Tensor
@@ -96,6 +110,11 @@ class MatcherOutput:
     @property
     def scb_prob(self) -> Tensor:
         return torch.sigmoid(self.scb_logits)
+
+    @property
+    def score(self) -> Tensor:
+        """``[B, n1_max, n2_max]`` matching score P (module docstring)."""
+        return torch.sigmoid(self.match_logits)
 
 
 def _batch_vector(store: NodeStorage) -> Tensor:
@@ -109,6 +128,22 @@ def _local_index(batch: Tensor, num_graphs: int) -> Tensor:
     counts = torch.bincount(batch, minlength=num_graphs)
     start = torch.cumsum(counts, 0) - counts
     return torch.arange(len(batch), device=batch.device) - start[batch]
+
+
+def pair_distances(data: HeteroData, src_batch: Tensor, dst_batch: Tensor, num_graphs: int,
+                   gate_mm: float) -> Tensor:
+    """``[B, n1_max, n2_max]`` aligned centre distances (mm) of each pair, zero-padded
+    (:func:`~lngraph.matching.alignment.aligned_distances`; no gradient)."""
+    src_pos = data["src"].pos.detach().double().cpu().numpy()
+    dst_pos = data["dst"].pos.detach().double().cpu().numpy()
+    src_b, dst_b = src_batch.cpu().numpy(), dst_batch.cpu().numpy()
+    n1 = int(np.bincount(src_b, minlength=num_graphs).max(initial=0))
+    n2 = int(np.bincount(dst_b, minlength=num_graphs).max(initial=0))
+    out = np.zeros((num_graphs, n1, n2))
+    for g in range(num_graphs):
+        a, b = src_pos[src_b == g], dst_pos[dst_b == g]
+        out[g, :len(a), :len(b)] = aligned_distances(a, b, gate_mm)
+    return torch.as_tensor(out, dtype=data["src"].pos.dtype, device=src_batch.device)
 
 
 def all_pair_candidates(src_batch: Tensor, dst_batch: Tensor) -> Tensor:
@@ -141,6 +176,10 @@ class AsymmetricMatcher(nn.Module):
         if self.use_scb:
             self.scb = SCBHead(c.feature_dim, self.encoder3d.token_channels,
                                self.encoder2d.token_channels, c.scb_hidden, c.temperature)
+        if c.position_prior:
+            self.prior_appearance = nn.Parameter(torch.tensor(1.0))
+            self.prior_distance = nn.Parameter(torch.tensor(4.0))
+            self.prior_bias = nn.Parameter(torch.tensor(4.0))
 
     # 1. SE: node features --------------------------------------------------------------------
     def encode(self, store: NodeStorage) -> ScanFeatures:
@@ -178,13 +217,25 @@ class AsymmetricMatcher(nn.Module):
                                        batch_size=num_graphs)
         return src @ dst.transpose(1, 2), src_mask, dst_mask
 
-    # 3. Matchability ------------------------------------------------------------------------
+    # 3. Position prior and matchability -----------------------------------------------------
+    def match_logits(self, data: HeteroData, similarity: Tensor, src_batch: Tensor,
+                     dst_batch: Tensor) -> Tensor:
+        """Logits of the matching score P, ``[B, n1_max, n2_max]`` (module docstring)."""
+        c = self.config
+        appearance = (similarity - 0.5) / c.temperature
+        if not c.position_prior:
+            return appearance
+        distance = pair_distances(data, src_batch, dst_batch, similarity.shape[0],
+                                  c.position_gate_mm)
+        return (self.prior_appearance * appearance
+                - self.prior_distance * distance / c.position_gate_mm + self.prior_bias)
+
     @staticmethod
     def matchability(similarity: Tensor, src_mask: Tensor,
                      dst_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Best similarity of each src node in its dst scan and of each dst node in its src
-        scan, ``[N1]`` and ``[N2]``; 0 when the other scan is empty (cosines of the ReLU
-        outputs of SEAG are never negative)."""
+        """Best score of each src node in its dst scan and of each dst node in its src
+        scan, ``[N1]`` and ``[N2]``; 0 when the other scan is empty (scores lie in
+        ``[0, 1]``)."""
         pair_mask = src_mask[:, :, None] & dst_mask[:, None, :]
         masked = similarity.masked_fill(~pair_mask, 0.0)
         src_best = F.pad(masked, (0, 1)).amax(2)
@@ -202,14 +253,16 @@ class AsymmetricMatcher(nn.Module):
         similarity, src_mask, dst_mask = self.similarity(h_src, h_dst, src.batch, dst.batch,
                                                          num_graphs)
         pair_mask = src_mask[:, :, None] & dst_mask[:, None, :]
-        src_match, dst_match = self.matchability(similarity, src_mask, dst_mask)
+        logits = self.match_logits(data, similarity, src.batch, dst.batch)
+        score = torch.sigmoid(logits) if self.config.position_prior else similarity
+        src_match, dst_match = self.matchability(score, src_mask, dst_mask)
         if not self.use_scb:
             candidates = src.batch.new_zeros((2, 0))
         elif candidates is None:
             candidates = all_pair_candidates(src.batch, dst.batch)
         scb_logits = (self.scb(src.tokens, dst.tokens, candidates) if self.use_scb
                       else similarity.new_zeros((0, 9)))
-        return MatcherOutput(src, dst, similarity, pair_mask, src_match, dst_match,
+        return MatcherOutput(src, dst, similarity, logits, pair_mask, src_match, dst_match,
                              candidates, scb_logits)
 
     # 5. Loss ---------------------------------------------------------------------------------
@@ -231,8 +284,7 @@ class AsymmetricMatcher(nn.Module):
             graph = out.src.batch[matches[0]]
             target[graph, _local_index(out.src.batch, num_graphs)[matches[0]],
                    _local_index(out.dst.batch, num_graphs)[matches[1]]] = 1.0
-        l_seag = class_balanced_bce((out.similarity - 0.5) / c.temperature, target,
-                                    out.pair_mask, logits=True)
+        l_seag = class_balanced_bce(out.match_logits, target, out.pair_mask, logits=True)
         if self.use_scb:
             n_dst = max(len(out.dst.batch), 1)
             is_match = torch.isin(out.candidates[0] * n_dst + out.candidates[1],
@@ -265,6 +317,9 @@ class AsymmetricMatcher(nn.Module):
         similarity, src_mask, dst_mask = self.similarity(self.context(data, "src", src),
                                                          self.context(data, "dst", dst),
                                                          src.batch, dst.batch, num_graphs)
+        if c.position_prior:
+            similarity = torch.sigmoid(self.match_logits(data, similarity, src.batch,
+                                                         dst.batch))
         n_src, n_dst = src_mask.sum(1).tolist(), dst_mask.sum(1).tolist()
         sims = [similarity[g, :n_src[g], :n_dst[g]].double().cpu().numpy()
                 for g in range(num_graphs)]
@@ -282,7 +337,8 @@ class AsymmetricMatcher(nn.Module):
     def scb_scores(self, src: ScanFeatures, dst: ScanFeatures,
                    sims: list[np.ndarray]) -> list[np.ndarray]:
         """Eq. 3 scores ``[n1, n2]`` of each pair, NaN where not scored: SCB scores the
-        Hungarian pairs on S, or every pair when ``scb_reassign`` is set."""
+        Hungarian pairs on the matching score P (``sims``), or every pair when
+        ``scb_reassign`` is set."""
         local = [np.indices(sim.shape).reshape(2, -1) if self.config.scb_reassign
                  else hungarian_max(sim).T for sim in sims]
         src_start = np.cumsum([0] + [sim.shape[0] for sim in sims[:-1]])

@@ -53,7 +53,15 @@ class MatcherConfig:
             (ignored in geometry-only mode, which has no crops).
         scb_hidden: attention width; scb_threshold: drop a Hungarian pair whose Eq. 3 score
             is below it; scb_reassign: run the assignment on (S + s) / 2 instead of S.
-        similarity_threshold: without SCB, drop a Hungarian pair whose S is below it.
+        similarity_threshold: without SCB, drop a Hungarian pair whose matching score is
+            below it.
+
+    Position prior (our extension, :mod:`lngraph.matching.alignment`):
+        position_prior: fuse S with the distance ``d`` between node centres after
+            the robust translation alignment of the two scans into the matching score
+            ``sigmoid(a (S - 0.5) / temperature - b d / g + c)`` with learned scalars a, b,
+            c; ``False`` scores with S alone.
+        position_gate_mm: ``g``, the alignment's inlier scale and the distance unit.
 
     Geometry-only mode (:class:`~lngraph.nn.encoders.GeometryEncoder`):
         geometry_only: node features from sizes and neighbour distances, no crops.
@@ -61,6 +69,9 @@ class MatcherConfig:
 
     Losses: temperature (τ of both InfoNCE losses), weight_se, weight_te, weight_seag,
     weight_scb.
+
+    Augmentation (training batches only): augment_intensity, the standard deviation of a
+    random gain and offset of each node's crops; augment_noise, that of added Gaussian noise.
 
     Training: lr, weight_decay (Adam), batch_size (pairs), max_epochs, patience (early-stop
     epochs without validation improvement), folds (patient-level K), val_fraction (share of
@@ -93,6 +104,8 @@ class MatcherConfig:
     scb_threshold: float = 0.5
     scb_reassign: bool = False
     similarity_threshold: float = 0.5
+    position_prior: bool = True
+    position_gate_mm: float = 15.0
     geometry_only: bool = False
     geometry_k: int = 8
     geometry_hidden: int = 64
@@ -102,6 +115,8 @@ class MatcherConfig:
     weight_te: float = 1.0
     weight_seag: float = 1.0
     weight_scb: float = 1.0
+    augment_intensity: float = 0.0
+    augment_noise: float = 0.0
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 4
@@ -135,13 +150,16 @@ class MatcherConfig:
         if len(self.crop_spacing_mm) != 3 or len(self.hu_window) != 2:
             problems.append("crop_spacing_mm needs 3 values and hu_window 2")
         for key in ("length_scale_mm", "sigma_init", "temperature", "lr", "crop_min_fov_mm",
-                    "geometry_distance_mm"):
+                    "geometry_distance_mm", "position_gate_mm", "crop_radius_factor"):
             if not getattr(self, key) > 0:
                 problems.append(f"{key} must be > 0, got {getattr(self, key)}")
         for key in ("crop_size", "feature_dim", "token_grid", "scb_hidden", "geometry_k",
                     "batch_size", "max_epochs", "folds"):
             if not getattr(self, key) >= 1:
                 problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("augment_intensity", "augment_noise"):
+            if not getattr(self, key) >= 0:
+                problems.append(f"{key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.val_fraction < 1:
             problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if problems:
@@ -179,7 +197,7 @@ class MatcherConfig:
                 invalid values.
         """
         try:
-            values = yaml.safe_load(Path(path).read_text())
+            values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise InputError(path, f"cannot read the config: {exc}") from exc
         if values is None:

@@ -66,7 +66,7 @@ def test_writes_every_output(board):
                  "leaderboard.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    text = (out / "leaderboard.md").read_text()
+    text = (out / "leaderboard.md").read_text(encoding="utf-8")
     for expected in ("- command: `test-command`", "- commit: `", "- machine: ",
                      "12 scans", "2-fold patient-level", "| `nearest` |", "| `pointset` |",
                      "| `asymmetric` | skipped | needs images"):

@@ -65,7 +65,7 @@ def test_demo_end_to_end(run_cli, tmp_path, capsys):
     for line in ("Precision", "NLR (new found)", "DLR (disappeared found)", "CPM@Radius", "MED",
                  "model:", "metrics:", "matches:", "figure:"):
         assert line in printed
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert set(metrics["methods"]) == {MODEL_NAME, BASELINE_NAME}
     assert len(metrics["test_patients"]) == 1
     cohort = read_cohort(out / "cohort")

@@ -48,7 +48,7 @@ def test_evaluate_predictions(run_cli, cohort, tmp_path, capsys):
     out = tmp_path / "res" / "metrics.json"
     assert run_cli(["evaluate", "--predictions", str(matches), str(cohort.root),
                     "--out", str(out)]) == 0
-    metrics = json.loads(out.read_text())
+    metrics = json.loads(out.read_text(encoding="utf-8"))
     assert metrics["n_pairs"] == 1 and metrics["n_gt_matches"] == 2
     assert metrics["precision"] == 0.5 and metrics["recall"] == 0.5 and metrics["f1"] == 0.5
     assert metrics["dlr"] == 1.0 and metrics["disappeared_precision"] == 1.0
@@ -64,7 +64,7 @@ def test_all_pairs_mode_needs_every_pair(run_cli, cohort, tmp_path, capsys):
     out = tmp_path / "metrics.json"
     args = ["evaluate", "--predictions", str(matches), str(cohort.root), "--out", str(out)]
     assert run_cli(args) == 0
-    metrics = json.loads(out.read_text())
+    metrics = json.loads(out.read_text(encoding="utf-8"))
     assert metrics["n_pairs"] == 0 and metrics["precision"] is None
     assert "n/a" in capsys.readouterr().out
     assert run_cli([*args, "--pairs", "consecutive"]) == 2

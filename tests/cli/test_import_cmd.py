@@ -45,14 +45,14 @@ def test_slicer_example_markups(tmp_path, capsys):
 
 def test_slicer_single_file_with_default_size_and_images(tmp_path):
     src = tmp_path / "case9_2021-03-04.mrk.json"
-    src.write_text((TEST_DATA / "lymph_nodes_ras.mrk.json").read_text())
+    src.write_text((TEST_DATA / "lymph_nodes_ras.mrk.json").read_text(encoding="utf-8"))
     images = tmp_path / "images"
     images.mkdir()
     (images / "case9_2021-03-04.nii.gz").write_bytes(b"")
     out = tmp_path / "cohort"
     assert main(["import", "slicer", str(src), str(out), "--default-short-axis", "7.5",
                  "--images", str(images)]) == 0
-    assert "../images/case9_2021-03-04.nii.gz" in (out / "scans.csv").read_text()
+    assert "../images/case9_2021-03-04.nii.gz" in (out / "scans.csv").read_text(encoding="utf-8")
     scan = read_cohort(out).scans["case9_2021-03-04"]
     np.testing.assert_array_equal(scan.nodes.short_axis_mm, [8.5, 7.5, 7.5])
     assert scan.timepoint == "2021-03-04"
@@ -60,7 +60,7 @@ def test_slicer_single_file_with_default_size_and_images(tmp_path):
 
 def test_slicer_without_default_size_fails_cleanly(tmp_path, capsys):
     src = tmp_path / "case9_1.mrk.json"
-    src.write_text((TEST_DATA / "lymph_nodes_lps.mrk.json").read_text())
+    src.write_text((TEST_DATA / "lymph_nodes_lps.mrk.json").read_text(encoding="utf-8"))
     assert main(["import", "slicer", str(src), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"lngraph import: error: {src} (markup 1, control point 2 'LN-2'): "
@@ -69,7 +69,7 @@ def test_slicer_without_default_size_fails_cleanly(tmp_path, capsys):
 
 
 def test_slicer_without_coordinate_system_fails_cleanly(tmp_path, capsys):
-    document = json.loads((TEST_DATA / "lymph_nodes_lps.mrk.json").read_text())
+    document = json.loads((TEST_DATA / "lymph_nodes_lps.mrk.json").read_text(encoding="utf-8"))
     del document["markups"][0]["coordinateSystem"]
     src = tmp_path / "case9_1.mrk.json"
     src.write_text(json.dumps(document))

@@ -31,31 +31,33 @@ def test_train_then_evaluate_held_out(run_cli, tmp_path, capsys):
     assert f"model:   {run / 'model.ckpt'}" in printed
     model, config, extra = load_checkpoint(run / "model.ckpt")
     assert config.geometry_only
-    assert yaml.safe_load((run / "config.yaml").read_text())["geometry_only"] is True
-    split = json.loads((run / "split.json").read_text())
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    assert config["geometry_only"] is True
+    split = json.loads((run / "split.json").read_text(encoding="utf-8"))
     assert split["fold"] == 0 and split["folds"] == 2 and len(split["test"]) == 1
     assert sorted(split["train"] + split["val"] + split["test"]) == ["P01", "P02"]
     assert extra["train_patients"] == split["train"]
-    assert json.loads((run / "metrics.json").read_text()) == {}  # one training patient: no val
+    # one training patient: no validation metrics
+    assert json.loads((run / "metrics.json").read_text(encoding="utf-8")) == {}
 
     out = tmp_path / "metrics.json"
     assert run_cli(["evaluate", "--model", str(run / "model.ckpt"), EXAMPLE, "--out", str(out),
                     "--patients-from", str(run), "--matches", str(tmp_path / "m.csv")]) == 0
-    rows = (tmp_path / "m.csv").read_text().splitlines()[1:]
+    rows = (tmp_path / "m.csv").read_text(encoding="utf-8").splitlines()[1:]
     assert rows and all(row.startswith(split["test"][0]) for row in rows)
     pairs = {tuple(row.split(",")[0:4:2]) for row in rows}
-    assert json.loads(out.read_text())["n_pairs"] == len(pairs)
+    assert json.loads(out.read_text(encoding="utf-8"))["n_pairs"] == len(pairs)
 
 
 def test_evaluate_fold_matches_train_fold(run_cli, tmp_path):
     run = tmp_path / "run"
     assert run_cli(["train", EXAMPLE, "--out", str(run), "--fold", "1", "--folds", "2",
                     "--max-epochs", "1", "--quiet"]) == 0
-    test_patient = json.loads((run / "split.json").read_text())["test"][0]
+    test_patient = json.loads((run / "split.json").read_text(encoding="utf-8"))["test"][0]
     assert run_cli(["evaluate", "--model", str(run / "model.ckpt"), EXAMPLE,
                     "--out", str(tmp_path / "x.json"), "--fold", "1", "--folds", "2",
                     "--matches", str(tmp_path / "m.csv")]) == 0
-    rows = (tmp_path / "m.csv").read_text().splitlines()[1:]
+    rows = (tmp_path / "m.csv").read_text(encoding="utf-8").splitlines()[1:]
     assert rows and all(row.startswith(test_patient) for row in rows)
 
 

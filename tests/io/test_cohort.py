@@ -117,9 +117,9 @@ def test_write_read_round_trip(cohort, tmp_path):
             np.testing.assert_array_equal(getattr(other.nodes, name), getattr(scan.nodes, name))
         assert list(other.nodes.node_id) == list(scan.nodes.node_id)
         assert list(other.nodes.track_id) == list(scan.nodes.track_id)
-    header = (out / "nodes.csv").read_text().splitlines()[0]
+    header = (out / "nodes.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header == ",".join(NODE_COLUMNS)
-    assert (out / "scans.csv").read_text().splitlines()[0] == ",".join(SCAN_COLUMNS)
+    assert (out / "scans.csv").read_text(encoding="utf-8").splitlines()[0] == ",".join(SCAN_COLUMNS)
     assert sorted(p.name for p in out.iterdir()) == ["nodes.csv", "scans.csv"]  # no temp files
 
 
@@ -129,7 +129,7 @@ def test_write_stores_image_paths_relative_to_the_folder(tmp_path):
     image.write_bytes(b"")
     nodes = NodeTable.from_arrays([[1.0, 2.0, 3.0]], [5.0], track_id=["T"])
     out = write_cohort(tmp_path / "cohort", [Scan("p", "s1", "0", image, nodes)])
-    assert "../images/s1.nrrd" in (out / "scans.csv").read_text()
+    assert "../images/s1.nrrd" in (out / "scans.csv").read_text(encoding="utf-8")
     back = read_cohort(out)
     assert back.scans["s1"].image == image.resolve()
     assert back.has_images

@@ -103,7 +103,7 @@ def test_exact_duplicates_merge_at_any_tolerance(dls_file):
 
 
 def test_two_lesions_of_one_scan_in_one_track_is_an_error(dls_file):
-    records = json.loads(dls_file.read_text())
+    records = json.loads(dls_file.read_text(encoding="utf-8"))
     records["9999"] = _record(A1, A2, (300, 100, 5), (90, 210, 3))  # M → L: merges two tracks
     dls_file.write_text(json.dumps(records))
     with pytest.raises(InputError, match=r"pairs\.json: two lesions of scan 000001_01_01 \(at "

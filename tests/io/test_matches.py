@@ -66,7 +66,7 @@ def test_round_trip_many_pairs(cohort, tmp_path):
 
 def test_empty_file_round_trip(cohort, tmp_path):
     path = write_matches(tmp_path / "m.csv", [])
-    assert path.read_text().strip() == HEADER
+    assert path.read_text(encoding="utf-8").strip() == HEADER
     assert read_matches(path, cohort) == {}
 
 
@@ -78,10 +78,10 @@ def test_pair_with_no_nodes_has_no_rows(cohort, tmp_path):
 
 def test_failed_write_keeps_old_file(cohort, tmp_path):
     path = write_matches(tmp_path / "m.csv", [(cohort.pair("s1", "s3"), PairPrediction(3, 0))])
-    before = path.read_text()
+    before = path.read_text(encoding="utf-8")
     with pytest.raises(ValueError):
         write_matches(path, [(cohort.pair("s1", "s2"), PairPrediction(1, 1))])
-    assert path.read_text() == before
+    assert path.read_text(encoding="utf-8") == before
 
 
 def test_empty_score_reads_as_nan_and_unmatched_score_is_ignored(cohort, tmp_path):

@@ -98,7 +98,8 @@ def test_write_read_round_trip(tmp_path):
 
 
 def test_written_file_is_a_slicer_lps_point_list(tmp_path):
-    document = json.loads(write_markups(tmp_path / "s.mrk.json", _nodes(), name="s").read_text())
+    path = write_markups(tmp_path / "s.mrk.json", _nodes(), name="s")
+    document = json.loads(path.read_text(encoding="utf-8"))
     assert document["@schema"].endswith("markups-schema-v1.0.3.json#")
     (markup,) = document["markups"]
     assert (markup["type"], markup["coordinateSystem"], markup["coordinateUnits"]) == (
@@ -115,7 +116,7 @@ def test_writes_an_empty_point_list(tmp_path):
 
 
 def _document():
-    return json.loads(LPS_FILE.read_text())
+    return json.loads(LPS_FILE.read_text(encoding="utf-8"))
 
 
 def _read(tmp_path, document, **kwargs):

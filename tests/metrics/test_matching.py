@@ -194,7 +194,7 @@ def test_write_metrics_json(tmp_path):
     metrics = {**_metrics(_pair(["A"], [])), "folds": {"f1": (0.5, np.float32(0.25))},
                "count": np.int64(3)}
     path = write_metrics_json(tmp_path / "m" / "metrics.json", metrics)
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     assert "NaN" not in text
     loaded = json.loads(text)
     assert loaded["precision"] is None and loaded["dlr"] == 1.0 and loaded["n_pairs"] == 1

@@ -145,6 +145,12 @@ def test_geometry_mode_is_invariant_to_a_rigid_motion_of_one_scan(geometry_model
     with torch.no_grad():
         torch.testing.assert_close(geometry_model(moved).similarity,
                                    geometry_model(data).similarity, rtol=1e-4, atol=1e-5)
+    # Without the position prior the whole matching score is rigid-invariant too.
+    torch.manual_seed(0)
+    plain = AsymmetricMatcher(replace(TINY, geometry_only=True, position_prior=False))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(moved).match_logits, plain(data).match_logits,
+                                   rtol=1e-4, atol=1e-4)
 
 
 def test_geometry_mode_needs_no_crops_and_image_mode_says_so(model, geometry_model):
@@ -178,10 +184,10 @@ def test_a_few_steps_lower_the_loss(geometry_only):
 def test_predict_uses_scb_on_the_hungarian_pairs(model):
     data = random_pair(4, 5, 10)
     prediction = model.predict_pair(data)
-    # The same by hand: Hungarian on S, Eq. 3 on those pairs, drop those below 0.5.
+    # The same by hand: Hungarian on P, Eq. 3 on those pairs, drop those below 0.5.
     model.eval()
     with torch.no_grad():
-        sim = model(data).similarity[0].double().numpy()
+        sim = model(data).score[0].double().numpy()
         hungarian = hungarian_max(sim)
         out = model(data, torch.as_tensor(hungarian.T))
     model.train()
@@ -195,9 +201,44 @@ def test_predict_uses_scb_on_the_hungarian_pairs(model):
     assert len(reassigning.predict_pair(data).matches) <= 4
 
 
-def test_matchability_is_the_best_similarity(model):
+def test_matchability_is_the_best_score(model):
     data = random_pair(3, 4, 11)
     with torch.no_grad():
         out = model(data)
+    torch.testing.assert_close(out.src_matchability, out.score[0].amax(1))
+    torch.testing.assert_close(out.dst_matchability, out.score[0].amax(0))
+
+
+def test_without_the_prior_the_score_is_the_similarity():
+    torch.manual_seed(0)
+    plain = AsymmetricMatcher(replace(TINY, position_prior=False))
+    with torch.no_grad():
+        out = plain(random_pair(3, 4, 11))
+    torch.testing.assert_close(out.match_logits, (out.similarity - 0.5) / TINY.temperature)
     torch.testing.assert_close(out.src_matchability, out.similarity[0].amax(1).clamp_min(0))
-    torch.testing.assert_close(out.dst_matchability, out.similarity[0].amax(0).clamp_min(0))
+    assert not any("prior" in name for name, _ in plain.named_parameters())
+
+
+@pytest.mark.parametrize("geometry_only", [False, True])
+def test_the_position_prior_is_invariant_to_translating_a_scan(geometry_only):
+    torch.manual_seed(0)
+    model = AsymmetricMatcher(replace(TINY, geometry_only=geometry_only)).eval()
+    data = random_pair(6, 5, 12, images=not geometry_only)
+    moved = data.clone()
+    moved["dst"].pos = data["dst"].pos + torch.tensor([80.0, -20.0, 150.0])
+    with torch.no_grad():
+        base, shifted = model(data), model(moved)
+    torch.testing.assert_close(shifted.match_logits, base.match_logits, rtol=1e-4, atol=1e-4)
+    assert model.predict_pair(moved).matches.tolist() == model.predict_pair(data).matches.tolist()
+
+
+def test_the_position_prior_prefers_the_aligned_partner():
+    # Identical appearance everywhere: only the aligned distance tells the partners apart.
+    torch.manual_seed(0)
+    model = AsymmetricMatcher(replace(TINY, geometry_only=True))
+    pos = torch.tensor([[0.0, 0.0, 0.0], [40.0, 0.0, 0.0], [0.0, 40.0, 0.0], [0.0, 0.0, 40.0]])
+    data = pair_graph(pos, pos[[2, 0, 3, 1]] + torch.tensor([5.0, 7.0, -3.0]),
+                      [[0, 1], [1, 3], [2, 0], [3, 2]])
+    with torch.no_grad():
+        logits = model(data).match_logits[0]
+    assert logits.argmax(1).tolist() == [1, 3, 0, 2]

@@ -35,7 +35,7 @@ def test_cohort_contract(tiny_cohort):
         assert image.GetSize() == TINY.shape
         np.testing.assert_allclose(image.GetSpacing(), TINY.spacing)
     assert all(p.has_ground_truth for p in cohort.pairs())
-    meta = json.loads((tiny_cohort / "synth.json").read_text())
+    meta = json.loads((tiny_cohort / "synth.json").read_text(encoding="utf-8"))
     assert meta["seed"] == 5 and meta["preset"]["name"] == "default"
     assert meta["grid"]["shape"] == list(TINY.shape)
 

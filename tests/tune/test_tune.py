@@ -124,7 +124,7 @@ def test_fixed_trial_rebuilds_the_sampled_config():
 def test_docs_list_every_searched_parameter():
     if not DOCS.is_file():
         pytest.skip(f"{DOCS} not found")
-    text = DOCS.read_text()
+    text = DOCS.read_text(encoding="utf-8")
     for name in {**COMMON, **GEOMETRY, **APPEARANCE, **SCB, **NO_SCB}:
         assert f"`{name}`" in text, name
 
@@ -219,7 +219,7 @@ def test_report_of_a_study_without_complete_trials(tmp_path):
     study = optuna.create_study(direction="maximize")
     study.tell(study.ask(), state=optuna.trial.TrialState.PRUNED)
     assert set(write_report(study, tmp_path)) == {"trials"}
-    assert (tmp_path / "trials.csv").read_text().startswith("number,state,value")
+    assert (tmp_path / "trials.csv").read_text(encoding="utf-8").startswith("number,state,value")
 
 
 # end to end -----------------------------------------------------------------------------------

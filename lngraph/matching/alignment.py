@@ -1,0 +1,76 @@
+r"""Rigid translation between two node sets: :func:`robust_translation`. Pure numpy.
+
+The later scan's node centres are assumed to be the earlier ones shifted by one translation
+:math:`t` (plus residual motion and nodes that appear or disappear). :math:`t` is found
+robustly —
+
+1. *vote*: every candidate shift (the centroid difference and each displacement
+   ``dst_j - src_i``) scores :math:`\sum_i \exp(-e_i^2 / 2\sigma^2)`, with :math:`e_i` the
+   distance from the shifted ``src_i`` to its nearest later node and :math:`\sigma` = gate / 2;
+   the best candidate wins (ties go to the one nearest the centroid difference);
+2. *refine*: Hungarian on the shifted distances, gated; :math:`t` becomes the median
+   displacement of the matched pairs; repeated until :math:`t` stops moving.
+
+Used by the ``nearest`` baseline, the lesion trackers' initial alignment and the matcher's
+position prior (:class:`~lngraph.models.AsymmetricMatcher`). Translating either point set
+translates :math:`t` by the same amount, so aligned distances :math:`\lVert c_i + t - c_j\rVert`
+are invariant to translations of either scan (not to rotations). The vote costs
+:math:`O(n_1^2 n_2^2)` distance evaluations: milliseconds at 20 × 20 nodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lngraph.matching.assignment import hungarian
+
+#: Default inlier scale and gate (mm): about the median real residual motion plus a node radius
+#: (DESIGN §7).
+DEFAULT_GATE_MM = 15.0
+
+
+def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[N, M]`` Euclidean distances between the rows of ``a [N, 3]`` and ``b [M, 3]``."""
+    return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
+
+
+def robust_translation(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
+                       iterations: int = 10) -> np.ndarray:
+    """The translation ``t`` (``(3,)``, mm) that best carries ``src`` onto ``dst``.
+
+    Args:
+        src, dst: ``[N, 3]`` and ``[M, 3]`` points; either may be empty (then ``t = 0``).
+        gate_mm: inlier scale of the vote and gate of the refinement.
+        iterations: refinement rounds.
+    """
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
+    if len(src) == 0 or len(dst) == 0:
+        return np.zeros(3)
+    centroid = dst.mean(axis=0) - src.mean(axis=0)
+    candidates = np.concatenate([centroid[None], (dst[None, :, :] - src[:, None, :])
+                                 .reshape(-1, 3)])
+    sigma = gate_mm / 2.0
+    votes = np.concatenate([
+        np.exp(-pairwise_distances((src[None] + chunk[:, None]).reshape(-1, 3), dst)
+               .min(axis=1).reshape(len(chunk), len(src)) ** 2 / (2 * sigma ** 2)).sum(axis=1)
+        for chunk in np.array_split(candidates, max(1, len(candidates) // 256))])
+    best = np.flatnonzero(votes >= votes.max() - 1e-9)
+    t = candidates[best[np.argmin(np.linalg.norm(candidates[best] - centroid, axis=1))]]
+    for _ in range(iterations):
+        pairs = hungarian(pairwise_distances(src + t, dst), max_cost=gate_mm)
+        if len(pairs) == 0:
+            break
+        new = np.median(dst[pairs[:, 1]] - src[pairs[:, 0]], axis=0)
+        if np.allclose(new, t, atol=1e-6):
+            break
+        t = new
+    return t
+
+
+def aligned_distances(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
+                      iterations: int = 10) -> np.ndarray:
+    """``[N, M]`` distances (mm) ``‖src_i + t - dst_j‖`` after :func:`robust_translation`."""
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
+    return pairwise_distances(src + robust_translation(src, dst, gate_mm, iterations), dst)

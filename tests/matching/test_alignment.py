@@ -1,0 +1,30 @@
+import numpy as np
+
+from lngraph.matching.alignment import aligned_distances, pairwise_distances, robust_translation
+
+
+def test_a_pure_translation_is_recovered_exactly():
+    src = np.random.default_rng(0).normal(0, 40, (12, 3))
+    shift = np.array([12.5, -30.0, 7.25])
+    np.testing.assert_allclose(robust_translation(src, src + shift), shift, atol=1e-9)
+    np.testing.assert_allclose(np.diag(aligned_distances(src, src + shift)), 0.0, atol=1e-9)
+
+
+def test_twenty_percent_outliers_do_not_move_the_translation():
+    rng = np.random.default_rng(1)
+    src = rng.uniform(-80, 80, (20, 3))
+    shift = np.array([-25.0, 14.0, 60.0])
+    dst = src + shift + rng.normal(0, 0.5, src.shape)
+    dst[:4] = rng.uniform(-80, 80, (4, 3)) + np.array([300.0, 0.0, 0.0])   # 4 of 20 elsewhere
+    t = robust_translation(src, dst)
+    assert np.linalg.norm(t - shift) < 0.5
+    # The centroid difference is far off: the outliers would drag a mean.
+    assert np.linalg.norm(dst.mean(0) - src.mean(0) - shift) > 40
+
+
+def test_empty_sets_and_pairwise_distances():
+    np.testing.assert_array_equal(robust_translation(np.zeros((0, 3)), np.ones((2, 3))),
+                                  np.zeros(3))
+    assert aligned_distances(np.zeros((0, 3)), np.ones((2, 3))).shape == (0, 2)
+    np.testing.assert_allclose(pairwise_distances(np.zeros((1, 3)), np.array([[3.0, 4.0, 0.0]])),
+                               [[5.0]])

@@ -1,0 +1,103 @@
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import HeteroData
+
+from lngraph.baselines.base import REGISTRY
+from lngraph.models import AsymmetricMatcher, MatcherConfig, preset
+from lngraph.train.ablations import ABLATIONS, AppearanceHungarian, GeometryOnly
+from lngraph.train.method import AsymmetricMethod
+
+SWITCHES = ("use_seag", "weight_te", "weight_se", "use_scb")
+#: Table 1, one component added per row: (use_seag, weight_te, weight_se, use_scb).
+ROWS = {"abl_appearance": (False, 0.0, 0.0, False), "abl_seag": (True, 0.0, 0.0, False),
+        "abl_te": (True, 1.0, 0.0, False), "abl_se": (True, 1.0, 1.0, False),
+        "asymmetric": (True, 1.0, 1.0, True)}
+CROP = 16
+TINY = replace(preset("lite"), encoder2d_widths=(4, 8, 8), encoder3d_widths=(4, 8, 8),
+               feature_dim=16, scb_hidden=8, crop_size=CROP)
+
+
+def changed(config: MatcherConfig) -> dict:
+    lite = preset("lite").to_dict()
+    return {k: v for k, v in config.to_dict().items() if lite[k] != v}
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_each_row_sets_its_switches_and_nothing_else(name):
+    method = REGISTRY[name]()
+    assert isinstance(method, AsymmetricMethod)
+    assert tuple(getattr(method.config, k) for k in SWITCHES) == ROWS[name]
+    expected = {k: v for k, v in zip(SWITCHES, ROWS[name], strict=True)
+                if getattr(preset("lite"), k) != v}
+    assert changed(method.config) == expected
+    assert method.needs_images and method.learned
+
+
+def test_rows_add_one_component_at_a_time():
+    order = list(ROWS)
+    for before, after in zip(order, order[1:], strict=False):
+        diff = [k for k, a, b in zip(SWITCHES, ROWS[before], ROWS[after], strict=True) if a != b]
+        assert len(diff) == 1, (before, after, diff)
+    assert set(ABLATIONS) == set(ROWS) - {"asymmetric"}
+
+
+def test_overrides_win_over_the_given_config_and_keep_the_rest():
+    method = AppearanceHungarian(replace(TINY, use_seag=True, weight_te=0.5), max_epochs=3)
+    assert method.config.use_seag is False and method.config.weight_te == 0.0
+    assert method.config.feature_dim == 16 and method.max_epochs == 3
+
+
+def test_geometry_variant_runs_without_images():
+    method = GeometryOnly()
+    assert method.config.geometry_only and not method.needs_images
+    assert REGISTRY["asymmetric_geometry"] is GeometryOnly
+
+
+def pair(images: bool, seed: int = 0) -> HeteroData:
+    gen = torch.Generator().manual_seed(seed)
+    data = HeteroData()
+    for node_type, n in (("src", 4), ("dst", 5)):
+        store = data[node_type]
+        store.num_nodes = n
+        store.pos = torch.randn(n, 3, generator=gen) * 20
+        store.radius = torch.rand(n, generator=gen) * 5 + 3
+        if images:
+            store.cube = torch.rand(n, 1, CROP, CROP, CROP, generator=gen)
+            store.views = torch.rand(n, 9, CROP, CROP, generator=gen)
+        rows, cols = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        data[node_type, "intra", node_type].edge_index = torch.stack(
+            [rows[rows != cols], cols[rows != cols]])
+    data["src", "cross", "dst"].edge_label_index = torch.tensor([[0, 1], [0, 1]])
+    return data
+
+
+@pytest.mark.parametrize("images", [True, False])
+def test_without_seag_similarity_is_the_encoder_cosine(images):
+    torch.manual_seed(0)
+    config = replace(TINY, use_seag=False, use_scb=False, geometry_only=not images)
+    model = AsymmetricMatcher(config).eval()
+    assert model.seag is None
+    assert not any(name.startswith("seag.") for name, _ in model.named_parameters())
+    data = pair(images)
+    with torch.no_grad():
+        out = model(data)
+    expected = F.normalize(out.src.feature, dim=-1) @ F.normalize(out.dst.feature, dim=-1).T
+    torch.testing.assert_close(out.similarity[0], expected)
+
+    torch.manual_seed(0)
+    with_seag = AsymmetricMatcher(replace(config, use_seag=True)).eval()
+    with torch.no_grad():
+        out = with_seag(data)
+    expected = F.normalize(out.src.feature, dim=-1) @ F.normalize(out.dst.feature, dim=-1).T
+    assert not torch.allclose(out.similarity[0], expected)
+
+
+def test_use_seag_round_trips_through_yaml(tmp_path):
+    config = replace(preset("lite"), use_seag=False)
+    config.to_yaml(tmp_path / "c.yaml")
+    assert MatcherConfig.from_yaml(tmp_path / "c.yaml").use_seag is False
+    with pytest.raises(ValueError, match="use_seag must be bool"):
+        MatcherConfig(use_seag="no")
