@@ -18,14 +18,15 @@ through every method that runs without images; the others are listed as skipped.
 a message when the file is absent.
 
 Run: ``python benchmarks/leaderboard.py`` (writes ``benchmarks/results/leaderboard.{md,csv,png}``
-and ``leaderboard_folds.csv``) and ``python benchmarks/leaderboard.py --dls`` (writes
-``leaderboard_dls.*``).
+and ``leaderboard_folds.csv``, and copies the plot to ``docs/img/``) and
+``python benchmarks/leaderboard.py --dls`` (the same as ``leaderboard_dls.*``).
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -36,11 +37,13 @@ from model_quality import synthetic_cohort
 
 from lngraph.baselines.leaderboard import METRICS, markdown_table, run_leaderboard
 from lngraph.baselines.registration import RegistrationParams
+from lngraph.io.atomic import atomic_path
 from lngraph.io.cohort import read_cohort, write_cohort
 from lngraph.io.dls import read_dls
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+DOCS_IMG = HERE.parent / "docs" / "img"
 DLS = HERE.parent.parent / "shared" / "data" / "dls" / "valid.json"
 #: Image registration's lighter schedule for the study (its defaults take ~2.5x longer).
 LIGHT_REGISTRATION = RegistrationParams(samples=5000, affine_iterations=40, bspline_iterations=5)
@@ -128,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     rows = run_dls(args) if args.dls else run_synthetic(args)
     if rows is not None:
-        name = "leaderboard_dls.md" if args.dls else "leaderboard.md"
-        print((args.out / name).read_text(encoding="utf-8"))
+        stem = "leaderboard_dls" if args.dls else "leaderboard"
+        with atomic_path(DOCS_IMG / f"{stem}.png") as tmp:
+            shutil.copyfile(args.out / f"{stem}.png", tmp)
+        print((args.out / f"{stem}.md").read_text(encoding="utf-8"))
     return 0
 
 

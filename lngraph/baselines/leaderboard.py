@@ -394,7 +394,10 @@ def machine() -> str:
 def describe_cohort(cohort: Cohort, pair_mode: str = "consecutive") -> str:
     """Patients, scans, nodes, scored pairs, GT matches and images, in one line."""
     pairs = cohort.pairs(pair_mode)
-    where = f"`{cohort.root}`: " if cohort.root is not None else ""
+    where = ""
+    if cohort.root is not None:
+        root = Path(cohort.root).resolve()
+        where = f"`{root.relative_to(Path.cwd()) if root.is_relative_to(Path.cwd()) else root}`: "
     return (f"{where}{len(cohort.patients)} patients, {len(cohort.scans)} scans, "
             f"{sum(len(s.nodes) for s in cohort.scans.values())} nodes, {len(pairs)} "
             f"{pair_mode} scan pairs with {sum(len(p.gt_matches()) for p in pairs)} "

@@ -24,8 +24,8 @@ centre therefore lies at the continuous array index :math:`(m, m, m)` (between t
 ``S`` is even), and a cube spans ``S · s`` mm per axis.
 
 **Modes.** ``fixed``: spacing ``(0.7, 0.7, 2.0)`` mm along x, y, z (the paper's setting).
-``radius``: an isotropic cube whose field of view is ``2 × 1.5 × radius`` (the paper's "50%
-expanded radii"), floored at :data:`MIN_FOV_MM`.
+``radius``: an isotropic cube whose field of view is ``2 × radius_factor × radius`` (default
+factor 1.5: the paper's "50% expanded radii"), floored at :data:`MIN_FOV_MM`.
 
 **Intensities.** Points outside the image (beyond the outer faces of its edge voxels) read air
 (-1000 HU); the HU window ``(lo, hi)`` is then mapped linearly onto ``[0, 1]`` and clipped.
@@ -53,7 +53,7 @@ ABDOMEN_WINDOW = (-160.0, 240.0)
 MIN_FOV_MM = 16.8
 #: Value of points outside the image (air), in HU.
 AIR_HU = -1000.0
-#: The expansion of the radius in ``radius`` mode (the paper's 50%).
+#: The default expansion of the radius in ``radius`` mode (the paper's 50%).
 RADIUS_EXPANSION = 1.5
 
 MODES = ("fixed", "radius")
@@ -69,6 +69,7 @@ class CropParams:
         window: HU window ``(lo, hi)`` mapped onto ``[0, 1]``.
         spacing_mm: grid spacing along (x, y, z) in ``fixed`` mode.
         min_fov_mm: smallest field of view in ``radius`` mode.
+        radius_factor: field of view ``2 × radius_factor × radius`` in ``radius`` mode.
     """
 
     mode: str = "fixed"
@@ -76,12 +77,14 @@ class CropParams:
     window: tuple[float, float] = ABDOMEN_WINDOW
     spacing_mm: tuple[float, float, float] = PAPER_SPACING_MM
     min_fov_mm: float = MIN_FOV_MM
+    radius_factor: float = RADIUS_EXPANSION
 
     def __post_init__(self):
         object.__setattr__(self, "size", int(self.size))
         object.__setattr__(self, "window", tuple(float(v) for v in self.window))
         object.__setattr__(self, "spacing_mm", tuple(float(v) for v in self.spacing_mm))
         object.__setattr__(self, "min_fov_mm", float(self.min_fov_mm))
+        object.__setattr__(self, "radius_factor", float(self.radius_factor))
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.size < 1:
@@ -92,6 +95,8 @@ class CropParams:
             raise ValueError(f"spacing_mm must be three positive numbers, got {self.spacing_mm}")
         if self.min_fov_mm <= 0:
             raise ValueError(f"min_fov_mm must be positive, got {self.min_fov_mm}")
+        if self.radius_factor <= 0:
+            raise ValueError(f"radius_factor must be positive, got {self.radius_factor}")
 
     def as_dict(self) -> dict:
         """The parameters as plain JSON-able values (the keyword arguments of crop_cubes)."""
@@ -109,7 +114,7 @@ def grid_spacing(params: CropParams, n: int, radii_mm=None) -> np.ndarray:
         raise ValueError(f"{n} centres but {len(radii)} radii")
     if not np.all(np.isfinite(radii) & (radii > 0)):
         raise ValueError(f"radii_mm must be positive and finite, got {radii}")
-    fov = np.maximum(2.0 * RADIUS_EXPANSION * radii, params.min_fov_mm)
+    fov = np.maximum(2.0 * params.radius_factor * radii, params.min_fov_mm)
     return np.repeat((fov / params.size)[:, None], 3, axis=1)
 
 
@@ -142,14 +147,15 @@ def _check_inside(geometry: ImageGeometry, centers: np.ndarray, node_ids, source
 def crop_cubes(image: sitk.Image, centers_mm, radii_mm=None, *, mode: str = "fixed",
                size: int = 24, window: Sequence[float] = ABDOMEN_WINDOW,
                spacing_mm: Sequence[float] = PAPER_SPACING_MM, min_fov_mm: float = MIN_FOV_MM,
-               node_ids: Sequence | None = None, source=None) -> np.ndarray:
+               radius_factor: float = RADIUS_EXPANSION, node_ids: Sequence | None = None,
+               source=None) -> np.ndarray:
     """Resample a windowed cube around every node centre (see the module doc).
 
     Args:
         image: a 3D scalar CT in HU with LPS geometry (:func:`lngraph.io.read_image`).
         centers_mm: ``[N, 3]`` node centres, world LPS mm ``(x, y, z)``.
         radii_mm: ``[N]`` node radii in mm (needed in ``radius`` mode only).
-        mode, size, window, spacing_mm, min_fov_mm: see :class:`CropParams`.
+        mode, size, window, spacing_mm, min_fov_mm, radius_factor: see :class:`CropParams`.
         node_ids: names of the nodes for error messages (default: their indices).
         source: the image's file for error messages.
 
@@ -160,7 +166,8 @@ def crop_cubes(image: sitk.Image, centers_mm, radii_mm=None, *, mode: str = "fix
         InputError: a node centre lies outside the image (naming the node and ``source``).
     """
     params = CropParams(mode=mode, size=size, window=tuple(window),
-                        spacing_mm=tuple(spacing_mm), min_fov_mm=min_fov_mm)
+                        spacing_mm=tuple(spacing_mm), min_fov_mm=min_fov_mm,
+                        radius_factor=radius_factor)
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError("crop_cubes needs a 3D scalar image")
     centers = np.asarray(centers_mm, dtype=np.float64).reshape(-1, 3)

@@ -5,7 +5,8 @@ with each scan's crops read through the on-disk cache (:func:`~lngraph.data.cach
 crop settings from the :class:`~lngraph.models.MatcherConfig`), or with geometry only when the
 config is geometry-only. :class:`PairDataModule` is the Lightning data module over a cohort's
 training and validation patients; its graphs are built once and kept in memory (a ``lite``
-crop set is about 75 kB per node).
+crop set is about 75 kB per node). Training batches (only they) are augmented by
+:func:`augment_crops` when the config asks for it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from lngraph.data.cache import default_cache_dir, precompute_crops, scan_crops
-from lngraph.data.crops import RADIUS_EXPANSION, CropParams
+from lngraph.data.crops import CropParams
 from lngraph.data.graph import pair_to_heterodata
 from lngraph.io.cohort import Cohort, Scan, ScanPair
 from lngraph.models import MatcherConfig
@@ -30,17 +32,10 @@ PAIR_MODES = ("consecutive", "all")
 
 
 def crop_params(config: MatcherConfig) -> CropParams:
-    """The crop setting a config asks for.
-
-    Raises:
-        ValueError: ``crop_radius_factor`` differs from the pipeline's fixed expansion
-            (:data:`~lngraph.data.crops.RADIUS_EXPANSION`).
-    """
-    if config.crop_mode == "radius" and config.crop_radius_factor != RADIUS_EXPANSION:
-        raise ValueError(f"crop_radius_factor {config.crop_radius_factor} is not supported; the "
-                         f"crop pipeline expands radii by {RADIUS_EXPANSION}")
+    """The crop setting a config asks for."""
     return CropParams(mode=config.crop_mode, size=config.crop_size, window=config.hu_window,
-                      spacing_mm=config.crop_spacing_mm, min_fov_mm=config.crop_min_fov_mm)
+                      spacing_mm=config.crop_spacing_mm, min_fov_mm=config.crop_min_fov_mm,
+                      radius_factor=config.crop_radius_factor)
 
 
 def pair_graphs(pairs: Sequence[ScanPair], config: MatcherConfig, *,
@@ -66,6 +61,28 @@ def pair_graphs(pairs: Sequence[ScanPair], config: MatcherConfig, *,
 
     return [pair_to_heterodata(pair, of(pair.src), of(pair.dst))
             for pair in tqdm(pairs, desc="pair graphs", unit="pair", disable=not progress)]
+
+
+def augment_crops(batch: HeteroData, intensity: float, noise: float) -> HeteroData:
+    """Random intensity changes of every node's crops (new tensors; the input's are kept).
+
+    Each node's cube and views get one gain ``1 + intensity·N(0, 1)`` and one offset
+    ``intensity·N(0, 1)`` (the same for the cube and its views, which are computed from it),
+    then Gaussian noise of standard deviation ``noise`` per voxel. Graphs without crops pass
+    unchanged.
+    """
+    for node_type in ("src", "dst"):
+        store = batch[node_type]
+        if getattr(store, "cube", None) is None:
+            continue
+        n = store.cube.shape[0]
+        gain = 1.0 + intensity * torch.randn(n, device=store.cube.device)
+        offset = intensity * torch.randn(n, device=store.cube.device)
+        for key in ("cube", "views"):
+            x = store[key]
+            shape = (n,) + (1,) * (x.dim() - 1)
+            store[key] = x * gain.view(shape) + offset.view(shape) + noise * torch.randn_like(x)
+    return batch
 
 
 def config_for_cohort(config: MatcherConfig, cohort: Cohort) -> MatcherConfig:
@@ -154,6 +171,13 @@ class PairDataModule(L.LightningDataModule):
     def pair(self, src_scan: str, dst_scan: str) -> ScanPair:
         """The scan pair of a graph's ``(src_scan, dst_scan)``."""
         return self.cohort.pair(src_scan, dst_scan)
+
+    def on_after_batch_transfer(self, batch: HeteroData, dataloader_idx: int) -> HeteroData:
+        c = self.config
+        training = self.trainer is not None and self.trainer.training
+        if training and (c.augment_intensity > 0 or c.augment_noise > 0):
+            return augment_crops(batch, c.augment_intensity, c.augment_noise)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_graphs, batch_size=self.config.batch_size, shuffle=True)

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from lngraph.baselines.leaderboard import (
 from lngraph.io.cohort import NodeTable, Scan, read_cohort, write_cohort
 
 FRACTIONS = [k for k, _, unit in METRICS if unit == "%"]
+DOCS_EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "mine.py"
 
 
 def tiny_scans(patients: int = 6, seed: int = 0) -> list[Scan]:
@@ -160,18 +162,15 @@ def test_method_names_resolve_all_in_order_and_reject_unknown():
         method_names(["nope"])
 
 
-def test_a_method_file_joins_the_registry(tmp_path, registry):
-    path = tmp_path / "my_matcher.py"
-    path.write_text(
-        "from lngraph.baselines import Method, register\n"
-        "from lngraph.io.matches import PairPrediction\n\n"
-        "@register\n"
-        "class Mine(Method):\n"
-        "    name = 'mine_for_test'\n\n"
-        "    def predict(self, pair):\n"
-        "        return PairPrediction(len(pair.src.nodes), len(pair.dst.nodes))\n")
-    load_registry([str(path)])
-    assert "mine_for_test" in method_names("all")
+def test_the_documented_method_file_joins_the_leaderboard(cohort_dir, registry):
+    load_registry([str(DOCS_EXAMPLE)])
+    assert "mine" in method_names("all")
+    rows = run_leaderboard(cohort_dir, ["mine"], folds=2, progress=False)
+    assert (rows["status"] == "ok").all()
+    assert rows["n_pairs"].sum() == 6 and rows["n_gt_matches"].sum() > 0
+
+
+def test_a_missing_method_file_or_module_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         load_registry([str(tmp_path / "missing.py")])
     with pytest.raises(ValueError, match="cannot import method module"):

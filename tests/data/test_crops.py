@@ -107,6 +107,9 @@ def test_grid_spacing_of_both_modes():
     assert (radius == radius[:, :1]).all()  # isotropic
     np.testing.assert_allclose(grid_spacing(CropParams(mode="radius", size=10), 1, [8.0]),
                                [[2.4, 2.4, 2.4]])
+    np.testing.assert_allclose(
+        grid_spacing(CropParams(mode="radius", size=10, radius_factor=2.0), 1, [8.0]),
+        [[3.2, 3.2, 3.2]])
     with pytest.raises(ValueError, match="needs radii_mm"):
         grid_spacing(CropParams(mode="radius"), 1)
 

@@ -99,5 +99,4 @@ def test_crop_params_follow_the_config():
     params = crop_params(replace(preset("lite"), crop_size=16, hu_window=(-100.0, 200.0)))
     assert params.mode == "radius" and params.size == 16 and params.window == (-100.0, 200.0)
     assert crop_params(preset("paper")).spacing_mm == (0.7, 0.7, 2.0)
-    with pytest.raises(ValueError, match="crop_radius_factor 2.0 is not supported"):
-        crop_params(replace(preset("lite"), crop_radius_factor=2.0))
+    assert crop_params(replace(preset("lite"), crop_radius_factor=2.0)).radius_factor == 2.0
