@@ -228,7 +228,9 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
     if quick:
         folds, seeds = min(folds, QUICK_FOLDS), list(seeds)[:1]
         max_epochs = min(max_epochs or QUICK_MAX_EPOCHS, QUICK_MAX_EPOCHS)
-        options = {**QUICK_OPTIONS, **(options or {})}
+        given = options or {}
+        options = {name: {**QUICK_OPTIONS.get(name, {}), **given.get(name, {})}
+                   for name in {*QUICK_OPTIONS, *given}}
     options = dict(options or {})
     from lngraph.train.folds import patient_folds
 

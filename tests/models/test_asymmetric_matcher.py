@@ -13,7 +13,7 @@ from lngraph.nn import scb_score
 
 CROP = 16
 TINY = replace(preset("lite"), encoder2d_widths=(4, 8, 8), encoder3d_widths=(4, 8, 8),
-               feature_dim=16, scb_hidden=8, crop_size=CROP)
+               feature_dim=16, use_scb=True, scb_hidden=8, crop_size=CROP)
 
 
 def complete_graph(n: int) -> torch.Tensor:
