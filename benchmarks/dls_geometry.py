@@ -10,8 +10,8 @@ held-out patients' consecutive scan pairs beside ``nearest`` on the same pairs; 
 (DESIGN §5) are pooled per fold, mean ± std over folds.
 
 DeepLesion gives no scan origins: positions agree between two scans only up to a translation,
-which ``nearest`` estimates and the geometry-only matcher ignores (its features are invariant
-to it). Skips cleanly (exit 0, a message) when the file is absent.
+which ``nearest`` estimates and the matcher's position prior estimates the same way (its SEAG
+features are invariant to it). Skips cleanly (exit 0, a message) when the file is absent.
 
 Run: ``python benchmarks/dls_geometry.py [--max-epochs E]`` (writes
 ``benchmarks/results/dls_geometry.md`` and ``.csv``).

@@ -2,8 +2,9 @@
 synthetic cohort, and the geometry-only leaderboard on the real DeepLesion DLS pairs.
 
 Synthetic (default): a ``default`` cohort of ``--patients`` patients
-(:func:`lngraph.synth.generate_cohort`, cached under ``benchmarks/.data/``) goes through
-:func:`lngraph.baselines.leaderboard.run_leaderboard` with ``--folds`` patient-level folds;
+(:func:`lngraph.synth.generate_cohort`, cached under ``benchmarks/.data/leaderboard-*``) goes
+through :func:`lngraph.baselines.leaderboard.run_leaderboard` with ``--folds`` patient-level
+folds;
 every method is fitted on the same training patients, selected on the same validation patients
 and scored on the same held-out patients' consecutive scan pairs. The training budget of the
 learned methods is capped for a CPU (``--max-epochs`` for the asymmetric matcher and its
@@ -25,24 +26,27 @@ and ``leaderboard_folds.csv``, and copies the plot to ``docs/img/``) and
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
-from model_quality import synthetic_cohort
 
 from lngraph.baselines.leaderboard import METRICS, markdown_table, run_leaderboard
 from lngraph.baselines.registration import RegistrationParams
 from lngraph.io.atomic import atomic_path
-from lngraph.io.cohort import read_cohort, write_cohort
+from lngraph.io.cohort import Cohort, read_cohort, write_cohort
 from lngraph.io.dls import read_dls
+from lngraph.synth import generate_cohort, get_preset
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+DATA = HERE / ".data"
 DOCS_IMG = HERE.parent / "docs" / "img"
 DLS = HERE.parent.parent / "shared" / "data" / "dls" / "valid.json"
 #: Image registration's lighter schedule for the study (its defaults take ~2.5x longer).
@@ -79,8 +83,22 @@ def paper_tables(summary: pd.DataFrame) -> list[str]:
     ]
 
 
+def study_cohort(patients: int, seed: int, workers: int) -> Cohort:
+    """The study's own cached ``default`` cohort, ``benchmarks/.data/leaderboard-p<N>-s<seed>``,
+    generated again when the ``default`` preset no longer matches the one it was made with (a
+    folder of its own, so that other studies regenerating theirs cannot change it mid-run)."""
+    folder = DATA / f"leaderboard-p{patients}-s{seed}"
+    meta = folder / "synth.json"
+    wanted = {"patients": patients, "seed": seed,
+              "preset": json.loads(json.dumps(asdict(get_preset("default"))))}
+    if not meta.is_file() or {k: json.loads(meta.read_text(encoding="utf-8")).get(k)
+                              for k in wanted} != wanted:
+        generate_cohort(folder, patients, seed, "default", workers=workers, progress=True)
+    return read_cohort(folder)
+
+
 def run_synthetic(args) -> pd.DataFrame:
-    cohort = synthetic_cohort(args.patients, args.cohort_seed, "default", args.workers)
+    cohort = study_cohort(args.patients, args.cohort_seed, args.workers)
     options = {"lgm": {"epochs": args.lgm_epochs},
                "registration": {"params": LIGHT_REGISTRATION},
                **{name: {"steps": args.tracker_steps}
@@ -115,16 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dls", action="store_true",
                         help="the geometry-only leaderboard on the DLS pairs instead")
     parser.add_argument("--dls-file", type=Path, default=DLS, help="DLS pair JSON")
-    parser.add_argument("--patients", type=int, default=30, help="synthetic cohort size")
+    parser.add_argument("--patients", type=int, default=20, help="synthetic cohort size")
     parser.add_argument("--cohort-seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", default=["all"])
-    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--max-epochs", type=int, default=4,
+    parser.add_argument("--max-epochs", type=int, default=6,
                         help="epoch cap of the asymmetric matcher and its variants")
     parser.add_argument("--lgm-epochs", type=int, default=10)
     parser.add_argument("--tracker-steps", type=int, default=30)
-    parser.add_argument("--workers", type=int, default=1, help="synth worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="synth worker processes")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
     args = parser.parse_args(argv)

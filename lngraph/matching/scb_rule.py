@@ -1,7 +1,8 @@
 r"""The asymmetric matcher's inference rule: rectangular Hungarian on the SEAG similarity, then
 the SCB correction (DESIGN §4). Pure numpy; knows no model.
 
-The rule, for a scan pair with similarity :math:`S \in [0, 1]^{n_1 \times n_2}` and SCB scores
+The rule, for a scan pair with similarity :math:`S \in [0, 1]^{n_1 \times n_2}` (the matcher
+passes its matching score, which includes the position prior when it is on) and SCB scores
 :math:`s` (Eq. 3; :math:`s_{ij}` needed at least where the assignment puts a pair):
 
 1. Assign: maximum-score one-to-one assignment on :math:`S` (on :math:`(S + s) / 2` when

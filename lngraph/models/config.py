@@ -63,6 +63,7 @@ class MatcherConfig:
             ``sigmoid(a (S - 0.5) / temperature - b d / g + c)`` with learned scalars a, b,
             c; ``False`` scores with S alone.
         position_gate_mm: ``g``, the alignment's inlier scale and the distance unit.
+        position_prior_lr: Adam learning rate of a, b, c (no weight decay on them).
 
     Geometry-only mode (:class:`~lngraph.nn.encoders.GeometryEncoder`):
         geometry_only: node features from sizes and neighbour distances, no crops.
@@ -107,6 +108,7 @@ class MatcherConfig:
     similarity_threshold: float = 0.5
     position_prior: bool = True
     position_gate_mm: float = 15.0
+    position_prior_lr: float = 1e-3
     geometry_only: bool = False
     geometry_k: int = 8
     geometry_hidden: int = 64
@@ -151,7 +153,8 @@ class MatcherConfig:
         if len(self.crop_spacing_mm) != 3 or len(self.hu_window) != 2:
             problems.append("crop_spacing_mm needs 3 values and hu_window 2")
         for key in ("length_scale_mm", "sigma_init", "temperature", "lr", "crop_min_fov_mm",
-                    "geometry_distance_mm", "position_gate_mm", "crop_radius_factor"):
+                    "geometry_distance_mm", "position_gate_mm", "crop_radius_factor",
+                    "position_prior_lr"):
             if not getattr(self, key) > 0:
                 problems.append(f"{key} must be > 0, got {getattr(self, key)}")
         for key in ("crop_size", "feature_dim", "token_grid", "scb_hidden", "geometry_k",

@@ -18,7 +18,8 @@ r"""The Lightning module that trains :class:`~lngraph.models.AsymmetricMatcher`.
   class without ground truth in the validation pairs (no new or no disappeared node) is left
   out of the mean, and an undefined :math:`F_1` counts 0, so the score is always finite.
   Early stopping and checkpoint selection maximise it.
-* **Optimiser**: Adam with the config's ``lr`` and ``weight_decay``.
+* **Optimiser**: Adam with the config's ``lr`` and ``weight_decay``; the position prior's
+  three scalars use ``position_prior_lr`` and no weight decay.
 
 The module finds the :class:`~lngraph.io.cohort.ScanPair` of a validation graph through its
 data module's ``pair(src_scan, dst_scan)``.
@@ -116,5 +117,10 @@ class MatcherModule(L.LightningModule):
         self.log("val_score", selection_score(metrics), prog_bar=True)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.config.lr,
-                                weight_decay=self.config.weight_decay)
+        named = list(self.model.named_parameters())
+        groups = [{"params": [p for n, p in named if not n.startswith("prior_")]}]
+        prior = [p for n, p in named if n.startswith("prior_")]
+        if prior:
+            groups.append({"params": prior, "lr": self.config.position_prior_lr,
+                           "weight_decay": 0.0})
+        return torch.optim.Adam(groups, lr=self.config.lr, weight_decay=self.config.weight_decay)

@@ -100,3 +100,27 @@ def test_crop_params_follow_the_config():
     assert params.mode == "radius" and params.size == 16 and params.window == (-100.0, 200.0)
     assert crop_params(preset("paper")).spacing_mm == (0.7, 0.7, 2.0)
     assert crop_params(replace(preset("lite"), crop_radius_factor=2.0)).radius_factor == 2.0
+
+
+def test_augment_crops_changes_intensities_per_node_and_keeps_the_input():
+    import torch
+    from torch_geometric.data import HeteroData
+
+    from lngraph.train.datamodule import augment_crops
+
+    torch.manual_seed(0)
+    data = HeteroData()
+    for node_type in ("src", "dst"):
+        data[node_type].cube = torch.full((3, 1, 4, 4, 4), 0.5)
+        data[node_type].views = torch.full((3, 9, 4, 4), 0.5)
+    original = data["src"].cube.clone()
+    out = augment_crops(data.clone(), intensity=0.1, noise=0.0)
+    cube, views = out["src"].cube, out["src"].views
+    # One gain and offset per node: constant within a node, shared by its cube and views.
+    assert torch.allclose(cube.amax((1, 2, 3, 4)), cube.amin((1, 2, 3, 4)))
+    torch.testing.assert_close(views.mean((1, 2, 3)), cube.mean((1, 2, 3, 4)))
+    assert cube[:, 0, 0, 0, 0].unique().numel() == 3
+    assert torch.equal(data["src"].cube, original)
+    noisy = augment_crops(data.clone(), intensity=0.0, noise=0.02)["dst"].cube
+    assert 0.01 < (noisy - 0.5).std() < 0.03
+    assert augment_crops(HeteroData(), 0.1, 0.02) is not None    # no crops: unchanged

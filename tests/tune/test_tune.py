@@ -95,7 +95,7 @@ def test_geometry_space_samples_only_what_the_model_uses():
 
 
 def test_appearance_space_scales_widths_and_conditions_radius_factor():
-    base = preset("lite")
+    base = replace(preset("lite"), use_scb=True)
     assert set(search_space(base)) == set(COMMON) | set(APPEARANCE) | set(SCB)
     assert set(search_space(replace(base, use_scb=False))) == (set(COMMON) | set(APPEARANCE)
                                                                 | set(NO_SCB))
