@@ -76,8 +76,8 @@ METRICS = (
 TIMINGS = (("seconds_per_pair", "s/pair", "s"), ("train_seconds", "train", "s"))
 #: Leaderboard order of the built-in methods; other registered methods follow by name.
 METHOD_ORDER = ("nearest", "pointset", "registration", "lgm", "dlt_lite", "sam_lite",
-                "tlt_lite", "abl_appearance", "abl_seag", "abl_te", "abl_se", "asymmetric",
-                "asymmetric_geometry")
+                "tlt_lite", "abl_appearance", "abl_seag", "abl_te", "abl_se", "abl_scb",
+                "asymmetric", "asymmetric_geometry")
 #: ``quick=True``: constructor options of the built-in methods that would otherwise take long.
 QUICK_OPTIONS: dict[str, dict] = {
     "registration": {"params": RegistrationParams(samples=5000, affine_iterations=40,
@@ -219,6 +219,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
         seconds_per_pair``. A skipped method has one row with ``seed``/``fold`` empty.
     """
     started = time.perf_counter()
+    provenance = {"commit": commit(), "machine": machine()}
     load_registry(extra_modules)
     names = method_names(methods)
     if not names:
@@ -270,7 +271,8 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                     rows.append(row)
         if out_dir is not None:
             header = _header(cohort, names, folds, seeds, quick, max_epochs, options,
-                             val_fraction, pair_mode, command, time.perf_counter() - started)
+                             val_fraction, pair_mode, command, provenance,
+                             time.perf_counter() - started)
             write_leaderboard(pd.DataFrame(rows), out_dir, header, stem, title, sections)
     return pd.DataFrame(rows)
 
@@ -428,11 +430,12 @@ def _options_text(options: Mapping[str, Mapping], names: Sequence[str]) -> str:
 
 
 def _header(cohort: Cohort, names, folds, seeds, quick, max_epochs, options, val_fraction,
-            pair_mode, command, seconds) -> list[str]:
+            pair_mode, command, provenance, seconds) -> list[str]:
     return [
         f"- command: `{command or shlex.join(sys.argv)}`",
-        f"- commit: `{commit()}` (the working tree may hold uncommitted changes)",
-        f"- machine: {machine()}",
+        f"- commit: `{provenance['commit']}` at the start (the working tree may hold "
+        "uncommitted changes)",
+        f"- machine: {provenance['machine']} (at the start)",
         f"- cohort: {describe_cohort(cohort, pair_mode)}",
         f"- protocol: {folds}-fold patient-level cross-validation, seed(s) "
         f"{', '.join(map(str, seeds))} (each reshuffles the folds and seeds the methods); "

@@ -3,25 +3,31 @@ registered :class:`~lngraph.baselines.base.Method` variants of
 :class:`~lngraph.train.method.AsymmetricMethod`.
 
 Each variant is the asymmetric matcher with a few config switches set on top of the given
-config (default ``lite``); the rows of Table 1 add one component at a time:
+config (default ``lite``). The Table 1 rows add the paper's components one at a time, and all
+of them leave out our position prior (:mod:`lngraph.matching.alignment`), which the paper does
+not have:
 
-=====================  ========  =========  =========  ========  =====================
-name                   use_seag  weight_te  weight_se  use_scb   Table 1 row
-=====================  ========  =========  =========  ========  =====================
-``abl_appearance``     False     0          0          False     appearance + Hungarian
-``abl_seag``           True      0          0          False     + SEAG
-``abl_te``             True      1          0          False     + TE
-``abl_se``             True      1          1          False     + SE
-``asymmetric``         True      1          1          True      + SCB (the full model)
-=====================  ========  =========  =========  ========  =====================
+==================  ========  =========  =========  =======  ==============  =================
+name                use_seag  weight_te  weight_se  use_scb  position_prior  Table 1 row
+==================  ========  =========  =========  =======  ==============  =================
+``abl_appearance``  False     0          0          False    False           appearance + Hung.
+``abl_seag``        True      0          0          False    False           + SEAG
+``abl_te``          True      1          0          False    False           + TE
+``abl_se``          True      1          1          False    False           + SE
+``abl_scb``         True      1          1          True     False           + SCB (paper)
+==================  ========  =========  =========  =======  ==============  =================
+
+``asymmetric`` itself is the ``lite`` preset as shipped: the paper's components plus the
+position prior, with SCB on or off as chosen on validation (see ``lngraph.models.config``).
 
 ``abl_appearance`` trains the encoders through the similarity loss alone (class-balanced BCE
 on the cosine :math:`S` of the encoder features) and matches by Hungarian assignment on
-:math:`S` with the similarity threshold; SEAG, the TE and SE losses and the SCB head are off.
-Without SCB a Hungarian pair is kept when :math:`S \ge` ``similarity_threshold``.
+:math:`S`; without SCB a Hungarian pair is kept when its score reaches
+``similarity_threshold``.
 
-``asymmetric_geometry`` is the full model in geometry-only mode (node features from sizes and
-neighbour distances, SEAG context, no crops): the learned matcher for cohorts without images.
+``asymmetric_geometry`` is the ``lite`` matcher in geometry-only mode (node features from
+sizes and neighbour distances, SEAG context, no crops): the learned matcher for cohorts
+without images.
 
 This module owns the variants' names and switches (:data:`ABLATIONS`); importing it registers
 them.
@@ -37,12 +43,18 @@ from lngraph.baselines.base import register
 from lngraph.models import MatcherConfig, preset
 from lngraph.train.method import AsymmetricMethod
 
-#: Config switches of each Table 1 row (the full model, ``asymmetric``, switches nothing).
+#: Config switches of each Table 1 row.
 ABLATIONS: dict[str, dict] = {
-    "abl_appearance": {"use_seag": False, "weight_te": 0.0, "weight_se": 0.0, "use_scb": False},
-    "abl_seag": {"use_seag": True, "weight_te": 0.0, "weight_se": 0.0, "use_scb": False},
-    "abl_te": {"use_seag": True, "weight_te": 1.0, "weight_se": 0.0, "use_scb": False},
-    "abl_se": {"use_seag": True, "weight_te": 1.0, "weight_se": 1.0, "use_scb": False},
+    "abl_appearance": {"use_seag": False, "weight_te": 0.0, "weight_se": 0.0, "use_scb": False,
+                       "position_prior": False},
+    "abl_seag": {"use_seag": True, "weight_te": 0.0, "weight_se": 0.0, "use_scb": False,
+                 "position_prior": False},
+    "abl_te": {"use_seag": True, "weight_te": 1.0, "weight_se": 0.0, "use_scb": False,
+               "position_prior": False},
+    "abl_se": {"use_seag": True, "weight_te": 1.0, "weight_se": 1.0, "use_scb": False,
+               "position_prior": False},
+    "abl_scb": {"use_seag": True, "weight_te": 1.0, "weight_se": 1.0, "use_scb": True,
+                "position_prior": False},
 }
 
 
@@ -95,8 +107,16 @@ class WithSE(ConfigVariant):
 
 
 @register
+class WithSCB(ConfigVariant):
+    """Table 1: appearance + SEAG + TE + SE + SCB, the paper's full model."""
+
+    name = "abl_scb"
+    overrides = ABLATIONS["abl_scb"]
+
+
+@register
 class GeometryOnly(ConfigVariant):
-    """The full matcher in geometry-only mode; runs on cohorts without images."""
+    """The ``lite`` matcher in geometry-only mode; runs on cohorts without images."""
 
     name = "asymmetric_geometry"
     needs_images = False

@@ -65,7 +65,7 @@ def test_quick_bench_runs_every_method_on_a_tiny_cohort_with_images(tmp_path):
     assert main(["bench", str(cohort), "--quick", "--out", str(out), "--quiet"]) == 0
     summary = pd.read_csv(out / "leaderboard.csv").set_index("method")
     assert {"nearest", "pointset", "registration", "lgm", "dlt_lite", "sam_lite", "tlt_lite",
-            "abl_appearance", "abl_seag", "abl_te", "abl_se", "asymmetric",
+            "abl_appearance", "abl_seag", "abl_te", "abl_se", "abl_scb", "asymmetric",
             "asymmetric_geometry"} <= set(summary.index)
     assert (summary["status"] == "ok").all()
     assert (summary["folds"] == 2).all()

@@ -10,11 +10,12 @@ from lngraph.models import AsymmetricMatcher, MatcherConfig, preset
 from lngraph.train.ablations import ABLATIONS, AppearanceHungarian, GeometryOnly
 from lngraph.train.method import AsymmetricMethod
 
-SWITCHES = ("use_seag", "weight_te", "weight_se", "use_scb")
-#: Table 1, one component added per row: (use_seag, weight_te, weight_se, use_scb).
-ROWS = {"abl_appearance": (False, 0.0, 0.0, False), "abl_seag": (True, 0.0, 0.0, False),
-        "abl_te": (True, 1.0, 0.0, False), "abl_se": (True, 1.0, 1.0, False),
-        "asymmetric": (True, 1.0, 1.0, True)}
+SWITCHES = ("use_seag", "weight_te", "weight_se", "use_scb", "position_prior")
+#: Table 1, one component added per row: (use_seag, weight_te, weight_se, use_scb,
+#: position_prior).
+ROWS = {"abl_appearance": (False, 0.0, 0.0, False, False),
+        "abl_seag": (True, 0.0, 0.0, False, False), "abl_te": (True, 1.0, 0.0, False, False),
+        "abl_se": (True, 1.0, 1.0, False, False), "abl_scb": (True, 1.0, 1.0, True, False)}
 CROP = 16
 TINY = replace(preset("lite"), encoder2d_widths=(4, 8, 8), encoder3d_widths=(4, 8, 8),
                feature_dim=16, scb_hidden=8, crop_size=CROP)
@@ -41,7 +42,11 @@ def test_rows_add_one_component_at_a_time():
     for before, after in zip(order, order[1:], strict=False):
         diff = [k for k, a, b in zip(SWITCHES, ROWS[before], ROWS[after], strict=True) if a != b]
         assert len(diff) == 1, (before, after, diff)
-    assert set(ABLATIONS) == set(ROWS) - {"asymmetric"}
+    assert set(ABLATIONS) == set(ROWS)
+
+
+def test_asymmetric_itself_is_the_lite_preset():
+    assert REGISTRY["asymmetric"]().config == preset("lite")
 
 
 def test_overrides_win_over_the_given_config_and_keep_the_rest():
