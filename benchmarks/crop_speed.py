@@ -19,7 +19,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from provenance import commit
 from scipy import ndimage
 
 from lngraph.data import CropParams, crop_cubes, nine_views
@@ -109,13 +109,6 @@ def median_seconds(repeats: int, calls: dict) -> dict[str, tuple[float, float]]:
     return {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
             for name, t in times.items()}
 
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

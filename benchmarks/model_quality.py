@@ -21,7 +21,6 @@ import csv
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from provenance import commit
 
 from lngraph.baselines.nearest import Nearest
 from lngraph.data.cache import precompute_crops
@@ -54,14 +54,6 @@ METRICS = (("precision", "Precision", "%"), ("recall", "Recall", "%"), ("f1", "F
            ("nlr", "NLR", "%"), ("new_precision", "new prec.", "%"), ("dlr", "DLR", "%"),
            ("disappeared_precision", "disapp. prec.", "%"), ("cpm_radius", "CPM@Radius", "%"),
            ("cpm_10mm", "CPM@10mm", "%"), ("med_mm", "MED", "mm"))
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=HERE).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def machine() -> str:

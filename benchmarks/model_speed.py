@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from provenance import commit
 from torch_geometric.data import Batch
 
 from lngraph.cli import main as cli_main
@@ -211,13 +212,6 @@ def match_end_to_end(config: MatcherConfig, device: torch.device, repeats: int, 
             samples.setdefault(f"in-process{suffix}", []).append((w, c))
     return median_times(samples)
 
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def machine(device: torch.device) -> str:

@@ -34,7 +34,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from provenance import commit
 
 from lngraph.data.cache import image_digest
 from lngraph.data.graph import pair_to_heterodata
@@ -145,13 +145,6 @@ def exponent(sizes, seconds) -> float:
     """Slope of log(time) against log(n)."""
     return float(np.polyfit(np.log(sizes), np.log(np.maximum(seconds, 1e-9)), 1)[0])
 
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

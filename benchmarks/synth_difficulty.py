@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from provenance import commit
 
 from lngraph.baselines.nearest import Nearest
 from lngraph.io import read_cohort, write_text_atomic
@@ -35,13 +35,6 @@ METRICS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"), ("nlr
            ("disappeared_precision", "disapp. prec."))
 GATES_MM = (10.0, 15.0, 20.0, 25.0)
 
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def evaluate(pairs, gate_mm: float) -> dict:

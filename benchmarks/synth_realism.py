@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from provenance import commit
 
 from lngraph.io import read_cohort, write_text_atomic
 from lngraph.io.cohort import NodeTable
@@ -43,13 +43,6 @@ from lngraph.synth.realism import (
 RESULTS = Path(__file__).resolve().parent / "results" / "synth_realism.md"
 DLS = NIH_DEFAULT_ROOT.parent / "dls" / "valid.json"
 
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def layout_stats(tables: list[NodeTable]) -> dict[str, dict]:

@@ -16,13 +16,13 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import SimpleITK as sitk
+from provenance import commit
 
 from lngraph.io import write_image, write_text_atomic
 from lngraph.synth import DEFAULT_GRID, PatientRenderer, generate_cohort, simulate_patient
@@ -32,13 +32,6 @@ STAGES = (("simulate", "simulate geometry", "patient"),
           ("canonical", "canonical anatomy + bowel", "patient"),
           ("scan", "render scan", "scan"), ("write", "write NIfTI", "scan"))
 
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def per_stage(patients: int, folder: Path) -> dict[str, list[float]]:
