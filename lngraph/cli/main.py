@@ -16,14 +16,14 @@ from lngraph.io.errors import InputError
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = (
+    "lngraph.cli.demo",
     "lngraph.cli.import_cmd",
-    "lngraph.cli.evaluate",
     "lngraph.cli.synth",
-    "lngraph.cli.tune",
     "lngraph.cli.train",
     "lngraph.cli.match",
-    "lngraph.cli.demo",
+    "lngraph.cli.evaluate",
     "lngraph.cli.bench",
+    "lngraph.cli.tune",
 )
 
 
