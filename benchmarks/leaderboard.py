@@ -127,6 +127,8 @@ def run_dls(args) -> pd.DataFrame | None:
             cohort, args.methods, folds=args.folds, seeds=args.seeds, out_dir=args.out,
             max_epochs=args.max_epochs, options={"lgm": {"epochs": args.lgm_epochs}},
             command=_command(), stem="leaderboard_dls",
+            source=f"`{args.dls_file.name}` read by `lngraph.io.dls.read_dls` (written to a "
+                   "temporary cohort folder)",
             title="Leaderboard: DeepLesion DLS follow-up pairs (geometry only)")
 
 

@@ -190,7 +190,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                     extra_modules: Sequence[str] = (), command: str | None = None,
                     stem: str = "leaderboard", title: str = "Leaderboard",
                     sections: Callable[[pd.DataFrame], list[str]] | None = None,
-                    progress: bool = True) -> pd.DataFrame:
+                    source: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Run ``methods`` on the same patient folds of ``cohort`` (module docstring).
 
     Args:
@@ -210,6 +210,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
         stem, title: output file names (``<stem>.csv``, ...) and the Markdown title.
         sections: more Markdown lines for the ``.md``, made from the
             :func:`summarize_leaderboard` frame (e.g. the paper's tables).
+        source: where the cohort comes from, for the ``.md`` (default: its folder).
         progress: one line per fold on stderr.
 
     Returns:
@@ -270,7 +271,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                          f"{row['train_seconds']:.1f} s, {row['seconds_per_pair']:.3f} s/pair")
                     rows.append(row)
         if out_dir is not None:
-            header = _header(cohort, names, folds, seeds, quick, max_epochs, options,
+            header = _header(cohort, source, names, folds, seeds, quick, max_epochs, options,
                              val_fraction, pair_mode, command, provenance,
                              time.perf_counter() - started)
             write_leaderboard(pd.DataFrame(rows), out_dir, header, stem, title, sections)
@@ -395,11 +396,13 @@ def machine() -> str:
     return text
 
 
-def describe_cohort(cohort: Cohort, pair_mode: str = "consecutive") -> str:
-    """Patients, scans, nodes, scored pairs, GT matches and images, in one line."""
+def describe_cohort(cohort: Cohort, pair_mode: str = "consecutive",
+                    source: str | None = None) -> str:
+    """Source (default: the folder), patients, scans, nodes, scored pairs, GT matches and
+    images, in one line."""
     pairs = cohort.pairs(pair_mode)
-    where = ""
-    if cohort.root is not None:
+    where = f"{source}: " if source else ""
+    if cohort.root is not None and not source:
         root = Path(cohort.root).resolve()
         where = f"`{root.relative_to(Path.cwd()) if root.is_relative_to(Path.cwd()) else root}`: "
     return (f"{where}{len(cohort.patients)} patients, {len(cohort.scans)} scans, "
@@ -429,14 +432,14 @@ def _options_text(options: Mapping[str, Mapping], names: Sequence[str]) -> str:
                      for name, values in used.items())
 
 
-def _header(cohort: Cohort, names, folds, seeds, quick, max_epochs, options, val_fraction,
-            pair_mode, command, provenance, seconds) -> list[str]:
+def _header(cohort: Cohort, source, names, folds, seeds, quick, max_epochs, options,
+            val_fraction, pair_mode, command, provenance, seconds) -> list[str]:
     return [
         f"- command: `{command or shlex.join(sys.argv)}`",
         f"- commit: `{provenance['commit']}` at the start (the working tree may hold "
         "uncommitted changes)",
         f"- machine: {provenance['machine']} (at the start)",
-        f"- cohort: {describe_cohort(cohort, pair_mode)}",
+        f"- cohort: {describe_cohort(cohort, pair_mode, source)}",
         f"- protocol: {folds}-fold patient-level cross-validation, seed(s) "
         f"{', '.join(map(str, seeds))} (each reshuffles the folds and seeds the methods); "
         f"{val_fraction:.0%} of each fold's training patients validate (selection only); "
