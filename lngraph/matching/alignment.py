@@ -15,7 +15,11 @@ Used by the ``nearest`` baseline, the lesion trackers' initial alignment and the
 position prior (:class:`~lngraph.models.AsymmetricMatcher`). Translating either point set
 translates :math:`t` by the same amount, so aligned distances :math:`\lVert c_i + t - c_j\rVert`
 are invariant to translations of either scan (not to rotations). The vote makes
-:math:`n_1 n_2 \cdot n_1` nearest-neighbour queries (a k-d tree on the later nodes).
+:math:`K \cdot n_1` nearest-neighbour queries (a k-d tree on the later nodes), where :math:`K`
+is the number of candidate shifts: all :math:`n_1 n_2` of them up to :data:`MAX_CANDIDATES`,
+beyond that a fixed-seed random sample of that many (each node kept by the true shift
+contributes a candidate near it, so a sample keeps many), which bounds the vote at
+:math:`O(n_1)` queries per candidate for large scans.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from lngraph.matching.assignment import hungarian
 #: Default inlier scale and gate (mm): about the median real residual motion plus a node radius
 #: (DESIGN §7).
 DEFAULT_GATE_MM = 15.0
+
+#: Most candidate shifts the vote scores; larger scans vote on a fixed-seed sample.
+MAX_CANDIDATES = 4096
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -49,8 +56,11 @@ def robust_translation(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAUL
     if len(src) == 0 or len(dst) == 0:
         return np.zeros(3)
     centroid = dst.mean(axis=0) - src.mean(axis=0)
-    candidates = np.concatenate([centroid[None], (dst[None, :, :] - src[:, None, :])
-                                 .reshape(-1, 3)])
+    shifts = (dst[None, :, :] - src[:, None, :]).reshape(-1, 3)
+    if len(shifts) > MAX_CANDIDATES:
+        keep = np.random.default_rng(0).choice(len(shifts), MAX_CANDIDATES, replace=False)
+        shifts = shifts[np.sort(keep)]
+    candidates = np.concatenate([centroid[None], shifts])
     sigma = gate_mm / 2.0
     tree = cKDTree(dst)
     votes = np.concatenate([

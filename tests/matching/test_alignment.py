@@ -28,3 +28,16 @@ def test_empty_sets_and_pairwise_distances():
     assert aligned_distances(np.zeros((0, 3)), np.ones((2, 3))).shape == (0, 2)
     np.testing.assert_allclose(pairwise_distances(np.zeros((1, 3)), np.array([[3.0, 4.0, 0.0]])),
                                [[5.0]])
+
+
+def test_large_scans_vote_on_a_sample_and_still_recover_the_shift():
+    from lngraph.matching.alignment import MAX_CANDIDATES
+
+    rng = np.random.default_rng(5)
+    src = rng.uniform(0, 300, size=(200, 3))
+    shift = np.array([21.0, -13.0, 8.0])
+    dst = src + shift + rng.normal(0, 1.0, size=src.shape)
+    dst[:30] = rng.uniform(0, 300, size=(30, 3))  # 15% replaced by unrelated nodes
+    assert len(src) * len(dst) > MAX_CANDIDATES
+    t = robust_translation(src, dst)
+    np.testing.assert_allclose(t, shift, atol=0.5)
