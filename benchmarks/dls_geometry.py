@@ -32,15 +32,12 @@ from model_quality import (
     HERE,
     commit,
     cross_validate,
-    fold_lines,
     load_config,
     machine,
     parse_overrides,
-    results_table,
-    write_csv,
+    write_report,
 )
 
-from lngraph.io import write_text_atomic
 from lngraph.io.cohort import Cohort
 from lngraph.io.dls import read_dls
 
@@ -94,20 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.max_epochs}, patience {config.patience}, lr {config.lr:g}",
         f"- training: {np.mean([r['train_pairs_per_second'] for r in ours]):.0f} pairs/s; "
         f"whole run {time.perf_counter() - started:.0f} s",
-        "",
-        "## Test folds (mean ± std over folds)",
-        "",
-        *results_table(rows),
-        "",
-        "## Per fold",
-        "",
-        *fold_lines(rows),
-        "",
     ]
-    text = "\n".join(lines)
-    write_text_atomic(args.out.with_suffix(".md"), text)
-    write_csv(args.out.with_suffix(".csv"), rows)
-    print(text)
+    write_report(args.out, lines, rows)
     return 0
 
 

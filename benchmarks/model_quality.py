@@ -190,6 +190,16 @@ def fold_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+
+def write_report(out: Path, header: list[str], rows: list[dict]) -> None:
+    """Write ``out.md`` (``header``, then the test-fold and per-fold tables) and ``out.csv``."""
+    lines = [*header, "", "## Test folds (mean ± std over folds)", "", *results_table(rows), "",
+             "## Per fold", "", *fold_lines(rows), ""]
+    text = "\n".join(lines)
+    write_text_atomic(out.with_suffix(".md"), text)
+    write_csv(out.with_suffix(".csv"), rows)
+    print(text)
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=30)
@@ -251,20 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         f"± {np.std([r['train_pairs_per_second'] for r in ours]):.1f} pairs/s (training "
         f"steps only); crop cache filled in {crop_seconds:.0f} s; whole run "
         f"{time.perf_counter() - started:.0f} s",
-        "",
-        "## Test folds (mean ± std over folds)",
-        "",
-        *results_table(rows),
-        "",
-        "## Per fold",
-        "",
-        *fold_lines(rows),
-        "",
     ]
-    text = "\n".join(lines)
-    write_text_atomic(args.out.with_suffix(".md"), text)
-    write_csv(args.out.with_suffix(".csv"), rows)
-    print(text)
+    write_report(args.out, lines, rows)
     return 0
 
 

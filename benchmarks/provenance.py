@@ -1,9 +1,7 @@
-"""Where a benchmark result came from: the commit and the machine (imported by the scripts)."""
+"""Where a benchmark result came from: the commit of the checkout (imported by the scripts)."""
 
 from __future__ import annotations
 
-import os
-import platform
 import subprocess
 from pathlib import Path
 
@@ -16,8 +14,3 @@ def commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
-
-def machine() -> str:
-    """Platform, CPU count and load average, in one line."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{platform.platform()}, {os.cpu_count()} CPUs, load average {load:.1f}"
