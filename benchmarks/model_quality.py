@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="results path without suffix (.md and .csv are written)")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="training folder (default benchmarks/.data/runs/model_quality-"
+                             "PRESET-pPATIENTS); separate runs that go on at once")
     parser.add_argument("--regenerate", action="store_true",
                         help="regenerate the cached cohort (after changing the generator)")
     parser.add_argument("--progress", action="store_true")
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if cohort.has_images and not config.geometry_only:
         precompute_crops(cohort, crop_params(config), workers=args.workers, progress=False)
     crop_seconds = time.perf_counter() - tic
-    runs = DATA / "runs" / f"model_quality-{args.preset}-p{args.patients}"
+    runs = args.runs or DATA / "runs" / f"model_quality-{args.preset}-p{args.patients}"
     rows = cross_validate(cohort, config, folds=args.folds, split_seed=args.split_seed,
                           max_epochs=args.max_epochs, runs=runs,
                           trainer={"accelerator": args.accelerator, "devices": args.devices},

@@ -80,9 +80,61 @@ def robust_translation(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAUL
     return t
 
 
-def aligned_distances(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
-                      iterations: int = 10) -> np.ndarray:
-    """``[N, M]`` distances (mm) ``‖src_i + t - dst_j‖`` after :func:`robust_translation`."""
+def local_shifts(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
+                 scale_mm: float = 30.0, rounds: int = 3, prior_weight: float = 0.5,
+                 iterations: int = 10) -> np.ndarray:
+    r"""Per-node shifts ``u [N, 3]`` (mm): the robust translation, refined locally.
+
+    Starting from :math:`u_i = t` (:func:`robust_translation`), each round matches the shifted
+    nodes (Hungarian on :math:`\lVert c_i + u_i - c'_j\rVert`, gated at ``gate_mm``) and sets
+
+    .. math::
+        u_i = \frac{w_0\, t + \sum_{k \in M,\, k \ne i} w_{ik}\, (c'_{m(k)} - c_k)}
+                   {w_0 + \sum_{k \in M,\, k \ne i} w_{ik}}, \qquad
+        w_{ik} = \exp\!\left(-\frac{\lVert c_i - c_k\rVert^2}{2 s^2}\right),
+
+    a Gaussian-weighted mean of the *other* matched nodes' displacements (``s = scale_mm``,
+    :math:`w_0` = ``prior_weight`` pulls isolated nodes back to :math:`t`). A node's own
+    tentative match never votes for its shift, so a wrong match does not confirm itself.
+    Follow-up anatomy moves smoothly over a few centimetres, so the neighbours' motion
+    predicts a node's motion better than one translation for the whole abdomen. Like
+    :math:`t`, the result is equivariant to translations of either scan.
+
+    Args:
+        src, dst: ``[N, 3]`` and ``[M, 3]`` points; either may be empty (then ``u = 0``).
+        gate_mm: inlier scale of the translation and gate of the tentative matches.
+        scale_mm: neighbourhood scale ``s``.
+        rounds: refinement rounds (0 gives ``u_i = t``).
+        prior_weight: weight :math:`w_0` of the global translation.
+        iterations: refinement rounds of :func:`robust_translation`.
+    """
     src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
-    return pairwise_distances(src + robust_translation(src, dst, gate_mm, iterations), dst)
+    t = robust_translation(src, dst, gate_mm, iterations)
+    shifts = np.repeat(t[None], len(src), axis=0)
+    if len(dst) == 0:
+        return shifts
+    near = np.exp(-pairwise_distances(src, src) ** 2 / (2 * scale_mm ** 2))
+    np.fill_diagonal(near, 0.0)
+    for _ in range(rounds):
+        pairs = hungarian(pairwise_distances(src + shifts, dst), max_cost=gate_mm)
+        if len(pairs) == 0:
+            break
+        w = near[:, pairs[:, 0]]
+        moved = dst[pairs[:, 1]] - src[pairs[:, 0]]
+        shifts = (prior_weight * t + w @ moved) / (prior_weight + w.sum(axis=1, keepdims=True))
+    return shifts
+
+
+def aligned_distances(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
+                      iterations: int = 10, local_scale_mm: float = 0.0) -> np.ndarray:
+    """``[N, M]`` distances (mm) ``‖src_i + t - dst_j‖`` after :func:`robust_translation`, or
+    ``‖src_i + u_i - dst_j‖`` after :func:`local_shifts` of scale ``local_scale_mm`` when
+    that is positive."""
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
+    if local_scale_mm > 0:
+        shift = local_shifts(src, dst, gate_mm, local_scale_mm, iterations=iterations)
+    else:
+        shift = robust_translation(src, dst, gate_mm, iterations)
+    return pairwise_distances(src + shift, dst)

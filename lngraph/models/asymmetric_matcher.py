@@ -63,6 +63,26 @@ from lngraph.nn.scb_head import NodeTokens, SCBHead, scb_score
 
 CROSS = ("src", "cross", "dst")
 
+#: Initial weights of the fusion terms (module docstring, step 3) and of its bias: a pair
+#: 15 mm apart with neutral appearance starts at P = 0.5.
+FUSION_INIT = {"seag": 1.0, "encoder": 1.0, "distance": -4.0, "size": -1.0}
+FUSION_BIAS_INIT = 4.0
+
+
+def fusion_terms(config: MatcherConfig) -> list[str]:
+    """The terms fused into the matching score under ``config`` (with the position prior)."""
+    return (["seag"] + (["encoder"] if config.encoder_similarity else []) + ["distance"]
+            + (["size"] if config.size_prior else []))
+
+
+def encoder_embedding(feats: ScanFeatures) -> Tensor:
+    """``[N, d]`` a node's encoder embedding before graph context: its 3D feature plus its
+    mean view feature, each L2-normalised (the geometric feature in geometry-only mode)."""
+    z = F.normalize(feats.feature, dim=-1)
+    if feats.views is not None:
+        z = z + F.normalize(feats.views.mean(1), dim=-1)
+    return z
+
 
 @dataclass
 class ScanFeatures:
@@ -131,7 +151,7 @@ def _local_index(batch: Tensor, num_graphs: int) -> Tensor:
 
 
 def pair_distances(data: HeteroData, src_batch: Tensor, dst_batch: Tensor, num_graphs: int,
-                   gate_mm: float) -> Tensor:
+                   gate_mm: float, local_scale_mm: float = 0.0) -> Tensor:
     """``[B, n1_max, n2_max]`` aligned centre distances (mm) of each pair, zero-padded
     (:func:`~lngraph.matching.alignment.aligned_distances`; no gradient)."""
     src_pos = data["src"].pos.detach().double().cpu().numpy()
@@ -142,7 +162,8 @@ def pair_distances(data: HeteroData, src_batch: Tensor, dst_batch: Tensor, num_g
     out = np.zeros((num_graphs, n1, n2))
     for g in range(num_graphs):
         a, b = src_pos[src_b == g], dst_pos[dst_b == g]
-        out[g, :len(a), :len(b)] = aligned_distances(a, b, gate_mm)
+        out[g, :len(a), :len(b)] = aligned_distances(a, b, gate_mm,
+                                                     local_scale_mm=local_scale_mm)
     return torch.as_tensor(out, dtype=data["src"].pos.dtype, device=src_batch.device)
 
 
@@ -177,9 +198,10 @@ class AsymmetricMatcher(nn.Module):
             self.scb = SCBHead(c.feature_dim, self.encoder3d.token_channels,
                                self.encoder2d.token_channels, c.scb_hidden, c.temperature)
         if c.position_prior:
-            self.prior_appearance = nn.Parameter(torch.tensor(1.0))
-            self.prior_distance = nn.Parameter(torch.tensor(4.0))
-            self.prior_bias = nn.Parameter(torch.tensor(4.0))
+            self.fusion_terms = fusion_terms(c)
+            self.fusion_weight = nn.Parameter(torch.tensor([FUSION_INIT[t]
+                                                            for t in self.fusion_terms]))
+            self.fusion_bias = nn.Parameter(torch.tensor(FUSION_BIAS_INIT))
 
     # 1. SE: node features --------------------------------------------------------------------
     def encode(self, store: NodeStorage) -> ScanFeatures:
@@ -218,17 +240,35 @@ class AsymmetricMatcher(nn.Module):
         return src @ dst.transpose(1, 2), src_mask, dst_mask
 
     # 3. Position prior and matchability -----------------------------------------------------
-    def match_logits(self, data: HeteroData, similarity: Tensor, src_batch: Tensor,
-                     dst_batch: Tensor) -> Tensor:
-        """Logits of the matching score P, ``[B, n1_max, n2_max]`` (module docstring)."""
+    def fusion_features(self, data: HeteroData, similarity: Tensor, src: ScanFeatures,
+                        dst: ScanFeatures) -> Tensor:
+        """``[B, n1_max, n2_max, k]`` the terms of the fused matching score, in the order of
+        ``self.fusion_terms`` (module docstring); zero where padded."""
         c = self.config
-        appearance = (similarity - 0.5) / c.temperature
-        if not c.position_prior:
-            return appearance
-        distance = pair_distances(data, src_batch, dst_batch, similarity.shape[0],
-                                  c.position_gate_mm)
-        return (self.prior_appearance * appearance
-                - self.prior_distance * distance / c.position_gate_mm + self.prior_bias)
+        num_graphs = similarity.shape[0]
+        terms = {"seag": (similarity - 0.5) / c.temperature}
+        if "encoder" in self.fusion_terms:
+            terms["encoder"] = self.similarity(encoder_embedding(src), encoder_embedding(dst),
+                                               src.batch, dst.batch,
+                                               num_graphs)[0] / c.temperature
+        terms["distance"] = pair_distances(data, src.batch, dst.batch, num_graphs,
+                                           c.position_gate_mm,
+                                           c.position_local_mm) / c.position_gate_mm
+        if "size" in self.fusion_terms:
+            src_r, _ = to_dense_batch(data["src"].radius.clamp_min(1e-3).log(), src.batch,
+                                      batch_size=num_graphs)
+            dst_r, _ = to_dense_batch(data["dst"].radius.clamp_min(1e-3).log(), dst.batch,
+                                      batch_size=num_graphs)
+            terms["size"] = (src_r[:, :, None] - dst_r[:, None, :]).abs()
+        return torch.stack([terms[t] for t in self.fusion_terms], dim=-1)
+
+    def match_logits(self, data: HeteroData, similarity: Tensor, src: ScanFeatures,
+                     dst: ScanFeatures) -> Tensor:
+        """Logits of the matching score P, ``[B, n1_max, n2_max]`` (module docstring)."""
+        if not self.config.position_prior:
+            return (similarity - 0.5) / self.config.temperature
+        features = self.fusion_features(data, similarity, src, dst)
+        return features @ self.fusion_weight + self.fusion_bias
 
     @staticmethod
     def matchability(similarity: Tensor, src_mask: Tensor,
@@ -253,7 +293,7 @@ class AsymmetricMatcher(nn.Module):
         similarity, src_mask, dst_mask = self.similarity(h_src, h_dst, src.batch, dst.batch,
                                                          num_graphs)
         pair_mask = src_mask[:, :, None] & dst_mask[:, None, :]
-        logits = self.match_logits(data, similarity, src.batch, dst.batch)
+        logits = self.match_logits(data, similarity, src, dst)
         score = torch.sigmoid(logits) if self.config.position_prior else similarity
         src_match, dst_match = self.matchability(score, src_mask, dst_mask)
         if not self.use_scb:
@@ -266,10 +306,21 @@ class AsymmetricMatcher(nn.Module):
                              candidates, scb_logits)
 
     # 5. Loss ---------------------------------------------------------------------------------
+    @staticmethod
+    def match_targets(data: HeteroData, out: MatcherOutput) -> Tensor:
+        """``[B, n1_max, n2_max]`` 1 where the ground truth matches the two nodes, else 0."""
+        matches = data[CROSS].edge_label_index
+        num_graphs = out.similarity.shape[0]
+        target = torch.zeros_like(out.similarity)
+        if matches.numel():
+            graph = out.src.batch[matches[0]]
+            target[graph, _local_index(out.src.batch, num_graphs)[matches[0]],
+                   _local_index(out.dst.batch, num_graphs)[matches[1]]] = 1.0
+        return target
+
     def loss(self, data: HeteroData, out: MatcherOutput) -> dict[str, Tensor]:
         """The four losses and their weighted ``total`` (keys se, te, seag, scb, total)."""
         c = self.config
-        num_graphs = out.similarity.shape[0]
         matches = data[CROSS].edge_label_index
         if c.geometry_only:
             l_se = out.src.feature.sum() * 0.0
@@ -279,12 +330,8 @@ class AsymmetricMatcher(nn.Module):
                                     c.temperature))
         l_te = te_loss(out.src.feature, out.dst.feature, matches, out.src.batch,
                        out.dst.batch, c.temperature)
-        target = torch.zeros_like(out.similarity)
-        if matches.numel():
-            graph = out.src.batch[matches[0]]
-            target[graph, _local_index(out.src.batch, num_graphs)[matches[0]],
-                   _local_index(out.dst.batch, num_graphs)[matches[1]]] = 1.0
-        l_seag = class_balanced_bce(out.match_logits, target, out.pair_mask, logits=True)
+        l_seag = class_balanced_bce(out.match_logits, self.match_targets(data, out),
+                                    out.pair_mask, logits=True)
         if self.use_scb:
             n_dst = max(len(out.dst.batch), 1)
             is_match = torch.isin(out.candidates[0] * n_dst + out.candidates[1],
@@ -300,17 +347,20 @@ class AsymmetricMatcher(nn.Module):
 
     # 6. Inference ----------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, data: HeteroData) -> list[PairPrediction]:
+    def predict(self, data: HeteroData, threshold: float | None = None
+                ) -> list[PairPrediction]:
         """Matches of every pair in ``data`` by the inference rule (module docstring), computed
-        in evaluation mode (the feature normalisation uses its running statistics)."""
+        in evaluation mode (the feature normalisation uses its running statistics).
+        ``threshold`` replaces the config's decision threshold (``scb_threshold`` with SCB,
+        else ``similarity_threshold``); 0 keeps every Hungarian pair with its score."""
         was_training = self.training
         self.eval()
         try:
-            return self._predict(data)
+            return self._predict(data, threshold)
         finally:
             self.train(was_training)
 
-    def _predict(self, data: HeteroData) -> list[PairPrediction]:
+    def _predict(self, data: HeteroData, threshold: float | None) -> list[PairPrediction]:
         c = self.config
         num_graphs = getattr(data, "num_graphs", 1)
         src, dst = self.encode(data["src"]), self.encode(data["dst"])
@@ -318,15 +368,15 @@ class AsymmetricMatcher(nn.Module):
                                                          self.context(data, "dst", dst),
                                                          src.batch, dst.batch, num_graphs)
         if c.position_prior:
-            similarity = torch.sigmoid(self.match_logits(data, similarity, src.batch,
-                                                         dst.batch))
+            similarity = torch.sigmoid(self.match_logits(data, similarity, src, dst))
         n_src, n_dst = src_mask.sum(1).tolist(), dst_mask.sum(1).tolist()
         sims = [similarity[g, :n_src[g], :n_dst[g]].double().cpu().numpy()
                 for g in range(num_graphs)]
         if self.use_scb:
-            scb, threshold = self.scb_scores(src, dst, sims), c.scb_threshold
+            scb, default = self.scb_scores(src, dst, sims), c.scb_threshold
         else:
-            scb, threshold = [None] * num_graphs, c.similarity_threshold
+            scb, default = [None] * num_graphs, c.similarity_threshold
+        threshold = default if threshold is None else threshold
         predictions = []
         for sim, scb_matrix in zip(sims, scb, strict=True):
             matches, scores = scb_correct(sim, scb_matrix, threshold,

@@ -56,6 +56,8 @@ class MatcherConfig:
             is below it; scb_reassign: run the assignment on (S + s) / 2 instead of S.
         similarity_threshold: without SCB, drop a Hungarian pair whose matching score is
             below it.
+        calibrate_threshold: after training, choose the decision threshold (the one of the
+            two above in use) on the validation pairs (:mod:`lngraph.train.calibrate`).
 
     Position prior (our extension, :mod:`lngraph.matching.alignment`):
         position_prior: fuse S with the distance ``d`` between node centres after
@@ -63,6 +65,14 @@ class MatcherConfig:
             ``sigmoid(a (S - 0.5) / temperature - b d / g + c)`` with learned scalars a, b,
             c; ``False`` scores with S alone.
         position_gate_mm: ``g``, the alignment's inlier scale and the distance unit.
+        position_local_mm: when positive, ``d`` is measured after the per-node
+            :func:`~lngraph.matching.alignment.local_shifts` of this neighbourhood scale
+            instead of the one translation.
+        size_prior: add ``- e |log r_i - log r_j|`` (radii, learned ``e``) to the logit.
+        encoder_similarity: add ``a_e E / temperature`` to the logit, ``E`` the cosine of the
+            nodes' encoder embeddings before SEAG (3D plus mean view feature).
+        calibrate_fusion: after training, refit the fused logit's weights and bias on the
+            validation pairs (class-balanced logistic regression, :mod:`lngraph.train.calibrate`).
         position_prior_lr: Adam learning rate of a, b, c (no weight decay on them).
 
     Geometry-only mode (:class:`~lngraph.nn.encoders.GeometryEncoder`):
@@ -73,7 +83,9 @@ class MatcherConfig:
     weight_scb.
 
     Augmentation (training batches only): augment_intensity, the standard deviation of a
-    random gain and offset of each node's crops; augment_noise, that of added Gaussian noise.
+    random gain and offset of each node's crops; augment_noise, that of added Gaussian noise;
+    augment_flip, the same random flips and x–y transposition of every crop of a batch, both
+    scans alike (a node keeps its partner's look, the look of nodes changes).
 
     Training: lr, weight_decay (Adam), batch_size (pairs), max_epochs, patience (early-stop
     epochs without validation improvement), folds (patient-level K), val_fraction (share of
@@ -106,8 +118,13 @@ class MatcherConfig:
     scb_threshold: float = 0.5
     scb_reassign: bool = False
     similarity_threshold: float = 0.5
+    calibrate_threshold: bool = False
     position_prior: bool = True
     position_gate_mm: float = 15.0
+    position_local_mm: float = 0.0
+    size_prior: bool = False
+    encoder_similarity: bool = False
+    calibrate_fusion: bool = False
     position_prior_lr: float = 1e-3
     geometry_only: bool = False
     geometry_k: int = 8
@@ -120,6 +137,7 @@ class MatcherConfig:
     weight_scb: float = 1.0
     augment_intensity: float = 0.1
     augment_noise: float = 0.02
+    augment_flip: bool = False
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batch_size: int = 4
@@ -161,7 +179,7 @@ class MatcherConfig:
                     "batch_size", "max_epochs", "folds"):
             if not getattr(self, key) >= 1:
                 problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("augment_intensity", "augment_noise"):
+        for key in ("augment_intensity", "augment_noise", "position_local_mm"):
             if not getattr(self, key) >= 0:
                 problems.append(f"{key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.val_fraction < 1:

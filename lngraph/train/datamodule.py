@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from lngraph.data.cache import default_cache_dir, precompute_crops, scan_crops
 from lngraph.data.crops import CropParams
 from lngraph.data.graph import pair_to_heterodata
+from lngraph.data.views import nine_views
 from lngraph.io.cohort import Cohort, Scan, ScanPair
 from lngraph.models import MatcherConfig
 
@@ -82,6 +83,29 @@ def augment_crops(batch: HeteroData, intensity: float, noise: float) -> HeteroDa
             x = store[key]
             shape = (n,) + (1,) * (x.dim() - 1)
             store[key] = x * gain.view(shape) + offset.view(shape) + noise * torch.randn_like(x)
+    return batch
+
+
+def flip_crops(batch: HeteroData, generator: torch.Generator | None = None) -> HeteroData:
+    """One random symmetry of the cube, applied to every crop of the batch in both scans.
+
+    Each of the cube's axes ``(z, y, x)`` is flipped with probability 1/2 and ``y`` and ``x``
+    are swapped with probability 1/2 (16 symmetries); the views are recomputed from the new
+    cubes (:func:`~lngraph.data.nine_views`). Since both scans of every pair get the same
+    symmetry, matched nodes still look alike while each node's look changes: an
+    augmentation of identities, not of their comparison. Graphs without crops pass unchanged.
+    """
+    flips = torch.rand(4, generator=generator) < 0.5
+    dims = [d for d, f in zip((2, 3, 4), flips[:3].tolist(), strict=True) if f]
+    for node_type in ("src", "dst"):
+        store = batch[node_type]
+        if getattr(store, "cube", None) is None:
+            continue
+        cube = store.cube.flip(dims) if dims else store.cube
+        if flips[3]:
+            cube = cube.transpose(3, 4)
+        store.cube = cube.contiguous()
+        store.views = nine_views(store.cube)
     return batch
 
 
@@ -174,9 +198,12 @@ class PairDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: HeteroData, dataloader_idx: int) -> HeteroData:
         c = self.config
-        training = self.trainer is not None and self.trainer.training
-        if training and (c.augment_intensity > 0 or c.augment_noise > 0):
-            return augment_crops(batch, c.augment_intensity, c.augment_noise)
+        if self.trainer is None or not self.trainer.training:
+            return batch
+        if c.augment_flip:
+            batch = flip_crops(batch)
+        if c.augment_intensity > 0 or c.augment_noise > 0:
+            batch = augment_crops(batch, c.augment_intensity, c.augment_noise)
         return batch
 
     def train_dataloader(self) -> DataLoader:

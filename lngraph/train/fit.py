@@ -8,7 +8,11 @@ on the CPU by default and on GPUs, several devices (DDP) or nodes through Lightn
 written as ``out_dir/model.ckpt`` in lngraph's checkpoint format
 (:mod:`lngraph.train.checkpoint`), not Lightning's, together with the training patients and
 the validation metrics of that model (every DESIGN §5 metric, from
-:func:`~lngraph.metrics.evaluate_predictions`).
+:func:`~lngraph.metrics.evaluate_predictions`). Then, on the validation pairs,
+``config.calibrate_fusion`` refits the weights of the fused matching score
+(:func:`~lngraph.train.calibrate.fit_fusion`) and ``config.calibrate_threshold`` chooses the
+decision threshold (:func:`~lngraph.train.calibrate.calibrate_threshold`, stored in the
+checkpoint's config).
 
 Output folder::
 
@@ -28,7 +32,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import lightning as L
@@ -39,6 +43,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lngraph.io.cohort import Cohort
 from lngraph.metrics import evaluate_predictions
 from lngraph.models import AsymmetricMatcher, MatcherConfig
+from lngraph.train.calibrate import calibrate_threshold, decision_key, fit_fusion
 from lngraph.train.checkpoint import save_checkpoint
 from lngraph.train.datamodule import PairDataModule, config_for_cohort
 from lngraph.train.module import MatcherModule, selection_score
@@ -185,6 +190,14 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
     best_epoch = int(torch.load(best.best_model_path, map_location="cpu",
                                 weights_only=True)["epoch"])
     val_metrics: dict = {}
+    calibration = fusion = None
+    if validate and config.calibrate_fusion and config.position_prior:
+        fusion = fit_fusion(model, config, data.val_pairs, cache_dir=data.cache_dir)
+    if validate and config.calibrate_threshold:
+        calibration = calibrate_threshold(model, config, cohort, data.val_pairs,
+                                          cache_dir=data.cache_dir)
+        config = replace(config, **{decision_key(config): calibration.threshold})
+        model.config = config
     if validate:
         predictions = predict_pairs(model, config, data.val_pairs, cache_dir=data.cache_dir)
         val_metrics = evaluate_predictions(cohort, {(p.src.scan_id, p.dst.scan_id): pred for p, pred
@@ -196,6 +209,10 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
         "pair_mode": pair_mode, "seed": seed, "max_epochs": max_epochs,
         "best_epoch": best_epoch, "epochs": trainer.current_epoch,
         "val_metrics": val_metrics,
+        "fusion": fusion,
+        "calibration": None if calibration is None else {
+            "key": decision_key(config), "threshold": calibration.threshold,
+            "scores": {f"{t:g}": v for t, v in calibration.scores.items()}},
         "cohort": str(cohort.root) if cohort.root is not None else None,
     }
     checkpoint = out_dir / CHECKPOINT_NAME

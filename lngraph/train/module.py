@@ -118,8 +118,8 @@ class MatcherModule(L.LightningModule):
 
     def configure_optimizers(self):
         named = list(self.model.named_parameters())
-        groups = [{"params": [p for n, p in named if not n.startswith("prior_")]}]
-        prior = [p for n, p in named if n.startswith("prior_")]
+        groups = [{"params": [p for n, p in named if not n.startswith("fusion_")]}]
+        prior = [p for n, p in named if n.startswith("fusion_")]
         if prior:
             groups.append({"params": prior, "lr": self.config.position_prior_lr,
                            "weight_decay": 0.0})

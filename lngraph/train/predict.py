@@ -17,13 +17,15 @@ from lngraph.train.datamodule import pair_graphs
 
 def predict_pairs(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[ScanPair],
                   *, cache_dir: str | os.PathLike | None = None, progress: bool = False,
-                  batch_size: int | None = None) -> list[PairPrediction]:
+                  batch_size: int | None = None, threshold: float | None = None
+                  ) -> list[PairPrediction]:
     """The model's :class:`PairPrediction` for each pair, in order.
 
     Crops come from the cache folder ``cache_dir`` (``None``: computed, not cached) unless the
     config is geometry-only. Runs in eval mode without gradients on the model's device, in
     batches of ``batch_size`` pairs (default ``config.batch_size``); the model's training
-    mode is restored afterwards.
+    mode is restored afterwards. ``threshold`` replaces the config's decision threshold
+    (:meth:`~lngraph.models.AsymmetricMatcher.predict`).
 
     Raises:
         InputError: a scan needs crops but has no image, or its image is unreadable.
@@ -40,7 +42,7 @@ def predict_pairs(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequen
     try:
         with torch.no_grad():
             for batch in tqdm(loader, desc="matching", unit="batch", disable=not progress):
-                predictions += model.predict(batch.to(device))
+                predictions += model.predict(batch.to(device), threshold)
     finally:
         model.train(was_training)
     return predictions

@@ -41,3 +41,40 @@ def test_large_scans_vote_on_a_sample_and_still_recover_the_shift():
     assert len(src) * len(dst) > MAX_CANDIDATES
     t = robust_translation(src, dst)
     np.testing.assert_allclose(t, shift, atol=0.5)
+
+
+def _two_clusters(rng):
+    """Two node clusters 200 mm apart that move 12 mm in opposite directions along x."""
+    left = rng.uniform(-20, 20, (8, 3)) + np.array([-100.0, 0.0, 0.0])
+    right = rng.uniform(-20, 20, (8, 3)) + np.array([100.0, 0.0, 0.0])
+    src = np.concatenate([left, right])
+    shift = np.where(src[:, :1] < 0, [[-12.0, 0.0, 0.0]], [[12.0, 0.0, 0.0]])
+    return src, src + shift, shift
+
+
+def test_local_shifts_follow_each_cluster_where_one_translation_cannot():
+    from lngraph.matching.alignment import local_shifts
+
+    src, dst, shift = _two_clusters(np.random.default_rng(2))
+    u = local_shifts(src, dst, gate_mm=30.0, scale_mm=30.0, prior_weight=0.01)
+    np.testing.assert_allclose(u, shift, atol=0.05)
+    # One translation leaves one of the clusters 24 mm off (or both 12 mm).
+    t = robust_translation(src, dst, gate_mm=30.0)
+    assert np.abs(src + t - dst).max() >= 12.0 - 1e-9
+    d = aligned_distances(src, dst, gate_mm=30.0, local_scale_mm=30.0)
+    assert np.diag(d).max() < 2.0    # the default prior weight pulls a little towards t
+
+
+def test_local_shifts_without_rounds_are_the_translation_and_move_with_the_scans():
+    from lngraph.matching.alignment import local_shifts
+
+    rng = np.random.default_rng(3)
+    src, dst, _ = _two_clusters(rng)
+    t = robust_translation(src, dst)
+    np.testing.assert_allclose(local_shifts(src, dst, rounds=0), np.repeat(t[None], 16, 0))
+    u = local_shifts(src, dst)
+    move = np.array([40.0, -7.0, 3.0])
+    np.testing.assert_allclose(local_shifts(src, dst + move), u + move, atol=1e-9)
+    np.testing.assert_allclose(local_shifts(src + move, dst), u - move, atol=1e-9)
+    assert local_shifts(np.zeros((0, 3)), dst).shape == (0, 3)
+    np.testing.assert_array_equal(local_shifts(src, np.zeros((0, 3))), np.zeros((16, 3)))

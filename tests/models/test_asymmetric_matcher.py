@@ -242,3 +242,43 @@ def test_the_position_prior_prefers_the_aligned_partner():
     with torch.no_grad():
         logits = model(data).match_logits[0]
     assert logits.argmax(1).tolist() == [1, 3, 0, 2]
+
+
+def test_fusion_terms_and_their_weights_make_the_logits():
+    torch.manual_seed(0)
+    config = replace(TINY, encoder_similarity=True, size_prior=True)
+    model = AsymmetricMatcher(config).eval()
+    assert model.fusion_terms == ["seag", "encoder", "distance", "size"]
+    torch.testing.assert_close(model.fusion_weight.detach(), torch.tensor([1.0, 1.0, -4.0, -1.0]))
+    data = random_pair(4, 5, 3)
+    with torch.no_grad():
+        out = model(data)
+        x = model.fusion_features(data, out.similarity, out.src, out.dst)
+    assert x.shape == (1, 4, 5, 4)
+    torch.testing.assert_close(out.match_logits, x @ model.fusion_weight.detach() + 4.0)
+    torch.testing.assert_close(x[..., 0], (out.similarity - 0.5) / TINY.temperature)
+    # encoder term: cosine of 3D feature + mean view feature, each normalised
+    z = {k: torch.nn.functional.normalize(f.feature, dim=-1)
+         + torch.nn.functional.normalize(f.views.mean(1), dim=-1)
+         for k, f in (("src", out.src), ("dst", out.dst))}
+    cos = torch.nn.functional.normalize(z["src"], dim=-1) @ \
+        torch.nn.functional.normalize(z["dst"], dim=-1).T
+    torch.testing.assert_close(x[0, ..., 1], cos / TINY.temperature)
+    # size term: |log r_i - log r_j|
+    size = (data["src"].radius.log()[:, None] - data["dst"].radius.log()[None]).abs()
+    torch.testing.assert_close(x[0, ..., 3], size)
+
+
+def test_the_size_term_is_the_absolute_log_size_ratio():
+    # Two nodes at the same place in the later scan: only the size tells which is the partner.
+    torch.manual_seed(0)
+    model = AsymmetricMatcher(replace(TINY, geometry_only=True, size_prior=True,
+                                      use_seag=False)).eval()
+    pos = torch.tensor([[0.0, 0.0, 0.0], [60.0, 0.0, 0.0]])
+    data = pair_graph(pos, pos[[0, 0]] + 0.5, [[0, 1]], torch.tensor([4.0, 9.0]),
+                      torch.tensor([9.0, 4.0]))
+    with torch.no_grad():
+        x = model.fusion_features(data, model(data).similarity, *[
+            model.encode(data[t]) for t in ("src", "dst")])
+    size = x[0, 0, :, -1]
+    assert size[1] == 0.0 and size[0] == pytest.approx(math.log(9 / 4))

@@ -124,3 +124,28 @@ def test_augment_crops_changes_intensities_per_node_and_keeps_the_input():
     noisy = augment_crops(data.clone(), intensity=0.0, noise=0.02)["dst"].cube
     assert 0.01 < (noisy - 0.5).std() < 0.03
     assert augment_crops(HeteroData(), 0.1, 0.02) is not None    # no crops: unchanged
+
+
+def test_flip_crops_applies_one_symmetry_to_both_scans_and_recomputes_the_views():
+    import torch
+    from torch_geometric.data import HeteroData
+
+    from lngraph.data.views import nine_views
+    from lngraph.train.datamodule import flip_crops
+
+    cube = torch.rand(3, 1, 6, 6, 6)
+    seen = set()
+    for seed in range(40):
+        data = HeteroData()
+        for node_type in ("src", "dst"):
+            data[node_type].cube = cube.clone()
+            data[node_type].views = nine_views(cube)
+        out = flip_crops(data, torch.Generator().manual_seed(seed))
+        src, dst = out["src"].cube, out["dst"].cube
+        assert torch.equal(src, dst)   # the same symmetry for both scans
+        torch.testing.assert_close(out["src"].views, nine_views(src))
+        # A symmetry of the cube: same voxel values, rearranged.
+        torch.testing.assert_close(src.flatten(1).sort(1).values, cube.flatten(1).sort(1).values)
+        seen.add(src.numpy().tobytes())
+    assert len(seen) > 8    # many of the 16 symmetries occur
+    assert flip_crops(HeteroData()) is not None    # no crops: unchanged

@@ -1,0 +1,152 @@
+r"""Fitting a trained matcher's last few numbers on validation pairs: the weights of its fused
+matching score (:func:`fit_fusion`) and its decision threshold (:func:`calibrate_threshold`).
+
+The inference rule (:func:`~lngraph.matching.scb_rule.scb_correct`) assigns nodes by Hungarian
+on the matching score and then drops pairs whose decision score is below a threshold; the
+dropped nodes become disappeared / new. The assignment does not depend on the threshold, so
+one prediction with threshold 0 (every Hungarian pair with its score) gives the prediction at
+every threshold :math:`\theta` by keeping the pairs with score :math:`\ge \theta`.
+:func:`calibrate_threshold` scores a grid of thresholds on validation pairs with the training's
+selection score (F1 + mean of the new and disappeared F1s,
+:func:`~lngraph.train.module.selection_score`) and returns the best; ties go to the threshold
+nearest the config's own. The class-balanced loss weighs matched and unmatched pairs equally,
+which says nothing about where *new versus moved* is best decided; the validation patients do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch_geometric.loader import DataLoader
+
+from lngraph.io.cohort import Cohort, ScanPair
+from lngraph.io.matches import PairPrediction
+from lngraph.metrics import evaluate_predictions
+from lngraph.models import AsymmetricMatcher, MatcherConfig
+from lngraph.nn.losses import class_balanced_bce
+from lngraph.train.datamodule import pair_graphs
+from lngraph.train.module import selection_score
+from lngraph.train.predict import predict_pairs
+
+#: Thresholds tried by default: 0.05, 0.10, …, 0.95.
+DEFAULT_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2).tolist())
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The outcome of :func:`calibrate_threshold`.
+
+    Args:
+        threshold: the chosen threshold.
+        scores: ``{threshold: validation selection score}`` over the grid.
+        metrics: validation metrics at the chosen threshold (with ``score``).
+    """
+
+    threshold: float
+    scores: dict[float, float]
+    metrics: dict
+
+
+def threshold_predictions(predictions: Sequence[PairPrediction], threshold: float
+                          ) -> list[PairPrediction]:
+    """Keep each prediction's pairs whose score is at least ``threshold``."""
+    out = []
+    for p in predictions:
+        keep = p.scores >= threshold
+        out.append(PairPrediction(p.n_src, p.n_dst, p.matches[keep], p.scores[keep], p.points))
+    return out
+
+
+def decision_key(config: MatcherConfig) -> str:
+    """The config field the inference rule thresholds (``scb_threshold`` with SCB)."""
+    return "scb_threshold" if config.use_scb and not config.geometry_only \
+        else "similarity_threshold"
+
+
+def calibrate_threshold(model: AsymmetricMatcher, config: MatcherConfig, cohort: Cohort,
+                        pairs: Sequence[ScanPair], *, grid: Sequence[float] = DEFAULT_GRID,
+                        cache_dir: str | os.PathLike | None = None) -> Calibration:
+    """The grid threshold with the best validation selection score (module docstring).
+
+    Raises:
+        ValueError: no pairs or an empty grid.
+    """
+    pairs = list(pairs)
+    if not pairs or not len(grid):
+        raise ValueError("calibration needs validation pairs and a non-empty grid")
+    every = predict_pairs(model, config, pairs, cache_dir=cache_dir, threshold=0.0)
+    keys = [(p.src.scan_id, p.dst.scan_id) for p in pairs]
+    current = getattr(config, decision_key(config))
+    scores, metrics = {}, {}
+    for theta in grid:
+        m = evaluate_predictions(cohort, dict(zip(keys, threshold_predictions(every, theta),
+                                                  strict=True)), pairs)
+        m["score"] = selection_score(m)
+        scores[float(theta)], metrics[float(theta)] = m["score"], m
+    top = max(scores.values())
+    best = min((t for t, s in scores.items() if s >= top - 1e-12),
+               key=lambda t: (abs(t - current), t))
+    return Calibration(best, scores, metrics[best])
+
+
+def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[ScanPair], *,
+               cache_dir: str | os.PathLike | None = None, l2: float = 1e-3,
+               batch_size: int | None = None) -> dict[str, float]:
+    r"""Refit the fused matching score's weights and bias on ``pairs`` (in place).
+
+    With the encoders and SEAG fixed, the fusion terms :math:`x_{ij}` of every node pair
+    (:meth:`~lngraph.models.AsymmetricMatcher.fusion_features`) and the ground truth
+    :math:`y_{ij}` give a logistic regression :math:`P_{ij} = \sigma(w^\top x_{ij} + c)`, fitted
+    by class-balanced BCE (matched and unmatched pairs weigh half each) plus
+    ``l2``·:math:`\lVert w\rVert^2` with L-BFGS. Training fits the same weights on the
+    training pairs, whose appearance the encoders have learnt by heart; refitted on held-out
+    patients they weigh appearance by what it is worth on new patients.
+
+    Returns:
+        ``{term: weight}`` and ``"bias"``, as set in the model.
+
+    Raises:
+        ValueError: the config has no position prior (nothing to fuse) or the pairs hold no
+            matched and no unmatched node pair.
+    """
+    if not config.position_prior:
+        raise ValueError("fusion calibration needs position_prior: true")
+    graphs = pair_graphs(list(pairs), config, cache_dir=cache_dir)
+    device = next(model.parameters()).device
+    xs, ys = [], []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in DataLoader(graphs, batch_size=batch_size or config.batch_size):
+                batch = batch.to(device)
+                out = model(batch, candidates=batch["src"].pos.new_zeros((2, 0), dtype=torch.long))
+                x = model.fusion_features(batch, out.similarity, out.src, out.dst)
+                xs.append(x[out.pair_mask].double().cpu())
+                ys.append(model.match_targets(batch, out)[out.pair_mask].double().cpu())
+    finally:
+        model.train(was_training)
+    x, y = torch.cat(xs), torch.cat(ys)
+    positives = int(y.sum())
+    if positives == 0 or positives == len(y):
+        raise ValueError("fusion calibration needs matched and unmatched node pairs")
+    w = model.fusion_weight.detach().double().cpu().clone().requires_grad_(True)
+    b = model.fusion_bias.detach().double().cpu().clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = class_balanced_bce(x @ w + b, y, logits=True) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        model.fusion_weight.copy_(w.to(model.fusion_weight))
+        model.fusion_bias.copy_(b.to(model.fusion_bias))
+    return {**dict(zip(model.fusion_terms, w.detach().tolist(), strict=True)),
+            "bias": float(b.detach())}
