@@ -8,7 +8,7 @@ one prediction with threshold 0 (every Hungarian pair with its score) gives the 
 every threshold :math:`\theta` by keeping the pairs with score :math:`\ge \theta`.
 :func:`calibrate_threshold` scores a grid of thresholds on validation pairs with the training's
 selection score (F1 + mean of the new and disappeared F1s,
-:func:`~lngraph.train.module.selection_score`) and returns the best; ties go to the threshold
+:func:`~lngraph.train.selection.selection_score`) and returns the best; ties go to the threshold
 nearest the config's own. The class-balanced loss weighs matched and unmatched pairs equally,
 which says nothing about where *new versus moved* is best decided; the validation patients do.
 """
@@ -29,8 +29,8 @@ from lngraph.metrics import evaluate_predictions
 from lngraph.models import AsymmetricMatcher, MatcherConfig
 from lngraph.nn.losses import class_balanced_bce
 from lngraph.train.datamodule import pair_graphs
-from lngraph.train.module import selection_score
 from lngraph.train.predict import predict_pairs
+from lngraph.train.selection import selection_score
 
 #: Thresholds tried by default: 0.05, 0.10, …, 0.95.
 DEFAULT_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2).tolist())
@@ -67,6 +67,31 @@ def decision_key(config: MatcherConfig) -> str:
         else "similarity_threshold"
 
 
+def choose_threshold(predictions: Sequence[PairPrediction], pairs: Sequence[ScanPair],
+                     cohort: Cohort, *, grid: Sequence[float] = DEFAULT_GRID,
+                     current: float = 0.5) -> Calibration:
+    """The grid threshold with the best selection score of ``predictions`` (made with
+    threshold 0, one per pair of ``pairs``); ties go to the threshold nearest ``current``.
+
+    Raises:
+        ValueError: no pairs or an empty grid.
+    """
+    pairs = list(pairs)
+    if not pairs or not len(grid):
+        raise ValueError("calibration needs validation pairs and a non-empty grid")
+    keys = [(p.src.scan_id, p.dst.scan_id) for p in pairs]
+    scores, metrics = {}, {}
+    for theta in grid:
+        m = evaluate_predictions(cohort, dict(zip(keys, threshold_predictions(predictions, theta),
+                                                  strict=True)), pairs)
+        m["score"] = selection_score(m)
+        scores[float(theta)], metrics[float(theta)] = m["score"], m
+    top = max(scores.values())
+    best = min((t for t, s in scores.items() if s >= top - 1e-12),
+               key=lambda t: (abs(t - current), t))
+    return Calibration(best, scores, metrics[best])
+
+
 def calibrate_threshold(model: AsymmetricMatcher, config: MatcherConfig, cohort: Cohort,
                         pairs: Sequence[ScanPair], *, grid: Sequence[float] = DEFAULT_GRID,
                         cache_dir: str | os.PathLike | None = None) -> Calibration:
@@ -79,18 +104,35 @@ def calibrate_threshold(model: AsymmetricMatcher, config: MatcherConfig, cohort:
     if not pairs or not len(grid):
         raise ValueError("calibration needs validation pairs and a non-empty grid")
     every = predict_pairs(model, config, pairs, cache_dir=cache_dir, threshold=0.0)
-    keys = [(p.src.scan_id, p.dst.scan_id) for p in pairs]
-    current = getattr(config, decision_key(config))
-    scores, metrics = {}, {}
-    for theta in grid:
-        m = evaluate_predictions(cohort, dict(zip(keys, threshold_predictions(every, theta),
-                                                  strict=True)), pairs)
-        m["score"] = selection_score(m)
-        scores[float(theta)], metrics[float(theta)] = m["score"], m
-    top = max(scores.values())
-    best = min((t for t, s in scores.items() if s >= top - 1e-12),
-               key=lambda t: (abs(t - current), t))
-    return Calibration(best, scores, metrics[best])
+    return choose_threshold(every, pairs, cohort, grid=grid,
+                            current=getattr(config, decision_key(config)))
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: float,
+                 l2: float = 1e-3) -> tuple[torch.Tensor, float]:
+    r"""Class-balanced logistic regression :math:`\sigma(w^\top x + c)` of 0/1 labels ``y``
+    ``[M]`` on features ``x`` ``[M, k]`` (:func:`~lngraph.nn.losses.class_balanced_bce` plus
+    ``l2``·:math:`\lVert w\rVert^2`, L-BFGS in float64 from ``weight``, ``bias``).
+
+    Raises:
+        ValueError: ``y`` holds only one class.
+    """
+    x, y = x.detach().double().cpu(), y.detach().double().cpu()
+    positives = int(y.sum())
+    if positives == 0 or positives == len(y):
+        raise ValueError("fusion calibration needs matched and unmatched node pairs")
+    w = weight.detach().double().cpu().clone().requires_grad_(True)
+    b = torch.tensor(float(bias), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = class_balanced_bce(x @ w + b, y, logits=True) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return w.detach(), float(b.detach())
 
 
 def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[ScanPair], *,
@@ -130,23 +172,9 @@ def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[
                 ys.append(model.match_targets(batch, out)[out.pair_mask].double().cpu())
     finally:
         model.train(was_training)
-    x, y = torch.cat(xs), torch.cat(ys)
-    positives = int(y.sum())
-    if positives == 0 or positives == len(y):
-        raise ValueError("fusion calibration needs matched and unmatched node pairs")
-    w = model.fusion_weight.detach().double().cpu().clone().requires_grad_(True)
-    b = model.fusion_bias.detach().double().cpu().clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = class_balanced_bce(x @ w + b, y, logits=True) + l2 * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+    w, b = fit_logistic(torch.cat(xs), torch.cat(ys), model.fusion_weight,
+                        model.fusion_bias.item(), l2)
     with torch.no_grad():
         model.fusion_weight.copy_(w.to(model.fusion_weight))
-        model.fusion_bias.copy_(b.to(model.fusion_bias))
-    return {**dict(zip(model.fusion_terms, w.detach().tolist(), strict=True)),
-            "bias": float(b.detach())}
+        model.fusion_bias.fill_(b)
+    return {**dict(zip(model.fusion_terms, w.tolist(), strict=True)), "bias": b}

@@ -17,9 +17,14 @@ r"""The Lightning module that trains :class:`~lngraph.models.AsymmetricMatcher`.
   precisions because NLR and DLR alone reward leaving everything unmatched (DESIGN §5); a
   class without ground truth in the validation pairs (no new or no disappeared node) is left
   out of the mean, and an undefined :math:`F_1` counts 0, so the score is always finite.
-  Early stopping and checkpoint selection maximise it.
+  Early stopping and checkpoint selection maximise it. With ``calibrate_fusion`` (position
+  prior on, no SCB, one process) the epoch is scored as it will be used: the fusion weights
+  are fitted on the epoch's validation pairs (:func:`~lngraph.train.calibrate.fit_logistic`),
+  and with ``calibrate_threshold`` the threshold too, before the metrics are computed; the
+  model's own weights are not touched (:func:`~lngraph.train.fit.fit_matcher` fits them once
+  training has picked its epoch).
 * **Optimiser**: Adam with the config's ``lr`` and ``weight_decay``; the position prior's
-  three scalars use ``position_prior_lr`` and no weight decay.
+  fusion weights and bias use ``position_prior_lr`` and no weight decay.
 
 The module finds the :class:`~lngraph.io.cohort.ScanPair` of a validation graph through its
 data module's ``pair(src_scan, dst_scan)``.
@@ -34,32 +39,18 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
+from lngraph.io.matches import PairPrediction
+from lngraph.matching.scb_rule import scb_correct
 from lngraph.metrics import pair_counts, summarize
 from lngraph.metrics.matching import COUNT_FIELDS, PairCounts
 from lngraph.models import AsymmetricMatcher, MatcherConfig
+from lngraph.models.asymmetric_matcher import MatcherOutput
+from lngraph.train.calibrate import choose_threshold, fit_logistic
+from lngraph.train.selection import selection_score
 
 #: Metrics logged each validation epoch (``val_`` + key).
 VAL_METRICS = ("precision", "recall", "f1", "nlr", "dlr", "new_precision",
                "disappeared_precision")
-
-
-def _unmatched_f1(rate: float, precision: float) -> float | None:
-    """Harmonic mean of a detection rate and its precision; None without ground truth."""
-    if math.isnan(rate):
-        return None
-    if math.isnan(precision) or rate + precision == 0:
-        return 0.0
-    return 2 * rate * precision / (rate + precision)
-
-
-def selection_score(metrics: dict) -> float:
-    """``F1 + mean(F1_new, F1_disappeared)`` over the classes with ground truth (module
-    docstring)."""
-    f1 = metrics["f1"]
-    parts = [_unmatched_f1(metrics["nlr"], metrics["new_precision"]),
-             _unmatched_f1(metrics["dlr"], metrics["disappeared_precision"])]
-    parts = [p for p in parts if p is not None]
-    return (0.0 if math.isnan(f1) else f1) + (float(np.mean(parts)) if parts else 0.0)
 
 
 def pooled_metrics(counts: torch.Tensor) -> dict:
@@ -85,34 +76,81 @@ class MatcherModule(L.LightningModule):
     def forward(self, batch: HeteroData):
         return self.model(batch)
 
-    def _losses(self, batch: HeteroData, stage: str) -> torch.Tensor:
-        losses = self.model.loss(batch, self.model(batch))
+    def _log_losses(self, batch: HeteroData, out: MatcherOutput, stage: str) -> torch.Tensor:
+        losses = self.model.loss(batch, out)
         self.log_dict({f"{stage}_{k}": v.detach() for k, v in losses.items()},
                       batch_size=batch.num_graphs, on_step=False, on_epoch=True,
                       prog_bar=False, sync_dist=stage == "val")
         return losses["total"]
 
     def training_step(self, batch: HeteroData, batch_idx: int) -> torch.Tensor:
-        return self._losses(batch, "train")
+        return self._log_losses(batch, self.model(batch), "train")
+
+    def _calibrating(self) -> bool:
+        """Whether validation scores the epoch after fitting the fusion on it (module
+        docstring): ``calibrate_fusion`` with the position prior, no SCB, one process."""
+        c = self.config
+        return (c.calibrate_fusion and c.position_prior and not self.model.use_scb
+                and self.trainer.world_size == 1)
 
     def on_validation_epoch_start(self) -> None:
         self._val_counts = torch.zeros(len(COUNT_FIELDS), dtype=torch.float64)
+        self._val_fusion = []
 
     def validation_step(self, batch: HeteroData, batch_idx: int) -> None:
-        self._losses(batch, "val")
-        predictions = self.model.predict(batch)
+        out = self.model(batch)
+        self._log_losses(batch, out, "val")
         datamodule = self.trainer.datamodule
+        if self._calibrating():
+            x = self.model.fusion_features(batch, out.similarity, out.src, out.dst)
+            y = self.model.match_targets(batch, out)
+            n_src = torch.bincount(out.src.batch, minlength=batch.num_graphs).tolist()
+            n_dst = torch.bincount(out.dst.batch, minlength=batch.num_graphs).tolist()
+            for g, (src, dst) in enumerate(zip(batch.src_scan, batch.dst_scan, strict=True)):
+                self._val_fusion.append((datamodule.pair(src, dst),
+                                         x[g, :n_src[g], :n_dst[g]].double().cpu(),
+                                         y[g, :n_src[g], :n_dst[g]].double().cpu()))
+            return
+        predictions = self.model.predict(batch)
         for src, dst, pred in zip(batch.src_scan, batch.dst_scan, predictions, strict=True):
             counts = pair_counts(datamodule.pair(src, dst), pred)
             self._val_counts += torch.tensor([getattr(counts, k) for k in COUNT_FIELDS],
                                              dtype=torch.float64)
 
+    def _calibrated_metrics(self) -> dict:
+        """Validation metrics after fitting the fusion weights (and, with
+        ``calibrate_threshold``, the threshold) on this epoch's validation pairs; the model
+        itself is left as it is."""
+        c = self.config
+        pairs = [pair for pair, _, _ in self._val_fusion]
+        x = torch.cat([f.reshape(-1, f.shape[-1]) for _, f, _ in self._val_fusion])
+        y = torch.cat([t.reshape(-1) for _, _, t in self._val_fusion])
+        try:
+            w, b = fit_logistic(x, y, self.model.fusion_weight, self.model.fusion_bias.item())
+        except ValueError:    # one class only: keep the trained fusion
+            w, b = self.model.fusion_weight.detach().double().cpu(), self.model.fusion_bias.item()
+        predictions = []
+        for _, f, _ in self._val_fusion:
+            score = torch.sigmoid(f @ w + b).numpy()
+            matches, scores = scb_correct(score, None, threshold=0.0)
+            predictions.append(PairPrediction(*score.shape, matches, scores))
+        cohort = self.trainer.datamodule.cohort
+        if c.calibrate_threshold:
+            return choose_threshold(predictions, pairs, cohort,
+                                    current=c.similarity_threshold).metrics
+        return choose_threshold(predictions, pairs, cohort, grid=(c.similarity_threshold,),
+                                current=c.similarity_threshold).metrics
+
     def on_validation_epoch_end(self) -> None:
-        counts = self._val_counts.to(self.device)
-        if self.trainer.world_size > 1:
-            counts = self.all_gather(counts).reshape(-1, len(COUNT_FIELDS)).sum(0)
-        metrics = pooled_metrics(counts.cpu())
-        logged = {f"val_{k}": v for k, v in metrics.items() if not math.isnan(v)}
+        if self._calibrating():
+            metrics = self._calibrated_metrics() if self._val_fusion else pooled_metrics(
+                self._val_counts)
+        else:
+            counts = self._val_counts.to(self.device)
+            if self.trainer.world_size > 1:
+                counts = self.all_gather(counts).reshape(-1, len(COUNT_FIELDS)).sum(0)
+            metrics = pooled_metrics(counts.cpu())
+        logged = {f"val_{k}": metrics[k] for k in VAL_METRICS if not math.isnan(metrics[k])}
         self.log_dict(logged)
         self.log("val_score", selection_score(metrics), prog_bar=True)
 

@@ -112,3 +112,20 @@ def test_fit_with_fusion_calibration_stores_the_weights(geometry_cohort, tmp_pat
     model, _, extra = load_checkpoint(result.checkpoint)
     assert set(extra["fusion"]) == {"seag", "distance", "size", "bias"}
     np.testing.assert_allclose(model.fusion_bias.item(), extra["fusion"]["bias"], rtol=1e-6)
+
+
+def test_validation_scores_each_epoch_as_calibrated_and_fit_reproduces_the_best(
+        geometry_cohort, tmp_path):
+    import pandas as pd
+
+    patients = geometry_cohort.patients
+    config = replace(GEOMETRY, calibrate_fusion=True, calibrate_threshold=True)
+    result = fit_matcher(geometry_cohort, config, train_patients=patients[:16],
+                         val_patients=patients[16:20], out_dir=tmp_path, max_epochs=3, seed=0,
+                         progress=False)
+    log = pd.read_csv(result.log_dir / "metrics.csv").dropna(subset=["val_score"])
+    assert len(log) == 3
+    best = log["val_score"].max()
+    # The checkpoint's fusion and threshold are fitted the same way after training.
+    assert result.val_metrics["score"] == pytest.approx(best, abs=1e-6)
+    assert log["val_score"].iloc[result.best_epoch] == pytest.approx(best)
