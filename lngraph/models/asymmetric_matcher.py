@@ -16,13 +16,19 @@ types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (L
    With ``use_seag=False`` the normalised encoder features are compared directly.
 3. **Position prior** (our extension; ``position_prior``) — per pair, the robust translation
    :math:`t` between the two scans' node centres (:func:`~lngraph.matching.alignment.
-   robust_translation`, no gradient) gives aligned distances
-   :math:`d_{ij} = \lVert c_i + t - c_j \rVert` (mm), fused with :math:`S` into the matching
-   score :math:`P_{ij} = \sigma(a\,(S_{ij} - 0.5)/\tau - b\,d_{ij}/g + c)` with learned
-   scalars :math:`a, b, c` (initialised to 1, 4, 4: a pair 15 mm apart starts at
-   :math:`P \approx 0.5` when :math:`S = 0.5`). Without the prior :math:`P = S`. The prior
-   makes the model invariant to translations of either scan but not to rotations (SEAG itself
-   stays rigid-invariant). The matchability — a node's best score in the other scan,
+   robust_translation`, no gradient; with ``position_local_mm`` the per-node shifts
+   :math:`u_i` of :func:`~lngraph.matching.alignment.local_shifts`) gives aligned distances
+   :math:`d_{ij} = \lVert c_i + t - c_j \rVert` (mm). The matching score fuses them with
+   the similarity: :math:`P_{ij} = \sigma(w^\top x_{ij} + c)` over the terms
+   :math:`x_{ij}` = ``seag`` :math:`(S_{ij} - 0.5)/\tau`, ``encoder``
+   :math:`E_{ij}/\tau` (``encoder_similarity``: cosine of the encoder embeddings before
+   SEAG, :func:`encoder_embedding`), ``distance`` :math:`d_{ij}/g` and ``size``
+   :math:`\lvert\log r_i - \log r_j\rvert` (``size_prior``), with learned weights
+   :math:`w` (initialised to :data:`FUSION_INIT`) and bias :math:`c`; with
+   ``calibrate_fusion`` they are refitted on validation pairs after training
+   (:mod:`lngraph.train.calibrate`). Without the prior :math:`P = S`. The prior makes the
+   model invariant to translations of either scan but not to rotations (SEAG itself stays
+   rigid-invariant). The matchability — a node's best score in the other scan,
    :math:`\max_j P_{ij}` — is reported per node.
 4. **SCB** — :class:`~lngraph.nn.scb_head.SCBHead` logits for candidate pairs: every same-pair
    ``(src, dst)`` combination in training, the Hungarian pairs at inference.

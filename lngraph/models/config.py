@@ -60,10 +60,10 @@ class MatcherConfig:
             two above in use) on the validation pairs (:mod:`lngraph.train.calibrate`).
 
     Position prior (our extension, :mod:`lngraph.matching.alignment`):
-        position_prior: fuse S with the distance ``d`` between node centres after
-            the robust translation alignment of the two scans into the matching score
-            ``sigmoid(a (S - 0.5) / temperature - b d / g + c)`` with learned scalars a, b,
-            c; ``False`` scores with S alone.
+        position_prior: fuse S with the distance ``d`` between node centres after the robust
+            translation alignment of the two scans (and the terms below) into the matching
+            score ``sigmoid(w · x + c)`` with learned weights ``w`` and bias ``c``
+            (:mod:`lngraph.models.asymmetric_matcher`, step 3); ``False`` scores with S alone.
         position_gate_mm: ``g``, the alignment's inlier scale and the distance unit.
         position_local_mm: when positive, ``d`` is measured after the per-node
             :func:`~lngraph.matching.alignment.local_shifts` of this neighbourhood scale
@@ -73,7 +73,7 @@ class MatcherConfig:
             nodes' encoder embeddings before SEAG (3D plus mean view feature).
         calibrate_fusion: after training, refit the fused logit's weights and bias on the
             validation pairs (class-balanced logistic regression, :mod:`lngraph.train.calibrate`).
-        position_prior_lr: Adam learning rate of a, b, c (no weight decay on them).
+        position_prior_lr: Adam learning rate of ``w`` and ``c`` (no weight decay on them).
 
     Geometry-only mode (:class:`~lngraph.nn.encoders.GeometryEncoder`):
         geometry_only: node features from sizes and neighbour distances, no crops.

@@ -19,7 +19,11 @@ weight_te, weight_seag  0.1 – 4, log                           always
 geometry_k              2 – 16                                 geometry-only
 geometry_hidden         32, 64, 128                            geometry-only
 geometry_distance_mm    20 – 120 mm, log                       geometry-only
-similarity_threshold    0.2 – 0.8                              no SCB (geometry-only or off)
+similarity_threshold    0.2 – 0.8                              no SCB and no
+                                                               calibrate_threshold
+position_local_mm       0, 20, 30, 50 mm                       with the position prior
+size_prior              False, True                            with the position prior
+encoder_similarity      False, True                            with the position prior
 crop_mode               fixed, radius                          with images
 crop_radius_factor      1.0, 1.25, 1.5, 2.0                    with images, crop_mode radius
 width_multiplier        0.5, 1, 2 (× the base encoder widths)  with images
@@ -94,7 +98,15 @@ SCB: dict[str, BaseDistribution] = {
     "scb_reassign": CategoricalDistribution((False, True)),
 }
 
-#: Searched when no SCB decides which Hungarian pairs to keep.
+#: Searched when the position prior fuses terms into the matching score.
+FUSION: dict[str, BaseDistribution] = {
+    "position_local_mm": CategoricalDistribution((0.0, 20.0, 30.0, 50.0)),
+    "size_prior": CategoricalDistribution((False, True)),
+    "encoder_similarity": CategoricalDistribution((False, True)),
+}
+
+#: Searched when no SCB decides which Hungarian pairs to keep (and no calibration chooses
+#: the threshold on validation pairs).
 NO_SCB: dict[str, BaseDistribution] = {
     "similarity_threshold": FloatDistribution(0.2, 0.8),
 }
@@ -113,7 +125,12 @@ def search_space(base: MatcherConfig) -> dict[str, BaseDistribution]:
     """
     space = dict(COMMON)
     space.update(GEOMETRY if base.geometry_only else APPEARANCE)
-    space.update(SCB if uses_scb(base) else NO_SCB)
+    if uses_scb(base):
+        space.update(SCB)
+    elif not base.calibrate_threshold:
+        space.update(NO_SCB)
+    if base.position_prior:
+        space.update(FUSION)
     return space
 
 
