@@ -96,7 +96,7 @@ class MatcherConfig:
     crop_mode: str = "radius"
     crop_size: int = 24
     crop_spacing_mm: tuple[float, float, float] = (0.7, 0.7, 2.0)
-    crop_radius_factor: float = 1.5
+    crop_radius_factor: float = 2.5
     crop_min_fov_mm: float = 16.0
     hu_window: tuple[float, float] = (-160.0, 240.0)
     encoder2d_block: str = "basic"
@@ -118,13 +118,13 @@ class MatcherConfig:
     scb_threshold: float = 0.5
     scb_reassign: bool = False
     similarity_threshold: float = 0.5
-    calibrate_threshold: bool = False
+    calibrate_threshold: bool = True
     position_prior: bool = True
     position_gate_mm: float = 15.0
-    position_local_mm: float = 0.0
-    size_prior: bool = False
-    encoder_similarity: bool = False
-    calibrate_fusion: bool = False
+    position_local_mm: float = 30.0
+    size_prior: bool = True
+    encoder_similarity: bool = True
+    calibrate_fusion: bool = True
     position_prior_lr: float = 1e-3
     geometry_only: bool = False
     geometry_k: int = 8
@@ -137,7 +137,7 @@ class MatcherConfig:
     weight_scb: float = 1.0
     augment_intensity: float = 0.1
     augment_noise: float = 0.02
-    augment_flip: bool = False
+    augment_flip: bool = True
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batch_size: int = 4

@@ -33,7 +33,7 @@ def test_decision_key_follows_scb():
 @pytest.fixture(scope="module")
 def fitted(geometry_cohort, tmp_path_factory):
     patients = geometry_cohort.patients
-    config = replace(GEOMETRY, calibrate_threshold=True)
+    config = replace(GEOMETRY, calibrate_threshold=True, calibrate_fusion=False)
     result = fit_matcher(geometry_cohort, config, train_patients=patients[:16],
                          val_patients=patients[16:20], out_dir=tmp_path_factory.mktemp("cal"),
                          max_epochs=4, seed=0, progress=False)
@@ -110,7 +110,7 @@ def test_fit_with_fusion_calibration_stores_the_weights(geometry_cohort, tmp_pat
                          val_patients=patients[16:20], out_dir=tmp_path, max_epochs=1, seed=0,
                          progress=False)
     model, _, extra = load_checkpoint(result.checkpoint)
-    assert set(extra["fusion"]) == {"seag", "distance", "size", "bias"}
+    assert set(extra["fusion"]) == {"seag", "encoder", "distance", "size", "bias"}
     np.testing.assert_allclose(model.fusion_bias.item(), extra["fusion"]["bias"], rtol=1e-6)
 
 

@@ -82,7 +82,9 @@ def _ask(base: MatcherConfig, seed: int = 0, n: int = 20):
 
 def test_geometry_space_samples_only_what_the_model_uses():
     space = search_space(GEOMETRY_BASE)
-    assert set(space) == set(COMMON) | set(GEOMETRY) | set(NO_SCB) | set(FUSION)
+    assert set(space) == set(COMMON) | set(GEOMETRY) | set(FUSION)   # threshold calibrated
+    assert set(search_space(replace(GEOMETRY_BASE, calibrate_threshold=False))) == (
+        set(space) | set(NO_SCB))
     for trial, config in _ask(GEOMETRY_BASE):
         assert set(trial.params) == set(space)
         for name, value in trial.params.items():
@@ -98,8 +100,8 @@ def test_geometry_space_samples_only_what_the_model_uses():
 def test_appearance_space_scales_widths_and_conditions_radius_factor():
     base = replace(preset("lite"), use_scb=True)
     assert set(search_space(base)) == set(COMMON) | set(APPEARANCE) | set(SCB) | set(FUSION)
-    assert set(search_space(replace(base, use_scb=False))) == (set(COMMON) | set(APPEARANCE)
-                                                                | set(NO_SCB) | set(FUSION))
+    assert set(search_space(replace(base, use_scb=False, calibrate_threshold=False))) == (
+        set(COMMON) | set(APPEARANCE) | set(NO_SCB) | set(FUSION))
     # a threshold chosen on validation is not searched; no prior, no fusion terms
     assert set(search_space(replace(base, use_scb=False, calibrate_threshold=True,
                                     position_prior=False))) == set(COMMON) | set(APPEARANCE)
