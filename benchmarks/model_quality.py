@@ -10,7 +10,7 @@ mean ± std over folds, with training throughput. Nothing is selected on test fo
 ``--set key=value`` changes config values, and the validation columns are what to compare
 when choosing them.
 
-Run: ``python benchmarks/model_quality.py [--patients 30 --folds 5 --max-epochs E]`` (writes
+Run: ``python benchmarks/model_quality.py [--patients 100 --folds 5 --max-epochs E]`` (writes
 ``benchmarks/results/model_quality.md`` and ``.csv``).
 """
 
@@ -202,7 +202,7 @@ def write_report(out: Path, header: list[str], rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=30)
+    parser.add_argument("--patients", type=int, default=100)
     parser.add_argument("--cohort-seed", type=int, default=0)
     parser.add_argument("--preset", default="default", help="synthetic difficulty preset")
     parser.add_argument("--folds", type=int, default=5)
