@@ -220,7 +220,7 @@ class AsymmetricMatcher(nn.Module):
         n, v, size = store.views.shape[:3]
         feature, tokens_3d = self.encoder3d(store.cube)
         views, view_tokens = self.encoder2d(store.views.reshape(n * v, 1, size, size))
-        views = views.view(n, v, -1)
+        views = views.view(n, v, views.shape[-1])
         view_tokens = view_tokens.view(n, v, *view_tokens.shape[1:])
         out = ScanFeatures(feature, batch, views)
         if self.use_scb:

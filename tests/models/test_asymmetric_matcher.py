@@ -282,3 +282,16 @@ def test_the_size_term_is_the_absolute_log_size_ratio():
             model.encode(data[t]) for t in ("src", "dst")])
     size = x[0, 0, :, -1]
     assert size[1] == 0.0 and size[0] == pytest.approx(math.log(9 / 4))
+
+
+@pytest.mark.parametrize("sizes", [(3, 0), (0, 4)])
+def test_a_batch_whose_scans_on_one_side_are_all_empty_trains_and_predicts(sizes):
+    # e.g. the last training batch holding one pair whose later scan has no node
+    torch.manual_seed(0)
+    model = AsymmetricMatcher(TINY).train()
+    batch = Batch.from_data_list([random_pair(*sizes, seed=4)])
+    losses = model.loss(batch, model(batch))
+    assert torch.isfinite(losses["total"])
+    losses["total"].backward()
+    prediction = model.predict(batch)[0]
+    assert (prediction.n_src, prediction.n_dst) == sizes and len(prediction.matches) == 0
