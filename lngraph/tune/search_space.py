@@ -25,12 +25,13 @@ position_local_mm       0, 20, 30, 50 mm                       with the position
 size_prior              False, True                            with the position prior
 encoder_similarity      False, True                            with the position prior
 crop_mode               fixed, radius                          with images
-crop_radius_factor      1.0, 1.25, 1.5, 2.0                    with images, crop_mode radius
+crop_radius_factor      1.0, 1.5, 2.5, 3.5                     with images, crop_mode radius
 width_multiplier        0.5, 1, 2 (× the base encoder widths)  with images
 weight_se               0.1 – 4, log                           with images
 weight_scb              0.1 – 4, log                           with images and SCB
 scb_hidden              16, 32, 64                             with images and SCB
-scb_threshold           0.3 – 0.7                              with images and SCB
+scb_threshold           0.3 – 0.7                              with images and SCB, no
+                                                               calibrate_threshold
 scb_reassign            False, True                            with images and SCB
 ======================  =====================================  ==============================
 
@@ -85,7 +86,7 @@ GEOMETRY: dict[str, BaseDistribution] = {
 #: Searched when the model has image encoders (``crop_radius_factor`` only for radius crops).
 APPEARANCE: dict[str, BaseDistribution] = {
     "crop_mode": CategoricalDistribution(("fixed", "radius")),
-    "crop_radius_factor": CategoricalDistribution((1.0, 1.25, 1.5, 2.0)),
+    "crop_radius_factor": CategoricalDistribution((1.0, 1.5, 2.5, 3.5)),
     "width_multiplier": CategoricalDistribution((0.5, 1.0, 2.0)),
     "weight_se": _log(0.1, 4.0),
 }
@@ -126,7 +127,8 @@ def search_space(base: MatcherConfig) -> dict[str, BaseDistribution]:
     space = dict(COMMON)
     space.update(GEOMETRY if base.geometry_only else APPEARANCE)
     if uses_scb(base):
-        space.update(SCB)
+        space.update({k: v for k, v in SCB.items()
+                      if not (k == "scb_threshold" and base.calibrate_threshold)})
     elif not base.calibrate_threshold:
         space.update(NO_SCB)
     if base.position_prior:

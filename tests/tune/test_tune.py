@@ -99,7 +99,9 @@ def test_geometry_space_samples_only_what_the_model_uses():
 
 def test_appearance_space_scales_widths_and_conditions_radius_factor():
     base = replace(preset("lite"), use_scb=True)
-    assert set(search_space(base)) == set(COMMON) | set(APPEARANCE) | set(SCB) | set(FUSION)
+    assert set(search_space(base)) == (set(COMMON) | set(APPEARANCE) | set(SCB) | set(FUSION)
+                                       ) - {"scb_threshold"}    # calibrated in lite
+    assert "scb_threshold" in search_space(replace(base, calibrate_threshold=False))
     assert set(search_space(replace(base, use_scb=False, calibrate_threshold=False))) == (
         set(COMMON) | set(APPEARANCE) | set(NO_SCB) | set(FUSION))
     # a threshold chosen on validation is not searched; no prior, no fusion terms
