@@ -4,7 +4,7 @@ A checkpoint is one ``torch.save`` file holding a plain dict — nothing but ten
 numbers, bools, ``None``, lists and dicts — so it loads with ``torch.load(weights_only=True)``
 and never runs pickled code::
 
-    {"format": "lngraph-matcher", "format_version": 1, "lngraph_version": "0.1.0",
+    {"format": "lngraph-matcher", "format_version": 2, "lngraph_version": "0.1.0",
      "config": MatcherConfig.to_dict(), "state_dict": {name: tensor}, "extra": {...}}
 
 ``extra`` is free-form metadata (training patients, validation metrics, …) made of the same
@@ -31,8 +31,9 @@ from lngraph.models import AsymmetricMatcher, MatcherConfig
 
 #: Identifies an lngraph matcher checkpoint.
 FORMAT = "lngraph-matcher"
-#: Layout version of the checkpoint dict; files of any other version are refused.
-FORMAT_VERSION = 1
+#: Layout version of the checkpoint dict; files of any other version are refused. Version 2:
+#: the position prior's scalars became the fusion weights (``fusion_weight``, ``fusion_bias``).
+FORMAT_VERSION = 2
 
 
 def plain(value, where: str = "extra"):
