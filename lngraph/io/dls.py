@@ -26,7 +26,6 @@ common frame must estimate it (as the ``nearest`` baseline does).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from lngraph.io.cohort import NodeTable, Scan
-from lngraph.io.errors import InputError
+from lngraph.io.errors import InputError, read_json
 
 _VOLUME = re.compile(r"^(\d+)_(\d+)_(\d+)_(\d+)-(\d+)\.nii(\.gz)?$")
 #: Default distance (mm) below which two centres in one series are the same lesion.
@@ -94,12 +93,7 @@ def _lesion(record: dict, side: str, path, what: str) -> DLSLesion:
 def read_dls_pairs(path: str | os.PathLike) -> list[tuple[DLSLesion, DLSLesion]]:
     """Read every record of a DLS JSON file → ``(source, target)`` lesions, in key order."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from None
+    records = read_json(path)
     if not isinstance(records, dict) or not records:
         raise InputError(path, "expected a non-empty JSON object of DLS records")
     pairs = []

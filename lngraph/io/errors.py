@@ -1,4 +1,7 @@
-"""The one exception type for bad input files."""
+"""The one exception type for bad input files, and the JSON reading that raises it."""
+
+import json
+from pathlib import Path
 
 
 class InputError(ValueError):
@@ -30,3 +33,19 @@ class InputError(ValueError):
 
 def _rebuild(path, problem, line, what) -> InputError:
     return InputError(path, problem, line=line, what=what)
+
+
+def read_json(path: Path):
+    """The JSON document of ``path``.
+
+    Raises:
+        InputError: the file is missing, not text, or not valid JSON (with its line).
+    """
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not a text file ({exc})") from None

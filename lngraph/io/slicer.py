@@ -42,7 +42,7 @@ import numpy as np
 from lngraph.io.atomic import write_text_atomic
 from lngraph.io.cohort import NodeTable, Scan
 from lngraph.io.coords import ras_to_lps
-from lngraph.io.errors import InputError
+from lngraph.io.errors import InputError, read_json
 
 SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
           "Resources/Schema/markups-schema-v1.0.3.json#")
@@ -94,14 +94,7 @@ def format_description(track_id: str | None, short_axis_mm: float, long_axis_mm:
 
 
 def _load(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not a text file ({exc})") from None
+    document = read_json(path)
     if not isinstance(document, dict) or not isinstance(document.get("markups"), list):
         raise InputError(path, "not a Slicer markups file: no 'markups' list")
     return document

@@ -101,23 +101,35 @@ def calibrate_threshold(model: AsymmetricMatcher, config: MatcherConfig, cohort:
         ValueError: no pairs or an empty grid.
     """
     pairs = list(pairs)
-    if not pairs or not len(grid):
-        raise ValueError("calibration needs validation pairs and a non-empty grid")
     every = predict_pairs(model, config, pairs, cache_dir=cache_dir, threshold=0.0)
     return choose_threshold(every, pairs, cohort, grid=grid,
                             current=getattr(config, decision_key(config)))
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: float,
-                 l2: float = 1e-3) -> tuple[torch.Tensor, float]:
-    r"""Class-balanced logistic regression :math:`\sigma(w^\top x + c)` of 0/1 labels ``y``
-    ``[M]`` on features ``x`` ``[M, k]`` (:func:`~lngraph.nn.losses.class_balanced_bce` plus
-    ``l2``·:math:`\lVert w\rVert^2`, L-BFGS in float64 from ``weight``, ``bias``).
+def fusion_data(model: AsymmetricMatcher, batch, out) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per pair of ``batch``: its fusion terms ``[n1, n2, k]``
+    (:meth:`~lngraph.models.AsymmetricMatcher.fusion_features`) and ground truth ``[n1, n2]``,
+    float64 on the CPU; ``out`` is the model's output on ``batch``."""
+    x = model.fusion_features(batch, out.similarity, out.src, out.dst)
+    y = model.match_targets(batch, out)
+    n_src = torch.bincount(out.src.batch, minlength=x.shape[0]).tolist()
+    n_dst = torch.bincount(out.dst.batch, minlength=x.shape[0]).tolist()
+    return [(x[g, :n_src[g], :n_dst[g]].double().cpu(), y[g, :n_src[g], :n_dst[g]].double().cpu())
+            for g in range(x.shape[0])]
+
+
+def fit_logistic(data: Sequence[tuple[torch.Tensor, torch.Tensor]], weight: torch.Tensor,
+                 bias: float, l2: float = 1e-3) -> tuple[torch.Tensor, float]:
+    r"""Class-balanced logistic regression :math:`\sigma(w^\top x + c)` of 0/1 labels on
+    features, pooled over ``data`` (pairs of features ``[..., k]`` and labels ``[...]``, as
+    :func:`fusion_data` gives them): :func:`~lngraph.nn.losses.class_balanced_bce` plus
+    ``l2``·:math:`\lVert w\rVert^2`, L-BFGS in float64 from ``weight``, ``bias``.
 
     Raises:
-        ValueError: ``y`` holds only one class.
+        ValueError: the labels hold only one class.
     """
-    x, y = x.detach().double().cpu(), y.detach().double().cpu()
+    x = torch.cat([f.reshape(-1, f.shape[-1]) for f, _ in data]).detach().double().cpu()
+    y = torch.cat([t.reshape(-1) for _, t in data]).detach().double().cpu()
     positives = int(y.sum())
     if positives == 0 or positives == len(y):
         raise ValueError("fusion calibration needs matched and unmatched node pairs")
@@ -159,7 +171,7 @@ def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[
         raise ValueError("fusion calibration needs position_prior: true")
     graphs = pair_graphs(list(pairs), config, cache_dir=cache_dir)
     device = next(model.parameters()).device
-    xs, ys = [], []
+    data = []
     was_training = model.training
     model.eval()
     try:
@@ -167,13 +179,10 @@ def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[
             for batch in DataLoader(graphs, batch_size=batch_size or config.batch_size):
                 batch = batch.to(device)
                 out = model(batch, candidates=batch["src"].pos.new_zeros((2, 0), dtype=torch.long))
-                x = model.fusion_features(batch, out.similarity, out.src, out.dst)
-                xs.append(x[out.pair_mask].double().cpu())
-                ys.append(model.match_targets(batch, out)[out.pair_mask].double().cpu())
+                data += fusion_data(model, batch, out)
     finally:
         model.train(was_training)
-    w, b = fit_logistic(torch.cat(xs), torch.cat(ys), model.fusion_weight,
-                        model.fusion_bias.item(), l2)
+    w, b = fit_logistic(data, model.fusion_weight, model.fusion_bias.item(), l2)
     with torch.no_grad():
         model.fusion_weight.copy_(w.to(model.fusion_weight))
         model.fusion_bias.fill_(b)

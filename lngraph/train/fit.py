@@ -198,7 +198,9 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
                                           cache_dir=data.cache_dir)
         config = replace(config, **{decision_key(config): calibration.threshold})
         model.config = config
-    if validate:
+    if calibration is not None:    # the metrics at the chosen threshold, already computed
+        val_metrics = calibration.metrics
+    elif validate:
         predictions = predict_pairs(model, config, data.val_pairs, cache_dir=data.cache_dir)
         val_metrics = evaluate_predictions(cohort, {(p.src.scan_id, p.dst.scan_id): pred for p, pred
                                                     in zip(data.val_pairs, predictions,

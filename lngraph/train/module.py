@@ -45,7 +45,7 @@ from lngraph.metrics import pair_counts, summarize
 from lngraph.metrics.matching import COUNT_FIELDS, PairCounts
 from lngraph.models import AsymmetricMatcher, MatcherConfig
 from lngraph.models.asymmetric_matcher import MatcherOutput
-from lngraph.train.calibrate import choose_threshold, fit_logistic
+from lngraph.train.calibrate import choose_threshold, fit_logistic, fusion_data
 from lngraph.train.selection import selection_score
 
 #: Metrics logged each validation epoch (``val_`` + key).
@@ -95,21 +95,16 @@ class MatcherModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_counts = torch.zeros(len(COUNT_FIELDS), dtype=torch.float64)
-        self._val_fusion = []
+        self._val_pairs, self._val_fusion = [], []
 
     def validation_step(self, batch: HeteroData, batch_idx: int) -> None:
         out = self.model(batch)
         self._log_losses(batch, out, "val")
         datamodule = self.trainer.datamodule
         if self._calibrating():
-            x = self.model.fusion_features(batch, out.similarity, out.src, out.dst)
-            y = self.model.match_targets(batch, out)
-            n_src = torch.bincount(out.src.batch, minlength=batch.num_graphs).tolist()
-            n_dst = torch.bincount(out.dst.batch, minlength=batch.num_graphs).tolist()
-            for g, (src, dst) in enumerate(zip(batch.src_scan, batch.dst_scan, strict=True)):
-                self._val_fusion.append((datamodule.pair(src, dst),
-                                         x[g, :n_src[g], :n_dst[g]].double().cpu(),
-                                         y[g, :n_src[g], :n_dst[g]].double().cpu()))
+            self._val_pairs += [datamodule.pair(src, dst)
+                                for src, dst in zip(batch.src_scan, batch.dst_scan, strict=True)]
+            self._val_fusion += fusion_data(self.model, batch, out)
             return
         predictions = self.model.predict(batch)
         for src, dst, pred in zip(batch.src_scan, batch.dst_scan, predictions, strict=True):
@@ -122,23 +117,22 @@ class MatcherModule(L.LightningModule):
         ``calibrate_threshold``, the threshold) on this epoch's validation pairs; the model
         itself is left as it is."""
         c = self.config
-        pairs = [pair for pair, _, _ in self._val_fusion]
-        x = torch.cat([f.reshape(-1, f.shape[-1]) for _, f, _ in self._val_fusion])
-        y = torch.cat([t.reshape(-1) for _, _, t in self._val_fusion])
         try:
-            w, b = fit_logistic(x, y, self.model.fusion_weight, self.model.fusion_bias.item())
+            w, b = fit_logistic(self._val_fusion, self.model.fusion_weight,
+                                self.model.fusion_bias.item())
         except ValueError:    # one class only: keep the trained fusion
             w, b = self.model.fusion_weight.detach().double().cpu(), self.model.fusion_bias.item()
         predictions = []
-        for _, f, _ in self._val_fusion:
+        for f, _ in self._val_fusion:
             score = torch.sigmoid(f @ w + b).numpy()
             matches, scores = scb_correct(score, None, threshold=0.0)
             predictions.append(PairPrediction(*score.shape, matches, scores))
         cohort = self.trainer.datamodule.cohort
         if c.calibrate_threshold:
-            return choose_threshold(predictions, pairs, cohort,
+            return choose_threshold(predictions, self._val_pairs, cohort,
                                     current=c.similarity_threshold).metrics
-        return choose_threshold(predictions, pairs, cohort, grid=(c.similarity_threshold,),
+        return choose_threshold(predictions, self._val_pairs, cohort,
+                                grid=(c.similarity_threshold,),
                                 current=c.similarity_threshold).metrics
 
     def on_validation_epoch_end(self) -> None:
