@@ -4,7 +4,7 @@ The DLS validation pairs (``../shared/data/dls/valid.json``, Cai et al., CVPR 20
 with :func:`lngraph.io.dls.read_dls` into an in-memory, image-free cohort (one scan per
 series; ``track_id`` from the recorded correspondences). The asymmetric matcher in
 geometry-only mode (node features from sizes and neighbour distances, SEAG context; the
-``lite`` config with ``geometry_only: true``) is trained with patient-level ``--folds``-fold
+``lite`` config with ``model.geometry_only: true``) is trained with patient-level ``--folds``-fold
 CV (validation carved from the training patients, early stopping on it) and scored on the
 held-out patients' consecutive scan pairs beside ``nearest`` on the same pairs; metrics
 (DESIGN §5) are pooled per fold, mean ± std over folds.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--config", default="lite", help="lite, paper or a YAML file")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. lr=3e-3")
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config overrides by dotted key, e.g. optim.lr=3e-3")
     parser.add_argument("--max-epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=RESULTS,
@@ -66,13 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     header_machine = machine()
     cohort = Cohort(read_dls(args.dls))
-    config = replace(load_config(args.config, parse_overrides(args.set)), geometry_only=True)
+    config = load_config(args.config, parse_overrides(args.set)).with_values(
+        {"model.geometry_only": True})
     rows = cross_validate(cohort, config, folds=args.folds, split_seed=args.split_seed,
                           max_epochs=args.max_epochs, runs=DATA / "runs" / "dls_geometry",
                           trainer={"accelerator": "cpu"})
     ours = [r for r in rows if r["method"] == "asymmetric"]
     pairs = cohort.pairs("consecutive")
-    overrides = ", ".join(["geometry_only=true", *args.set])
+    overrides = ", ".join(["model.geometry_only=true", *args.set])
     lines = [
         "# Geometry-only matching on the DeepLesion DLS follow-up pairs",
         "",
@@ -85,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         f"consecutive scan pairs, {sum(len(p.gt_matches()) for p in pairs)} ground-truth "
         "matches",
         f"- protocol: {args.folds}-fold patient-level CV (split seed {args.split_seed}); "
-        f"{config.val_fraction:.0%} of each fold's training patients validate; test = "
+        f"{config.protocol.val_fraction:.0%} of each fold's training patients validate; test = "
         "held-out patients' consecutive pairs; pooled per fold, mean ± std over folds",
         f"- model: `{config.name}` config, overrides: {overrides}; max epochs "
-        f"{args.max_epochs}, patience {config.patience}, lr {config.lr:g}",
+        f"{args.max_epochs}, patience {config.optim.patience}, lr {config.optim.lr:g}",
         f"- training: {np.mean([r['train_pairs_per_second'] for r in ours]):.0f} pairs/s; "
         f"whole run {time.perf_counter() - started:.0f} s",
     ]

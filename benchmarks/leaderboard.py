@@ -3,7 +3,7 @@ synthetic cohort, and the geometry-only leaderboard on the real DeepLesion DLS p
 
 Synthetic (default): a ``default`` cohort of ``--patients`` patients
 (:func:`lngraph.synth.generate_cohort`, cached under ``benchmarks/.data/leaderboard-*``) goes
-through :func:`lngraph.baselines.leaderboard.run_leaderboard` with ``--folds`` patient-level
+through :func:`lngraph.bench.leaderboard.run_leaderboard` with ``--folds`` patient-level
 folds;
 every method is fitted on the same training patients, selected on the same validation patients
 and scored on the same held-out patients' consecutive scan pairs. The training budget of the
@@ -37,8 +37,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lngraph.baselines.leaderboard import METRICS, markdown_table, run_leaderboard
 from lngraph.baselines.registration import RegistrationParams
+from lngraph.bench import METRICS, markdown_table, run_leaderboard
 from lngraph.io.atomic import atomic_path
 from lngraph.io.cohort import Cohort, read_cohort, write_cohort
 from lngraph.io.dls import read_dls
@@ -58,7 +58,7 @@ TABLE1 = {"abl_appearance": "appearance + Hungarian (`abl_appearance`)",
           "abl_seag": "+ SEAG (`abl_seag`)", "abl_te": "+ TE (`abl_te`)",
           "abl_se": "+ SE (`abl_se`)", "abl_scb": "+ SCB = the paper's model (`abl_scb`)",
           "asymmetric": "`lite` as shipped: + position prior, SCB "
-                        f"{'on' if preset('lite').use_scb else 'off'} (`asymmetric`)"}
+                        f"{'on' if preset('lite').model.use_scb else 'off'} (`asymmetric`)"}
 TABLE2 = ("nearest", "pointset", "registration", "lgm", "abl_scb", "asymmetric_geometry",
           "asymmetric")
 TABLE3 = ("dlt_lite", "sam_lite", "tlt_lite", "registration", "asymmetric")

@@ -23,7 +23,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,6 @@ from lngraph.io.cohort import Cohort
 from lngraph.metrics import evaluate_predictions, mean_std_over_folds
 from lngraph.models import MatcherConfig, preset
 from lngraph.train import (
-    crop_params,
     fit_matcher,
     load_checkpoint,
     patient_folds,
@@ -85,19 +84,19 @@ def _identity(meta: dict) -> tuple:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``key=value`` strings (values parsed as YAML) → a dict."""
+    """``section.key=value`` strings (values parsed as YAML) → ``{dotted key: value}``."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set wants key=value, got {item!r}")
+            raise SystemExit(f"--set wants section.key=value, got {item!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
 
 
 def load_config(text: str, overrides: dict) -> MatcherConfig:
     base = preset(text) if text in ("lite", "paper") else MatcherConfig.from_yaml(text)
-    return replace(base, **overrides) if overrides else base
+    return base.with_values(overrides) if overrides else base
 
 
 def pair_metrics(cohort: Cohort, pairs, predictions) -> dict:
@@ -112,7 +111,7 @@ def cross_validate(cohort: Cohort, config: MatcherConfig, *, folds: int, split_s
     rows = []
     nearest = Nearest()
     for k, split in enumerate(patient_folds(cohort.patients, folds, split_seed,
-                                            config.val_fraction)):
+                                            config.protocol.val_fraction)):
         test_pairs = cohort.pairs("consecutive", split.test)
         start = time.perf_counter()
         fit = fit_matcher(cohort, config, train_patients=split.train,
@@ -209,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--config", default="lite", help="lite, paper or a YAML file")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. lr=3e-3 length_scale_mm=30")
+                        help="config overrides by dotted key, e.g. optim.lr=3e-3 "
+                        "model.length_scale_mm=30")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--devices", default="auto")
@@ -232,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                               args.regenerate)
     config = config_for_cohort(load_config(args.config, parse_overrides(args.set)), cohort)
     tic = time.perf_counter()
-    if cohort.has_images and not config.geometry_only:
-        precompute_crops(cohort, crop_params(config), workers=args.workers, progress=False)
+    if cohort.has_images and not config.model.geometry_only:
+        precompute_crops(cohort, config.crops, workers=args.workers, progress=False)
     crop_seconds = time.perf_counter() - tic
     runs = args.runs or DATA / "runs" / f"model_quality-{args.preset}-p{args.patients}"
     rows = cross_validate(cohort, config, folds=args.folds, split_seed=args.split_seed,
@@ -254,12 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(cohort.scans)} scans, {n_nodes} nodes, {n_pairs} consecutive scan pairs "
         f"(cohort seed {args.cohort_seed})",
         f"- protocol: {args.folds}-fold patient-level CV (split seed {args.split_seed}); per "
-        f"fold {config.val_fraction:.0%} of the training patients validate (early stopping, "
-        "best epoch); test = held-out patients' consecutive pairs; metrics pooled per fold, "
-        "mean ± std over folds",
+        f"fold {config.protocol.val_fraction:.0%} of the training patients validate (early "
+        "stopping, best epoch); test = held-out patients' consecutive pairs; metrics pooled "
+        "per fold, mean ± std over folds",
         f"- model: `{config.name}` config, overrides: {overrides}; max epochs "
-        f"{args.max_epochs or config.max_epochs}, patience {config.patience}, batch "
-        f"{config.batch_size}, lr {config.lr:g}",
+        f"{args.max_epochs or config.optim.max_epochs}, patience {config.optim.patience}, "
+        f"batch {config.optim.batch_size}, lr {config.optim.lr:g}",
         f"- training throughput: {np.mean([r['train_pairs_per_second'] for r in ours]):.1f} "
         f"± {np.std([r['train_pairs_per_second'] for r in ours]):.1f} pairs/s (training "
         f"steps only); crop cache filled in {crop_seconds:.0f} s; whole run "

@@ -14,7 +14,7 @@ Three studies, each the median of a few repeats, wall time and this process's CP
    waits for) and in-process (reading the images, crops with a cold cache, predict, outputs),
    with and without ``--figure``.
 3. **Training throughput**: forward, loss, backward and Adam step on batches of
-   ``config.batch_size`` pairs of 10 × 10 nodes (about a synthetic ``default`` pair), pairs/s.
+   ``config.optim.batch_size`` pairs of 10 × 10 nodes (about a synthetic ``default`` pair), pairs/s.
 
 Run: ``python benchmarks/model_speed.py`` (CPU, ``lite``, one torch thread) writes
 ``benchmarks/results/model_speed.md`` and ``.csv``; ``--config paper --device cuda`` times the
@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +66,12 @@ def synthetic_pair(n_src: int, n_dst: int, config: MatcherConfig, seed: int = 0)
         return Scan("P", scan_id, "1" if scan_id == "a" else "2", None, nodes)
 
     def crops(n: int):
-        s = config.crop_size
+        s = config.crops.size
         return (rng.random((n, s, s, s), dtype=np.float32),
                 rng.random((n, 9, s, s), dtype=np.float32))
 
     pair = ScanPair(scan("a", n_src, 0.0), scan("b", n_dst, 5.0))
-    if config.geometry_only:
+    if config.model.geometry_only:
         return pair_to_heterodata(pair)
     return pair_to_heterodata(pair, crops(n_src), crops(n_dst))
 
@@ -116,7 +115,7 @@ def inference_stages(model: AsymmetricMatcher, data, device: torch.device, repea
         samples.setdefault(name, []).append((wall, cpu))
         return result
 
-    c = model.config
+    c = model.config.model
     threshold = c.scb_threshold if model.use_scb else c.similarity_threshold
     model.predict(data)  # warm-up (allocations, kernels)
     for _ in range(repeats):
@@ -134,9 +133,9 @@ def training_throughput(config: MatcherConfig, device: torch.device, steps: int,
     """Training pairs per second (by wall, by CPU time) over ``steps`` optimiser steps."""
     torch.manual_seed(0)
     model = AsymmetricMatcher(config).to(device).train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
     batch = Batch.from_data_list([synthetic_pair(nodes, nodes, config, seed=s)
-                                  for s in range(config.batch_size)]).to(device)
+                                  for s in range(config.optim.batch_size)]).to(device)
 
     def step():
         optimiser.zero_grad()
@@ -149,7 +148,7 @@ def training_throughput(config: MatcherConfig, device: torch.device, steps: int,
 
     step()  # warm-up
     _, wall, cpu = timed(device, run_steps)
-    pairs = steps * config.batch_size
+    pairs = steps * config.optim.batch_size
     return pairs / wall, pairs / cpu
 
 
@@ -245,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     config = (preset(args.config) if not args.config.endswith((".yaml", ".yml"))
               else MatcherConfig.from_yaml(args.config))
-    geometry = replace(config, geometry_only=True)
+    geometry = config.with_values({"model.geometry_only": True})
     default_name = "model_speed" if (config.name, device.type) == ("lite", "cpu") else \
         f"model_speed_{config.name}_{device.type}"
     out = args.out or RESULTS / f"{default_name}.md"
@@ -329,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {label} | {plain[0]:.2f} ({plain[1]:.2f}) | "
                          f"{fig[0]:.2f} ({fig[1]:.2f}) |")
     lines += ["", "## Training throughput", "",
-              f"Forward, loss, backward, Adam step; batches of {config.batch_size} pairs of "
+              f"Forward, loss, backward, Adam step; batches of {config.optim.batch_size} pairs of "
               f"10×10 nodes, {args.train_steps} steps after one warm-up step.", "",
               "| model | pairs/s by wall time | pairs/s by CPU time |", "|---|---|---|",
               f"| {config.name} (crops) | {train[0]:.1f} | {train[1]:.1f} |",

@@ -87,7 +87,7 @@ def seconds(fn, repeats: int, device: torch.device) -> float:
 
 def measure(model: AsymmetricMatcher, n: int, repeats: int) -> dict[str, float]:
     device = next(model.parameters()).device
-    data = random_pair(n, model.config.crop_size, seed=n).to(device)
+    data = random_pair(n, model.config.crops.size, seed=n).to(device)
     with torch.no_grad():
         src, dst = model.encode(data["src"]), model.encode(data["dst"])
         h_src, h_dst = model.context(data, "src", src), model.context(data, "dst", dst)
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- commit: `{commit()}`",
         f"- machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs; {where}",
         f"- model: `{args.config}` config ({sum(p.numel() for p in model.parameters())} "
-        f"parameters), random {model.config.crop_size}³ crops, one pair with n nodes in each "
+        f"parameters), random {model.config.crops.size}³ crops, one pair with n nodes in each "
         "scan, all matched",
         f"- load average before the run: {load:.2f} (the machine may be shared)",
         f"- each cell: {cell}; k: fitted exponent, time ∝ n^k",

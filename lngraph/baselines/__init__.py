@@ -1,4 +1,9 @@
-"""Baseline matching methods behind one interface (:class:`~lngraph.baselines.base.Method`)."""
+"""Baseline matching methods behind one interface (:class:`~lngraph.baselines.base.Method`).
+
+Sits below :mod:`lngraph.train` (our matcher as a method) and :mod:`lngraph.bench` (the
+leaderboard, whose :data:`~lngraph.bench.registry.BUILTIN_METHODS` lists every built-in
+method) and imports neither.
+"""
 
 from lngraph.baselines.base import REGISTRY, Method, register
 from lngraph.baselines.lgm import LGM

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from lngraph.baselines.base import Method, register
 from lngraph.baselines.pointset import cpd_rigid
-from lngraph.data.crops import crop_cubes
+from lngraph.data.crops import RADIUS_EXPANSION, crop_cubes
 from lngraph.io.cohort import Cohort, Scan, ScanPair
 from lngraph.io.image import read_image
 from lngraph.io.matches import PairPrediction
@@ -58,6 +58,9 @@ FAR_MM = 200.0
 COUNT_RADII_MM = (25.0, 50.0)
 #: Crop size (voxels per axis) of the appearance statistics.
 CROP_SIZE = 16
+#: Smallest field of view (mm) of those crops, whose field of view is otherwise
+#: ``2 × RADIUS_EXPANSION × radius`` (the paper's 50 % expanded radii).
+CROP_MIN_FOV_MM = 16.8
 #: Thresholds tried on the validation patients.
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
 
@@ -92,7 +95,8 @@ def appearance_features(scan: Scan) -> np.ndarray:
     if len(nodes) == 0:
         return np.zeros((0, 8))
     cubes = crop_cubes(read_image(scan.image), nodes.pos, nodes.radius_mm, mode="radius",
-                       size=CROP_SIZE, node_ids=nodes.node_id, source=scan.image)
+                       size=CROP_SIZE, radius_factor=RADIUS_EXPANSION,
+                       min_fov_mm=CROP_MIN_FOV_MM, node_ids=nodes.node_id, source=scan.image)
     cubes = cubes.reshape(len(nodes), -1).astype(np.float64)
     grid = np.indices((CROP_SIZE,) * 3).reshape(3, -1) - (CROP_SIZE - 1) / 2
     radial = np.linalg.norm(grid, axis=0) / (CROP_SIZE / 2)
@@ -237,6 +241,8 @@ class LGM(Method):
 
     name = "lgm"
     learned = True
+    seeded = True
+    epochs_option = "epochs"
 
     def __init__(self, epochs: int = 20, lr: float = 0.02, appearance: bool | None = None,
                  qp_iterations: int = 150, seed: int = 0):

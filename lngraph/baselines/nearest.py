@@ -38,6 +38,7 @@ class Nearest(Method):
     """
 
     name = "nearest"
+    seeded = False  # deterministic, nothing trained
 
     def __init__(self, gate_mm: float = DEFAULT_GATE_MM, iterations: int = 10):
         if gate_mm <= 0:

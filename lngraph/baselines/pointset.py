@@ -166,6 +166,7 @@ class PointSet(Method):
     """
 
     name = "pointset"
+    seeded = False  # deterministic, nothing trained
 
     def __init__(self, transform: str = "rigid", gate_mm: float = 15.0,
                  outlier_weight: float = 0.1):

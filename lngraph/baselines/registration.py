@@ -197,6 +197,7 @@ class ImageRegistration(Method):
 
     name = "registration"
     needs_images = True
+    seeded = False  # the metric sampling seed is RegistrationParams.seed
 
     def __init__(self, gate_mm: float = 15.0, params: RegistrationParams | None = None):
         if gate_mm <= 0:

@@ -315,7 +315,9 @@ class LesionTracker(Method):
     """Shared fit/predict of the three trackers (see the module docstring).
 
     Args:
-        params: a :class:`TrackerParams`; keyword overrides are applied on top of it.
+        params: a :class:`TrackerParams`; keyword overrides (``seed`` among them) are applied
+            on top of it. Training length is ``steps``, not epochs: ``max_epochs`` of
+            :meth:`~lngraph.baselines.base.Method.build` leaves it alone.
 
     Attributes:
         train_seconds: wall time of the last :meth:`fit`.
@@ -324,6 +326,7 @@ class LesionTracker(Method):
 
     needs_images = True
     learned = True
+    seeded = True
 
     def __init__(self, params: TrackerParams | None = None, **overrides):
         base = asdict(params) if params is not None else {}
@@ -340,7 +343,7 @@ class LesionTracker(Method):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(self.settings())})"
 
-    def build(self) -> nn.Module:
+    def build_net(self) -> nn.Module:
         """A freshly initialised network."""
         raise NotImplementedError
 
@@ -360,7 +363,7 @@ class LesionTracker(Method):
         sampler = PatchSampler(scans, p, np.random.default_rng(p.seed))
         with torch.random.fork_rng():
             torch.manual_seed(p.seed)
-            net = self.build()
+            net = self.build_net()
             optimiser = torch.optim.Adam(net.parameters(), lr=p.lr)
             net.train()
             for _ in range(p.steps):
@@ -384,10 +387,10 @@ class LesionTracker(Method):
         shift = robust_translation(src.pos, dst.pos, p.gate_mm)
         centres = inside_image(ImageGeometry.from_image(dst_image), src.pos + shift)
         spacing = (p.spacing_mm,) * 3
-        template = crop_cubes(src_image, src.pos, size=p.template_size, spacing_mm=spacing,
-                              node_ids=src.node_id, source=pair.src.image)
-        search = crop_cubes(dst_image, centres, size=p.search_size, spacing_mm=spacing,
-                            source=pair.dst.image)
+        template = crop_cubes(src_image, src.pos, mode="fixed", size=p.template_size,
+                              spacing_mm=spacing, node_ids=src.node_id, source=pair.src.image)
+        search = crop_cubes(dst_image, centres, mode="fixed", size=p.search_size,
+                            spacing_mm=spacing, source=pair.dst.image)
         with torch.no_grad():
             logits = self.net(torch.from_numpy(template[:, None]),
                               torch.from_numpy(search[:, None]))
@@ -409,7 +412,7 @@ class DLTLite(LesionTracker):
 
     name = "dlt_lite"
 
-    def build(self) -> nn.Module:
+    def build_net(self) -> nn.Module:
         return SiameseTracker(self.params.channels)
 
 
@@ -432,7 +435,7 @@ class SAMLite(LesionTracker):
     def settings(self) -> list[str]:
         return [*super().settings(), f"anchors={self.anchors}"]
 
-    def build(self) -> nn.Module:
+    def build_net(self) -> nn.Module:
         return VoxelEmbeddingTracker(self.params.channels)
 
     def loss(self, net: nn.Module, batch: TrainingBatch) -> Tensor:
@@ -455,5 +458,5 @@ class TLTLite(LesionTracker):
 
     name = "tlt_lite"
 
-    def build(self) -> nn.Module:
+    def build_net(self) -> nn.Module:
         return CrossAttentionTracker(self.params.channels)

@@ -2,9 +2,9 @@
 
 ``lngraph bench COHORT --methods LIST|all --folds 5 --seeds 0 [1 ...] --out DIR [--quick]
 [--max-epochs E] [--set METHOD.KEY=VALUE ...] [--import MODULE|FILE.py ...]`` runs
-:func:`lngraph.baselines.leaderboard.run_leaderboard`: every method on the same patient-level
+:func:`lngraph.bench.leaderboard.run_leaderboard`: every method on the same patient-level
 folds (fit on the training patients, selection on the validation patients, scored on the
-held-out patients' scan pairs), every DESIGN §5 metric as mean ± std over folds, inference
+held-out patients' scan pairs), every matching metric as mean ± std over folds, inference
 seconds per pair and training seconds. It writes ``DIR/leaderboard.csv`` (one row per method),
 ``DIR/leaderboard_folds.csv`` (one row per fold), ``DIR/leaderboard.md`` and
 ``DIR/leaderboard.png``.
@@ -13,8 +13,9 @@ Methods needing images are skipped (and listed) on a geometry-only cohort; a met
 is listed with its error. ``--import`` loads more methods (a module or a ``.py`` file whose
 ``@register`` classes join the registry), so a new method is benchmarked without touching
 lngraph. ``--set dlt_lite.steps=50`` passes a constructor argument to one method (the value
-read as YAML). ``--quick`` is a small version that runs in minutes: 2 folds, one seed, at most
-2 epochs and lighter settings of the slow baselines.
+read as YAML; :meth:`lngraph.baselines.Method.build` adds the seed and the epoch cap).
+``--quick`` is a small version that runs in minutes: 2 folds, one seed, at most 2 epochs and
+lighter settings of the slow baselines.
 """
 
 from __future__ import annotations
@@ -101,13 +102,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lngraph.baselines.leaderboard import load_registry, method_names, run_leaderboard
+    from lngraph.bench import import_methods, method_names, run_leaderboard
     from lngraph.io.errors import InputError
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        load_registry(args.imports)
+        import_methods(args.imports)
         names = method_names(args.methods)
         options = parse_settings(args.settings)
     except ValueError as exc:

@@ -9,7 +9,7 @@
 4. match the held-out pairs with it and with the ``nearest`` baseline, score both
    (:mod:`lngraph.metrics`) and print the table;
 5. write ``OUT/metrics.json``, ``OUT/matches.csv`` (the model's matches of the held-out pairs)
-   and ``OUT/figure.png`` (one held-out pair, :func:`lngraph.io.figures.match_figure`).
+   and ``OUT/figure.png`` (one held-out pair, :func:`lngraph.viz.match_figure`).
 
 The default sizes keep the demo to a few minutes on two CPU cores; the numbers it prints come
 from a short training run on a small cohort and are no benchmark (``benchmarks/`` has those).
@@ -151,7 +151,6 @@ def run(args) -> int:
     from lngraph.metrics import evaluate_predictions, write_metrics_json
     from lngraph.models import preset
     from lngraph.train import (
-        crop_params,
         fit_matcher,
         load_checkpoint,
         patient_folds,
@@ -198,7 +197,7 @@ def run(args) -> int:
     matches_path = write_matches(out / "matches.csv", zip(test_pairs, predictions, strict=True))
     shown = _figure_pair(test_pairs)
     figure_path = pair_figure(out / "figure.png", shown,
-                              predictions[test_pairs.index(shown)], crop_params(config),
+                              predictions[test_pairs.index(shown)], config.crops,
                               cache_dir)
 
     print()

@@ -148,7 +148,7 @@ def _score_model(args, cohort) -> dict:
     pairs = cohort.pairs("all" if args.pairs == "all" else "consecutive",
                          held_out_patients(args, cohort))
     cache_dir = args.cache_dir if args.cache_dir is not None else (
-        None if config.geometry_only else args.cohort / ".lngraph_cache")
+        None if config.model.geometry_only else args.cohort / ".lngraph_cache")
     predictions = predict_pairs(model, config, pairs, cache_dir=cache_dir, progress=True)
     if args.matches is not None:
         write_matches(args.matches, zip(pairs, predictions, strict=True))

@@ -178,7 +178,7 @@ def write_pair_markups(folder: Path, pair, pred) -> list[Path]:
     import json
 
     from lngraph.io.atomic import write_text_atomic
-    from lngraph.io.figures import node_status
+    from lngraph.viz import node_status
 
     paths = []
     for scan, labels, status in zip((pair.src, pair.dst), markup_labels(pair, pred),
@@ -191,11 +191,11 @@ def write_pair_markups(folder: Path, pair, pred) -> list[Path]:
 
 
 def pair_figure(path: Path, pair, pred, params, cache_dir) -> Path:
-    """:func:`~lngraph.io.figures.match_figure` of a pair: on its images with a crop gallery
+    """:func:`~lngraph.viz.match_figure` of a pair: on its images with a crop gallery
     (crops with ``params`` through the cache ``cache_dir``) when both scans have one."""
     from lngraph.data.cache import scan_crops
-    from lngraph.io.figures import match_figure
     from lngraph.io.image import read_image
+    from lngraph.viz import match_figure
 
     if pair.src.image is None or pair.dst.image is None:
         return match_figure(pair, pred, path)
@@ -220,9 +220,9 @@ def match_pairs(model, config, pairs, out: Path, *, figure: bool, cache_dir,
     from tqdm.auto import tqdm
 
     from lngraph.io.matches import write_matches
-    from lngraph.train import crop_params, predict_pairs
+    from lngraph.train import predict_pairs
 
-    params = crop_params(config)
+    params = config.crops
     results = []
     for pair in tqdm(pairs, desc="match", unit="pair", disable=not progress):
         pred = predict_pairs(model, config, [pair], cache_dir=cache_dir)[0]
@@ -251,7 +251,7 @@ def _load_pairs(args, config):
         source, has_images = args.cohort / "scans.csv", cohort.has_images
         pairs = cohort.pairs(args.pairs)
         cache_dir = args.cache if args.cache is not None else default_cache_dir(cohort)
-    if not config.geometry_only and not has_images:
+    if not config.model.geometry_only and not has_images:
         raise InputError(source, f"the model ({args.model}) matches on image crops, but no "
                          "image is given for every scan; give images, or use a model trained "
                          "geometry-only")

@@ -1,8 +1,8 @@
 """``lngraph train``: train the asymmetric matcher on a cohort folder.
 
-``lngraph train COHORT --out RUN [--config lite|paper|FILE.yaml] [--fold K --folds N]
-[--max-epochs E] [--seed S] [--accelerator A --devices D --strategy S --num-nodes M]
-[--workers K]`` trains one model (:func:`lngraph.train.fit_matcher`) and writes
+``lngraph train COHORT --out RUN [--config lite|paper|FILE.yaml] [--set SECTION.KEY=VALUE ...]
+[--fold K --folds N] [--max-epochs E] [--seed S] [--accelerator A --devices D --strategy S
+--num-nodes M] [--workers K]`` trains one model (:func:`lngraph.train.fit_matcher`) and writes
 
 * ``RUN/model.ckpt`` — the best epoch's weights with their config (lngraph's format);
 * ``RUN/config.yaml`` — the config it was trained with;
@@ -13,8 +13,11 @@
 Patients: with ``--fold K`` (0-based) the cohort is split into ``--folds`` patient-level folds
 (:func:`lngraph.train.patient_folds`, shuffled by ``--split-seed``), fold K is held out as the
 test set and the validation patients come from the rest; without it every patient is used,
-``val_fraction`` of them for validation. A cohort without images trains the geometry-only
-matcher.
+``protocol.val_fraction`` of them for validation. A cohort without images trains the
+geometry-only matcher.
+
+Config: a preset or a YAML file of sections (:mod:`lngraph.models.config`), then ``--set``
+values by dotted key, read as YAML: ``--set model.feature_dim=32 optim.lr=3e-4``.
 """
 
 from __future__ import annotations
@@ -49,7 +52,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="output folder (model.ckpt, config.yaml, metrics.json, split.json, "
                         "logs/)")
     parser.add_argument("--config", default="lite", metavar="lite|paper|FILE.yaml",
-                        help="a preset name or a YAML file of config keys (default: lite)")
+                        help="a preset name or a YAML file of config sections (default: lite)")
+    parser.add_argument("--set", dest="settings", nargs="+", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="config values by dotted key on top of --config, read as YAML, "
+                        "e.g. model.feature_dim=32 optim.lr=3e-4")
     parser.add_argument("--fold", type=int, default=None, metavar="K",
                         help="hold out test fold K (0-based) of --folds patient-level folds; "
                         "default: train on every patient")
@@ -90,6 +97,45 @@ def load_config(text: str):
     return MatcherConfig.from_yaml(text)
 
 
+def parse_settings(items: list[str]) -> dict:
+    """``SECTION.KEY=VALUE`` strings (values read as YAML) → ``{dotted key: value}`` for
+    :meth:`~lngraph.models.MatcherConfig.with_values`.
+
+    Raises:
+        ValueError: an item not of that form, or a value that is not YAML.
+    """
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set wants SECTION.KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {key.strip()}: cannot read {value!r}: {exc}") from None
+    return out
+
+
+def configure(text: str, settings: list[str]):
+    """The config of ``--config`` with the ``--set`` values on top.
+
+    Raises:
+        InputError: naming the config file (or preset) or ``--set``, with the problem.
+    """
+    from lngraph.io.errors import InputError
+
+    try:
+        config = load_config(text)
+    except ValueError as exc:
+        raise InputError(text, str(exc)) from None
+    try:
+        return config.with_values(parse_settings(settings)) if settings else config
+    except ValueError as exc:
+        raise InputError("--set", str(exc)) from None
+
+
 def split_patients(patients: list[str], fold: int | None, folds: int, seed: int,
                    val_fraction: float, config_seed: int) -> dict:
     """``{"train", "val", "test"}`` patients for ``--fold`` (or every patient without it).
@@ -116,18 +162,15 @@ def run(args: argparse.Namespace) -> int:
     from lngraph.train import fit_matcher
     from lngraph.train.datamodule import config_for_cohort
 
-    try:
-        config = load_config(args.config)
-    except ValueError as exc:
-        raise InputError(args.config, str(exc)) from None
+    config = configure(args.config, args.settings)
     cohort = read_cohort(args.cohort)
     effective = config_for_cohort(config, cohort)
     if effective is not config:
         print("the cohort has scans without images: training the geometry-only matcher")
-    folds = args.folds or effective.folds
+    folds = args.folds or effective.protocol.folds
     try:
         split = split_patients(cohort.patients, args.fold, folds, args.split_seed,
-                               effective.val_fraction, effective.seed)
+                               effective.protocol.val_fraction, effective.protocol.seed)
     except ValueError as exc:
         raise InputError(args.cohort, str(exc)) from None
     result = fit_matcher(

@@ -1,7 +1,8 @@
 """``lngraph tune``: search the matcher's hyper-parameters with Optuna.
 
 ``lngraph tune COHORT --trials N --out DIR [--storage URL] [--study-name NAME] [--timeout S]
-[--n-jobs K] [--max-epochs E] [--fold K --folds N] [--config lite|paper|FILE.yaml] [--seed S]``
+[--n-jobs K] [--max-epochs E] [--fold K --folds N] [--config lite|paper|FILE.yaml]
+[--set SECTION.KEY=VALUE ...] [--seed S]``
 samples configs (:mod:`lngraph.tune.search_space`), trains each on the training patients and
 scores it on the validation patients (:mod:`lngraph.tune.objective`: F1 of the matches plus
 the F1 of new and disappeared nodes), prunes poor trials after each epoch, and writes the
@@ -69,9 +70,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "the config's own max_epochs")
     parser.add_argument("--config", default="lite", metavar="lite|paper|FILE.yaml",
                         help="base config: the values the search leaves alone (default: lite)")
+    parser.add_argument("--set", dest="settings", nargs="+", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="base config values by dotted key on top of --config, read as "
+                        "YAML, e.g. model.use_scb=true")
     parser.add_argument("--fold", type=int, default=None, metavar="K",
                         help="tune on fold K (0-based) of --folds patient-level folds, its test "
-                        "patients left out; default: every patient, val_fraction for validation")
+                        "patients left out; default: every patient, the config's "
+                        "protocol.val_fraction for validation")
     parser.add_argument("--folds", type=_positive, default=None, metavar="N",
                         help="number of folds (default: the config's, 5)")
     parser.add_argument("--split-seed", type=int, default=0, metavar="S",
@@ -94,7 +100,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import optuna
 
-    from lngraph.cli.train import load_config, split_patients
+    from lngraph.cli.train import configure, split_patients
     from lngraph.io.cohort import read_cohort
     from lngraph.io.errors import InputError
     from lngraph.tune.objective import OBJECTIVE, TuneObjective
@@ -108,15 +114,12 @@ def run(args: argparse.Namespace) -> int:
         write_report,
     )
 
-    try:
-        base = load_config(args.config)
-    except ValueError as exc:
-        raise InputError(args.config, str(exc)) from None
+    base = configure(args.config, args.settings)
     cohort = read_cohort(args.cohort)
-    folds = args.folds or base.folds
+    folds = args.folds or base.protocol.folds
     try:
         split = split_patients(cohort.patients, args.fold, folds, args.split_seed,
-                               base.val_fraction, base.seed)
+                               base.protocol.val_fraction, base.protocol.seed)
         objective = TuneObjective(cohort, base, split["train"], split["val"], args.out,
                                   max_epochs=args.max_epochs, seed=args.seed,
                                   accelerator=args.accelerator, cache_dir=args.cache_dir,
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError("--storage", str(exc)) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    mode = "geometry-only" if objective.base.geometry_only else "appearance"
+    mode = "geometry-only" if objective.base.model.geometry_only else "appearance"
     print(f"study {args.study_name!r} in {display_url(url)}: {finished_trials(study)} of "
           f"{args.trials} trials finished; {mode} base config {base.name!r}; "
           f"{len(split['train'])} training, {len(split['val'])} validation patients")

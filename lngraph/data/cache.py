@@ -138,7 +138,7 @@ def scan_crops(scan: Scan, params: CropParams | None = None, *,
 
     Args:
         scan: the scan (with an image).
-        params: the crop setting (default :class:`CropParams`).
+        params: the crop setting (default :class:`CropParams`, the ``lite`` crops).
         cache_dir: the cache folder; ``None`` computes without caching.
 
     Raises:
@@ -174,7 +174,7 @@ def precompute_crops(cohort: Cohort, params: CropParams | None = None, *,
 
     Args:
         cohort: a cohort with images.
-        params: the crop setting (default :class:`CropParams`).
+        params: the crop setting (default :class:`CropParams`, the ``lite`` crops).
         cache_dir: the cache folder (default :func:`default_cache_dir`).
         workers: worker processes (1 = in this process).
         progress: show a tqdm progress bar.

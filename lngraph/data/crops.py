@@ -24,8 +24,10 @@ centre therefore lies at the continuous array index :math:`(m, m, m)` (between t
 ``S`` is even), and a cube spans ``S · s`` mm per axis.
 
 **Modes.** ``fixed``: spacing ``(0.7, 0.7, 2.0)`` mm along x, y, z (the paper's setting).
-``radius``: an isotropic cube whose field of view is ``2 × radius_factor × radius`` (default
-factor 1.5: the paper's "50% expanded radii"), floored at :data:`MIN_FOV_MM`.
+``radius`` (the default): an isotropic cube whose field of view is ``2 × radius_factor ×
+radius`` (default factor :data:`RADIUS_FACTOR` = 2.5, chosen on validation; the paper's "50%
+expanded radii" are :data:`RADIUS_EXPANSION` = 1.5), floored at ``min_fov_mm`` (default
+:data:`MIN_FOV_MM`).
 
 **Intensities.** Points outside the image (beyond the outer faces of its edge voxels) read air
 (-1000 HU); the HU window ``(lo, hi)`` is then mapped linearly onto ``[0, 1]`` and clipped.
@@ -42,18 +44,22 @@ import SimpleITK as sitk
 
 from lngraph.io.coords import ImageGeometry
 from lngraph.io.errors import InputError
+from lngraph.io.fields import FieldsError, coerce_fields
 
 #: Crop spacing of the paper's fixed mode, mm along (x, y, z).
 PAPER_SPACING_MM = (0.7, 0.7, 2.0)
 #: Abdominal soft-tissue HU window.
 ABDOMEN_WINDOW = (-160.0, 240.0)
-#: Smallest field of view of a ``radius``-mode cube: the in-plane field of view of a fixed-mode
-#: cube of the default size (24 × 0.7 mm), so that a small node keeps as much context as the
-#: paper's crops.
-MIN_FOV_MM = 16.8
+#: Default smallest field of view of a ``radius``-mode cube, about the in-plane field of view of
+#: a fixed-mode cube of 24 voxels (24 × 0.7 = 16.8 mm), so that a small node keeps about as much
+#: context as the paper's crops.
+MIN_FOV_MM = 16.0
 #: Value of points outside the image (air), in HU.
 AIR_HU = -1000.0
-#: The default expansion of the radius in ``radius`` mode (the paper's 50%).
+#: Default expansion of the radius in ``radius`` mode: field of view 2 × 2.5 × radius (the
+#: node's surroundings help tell it apart; chosen on validation, see ``docs/method.md``).
+RADIUS_FACTOR = 2.5
+#: The paper's expansion of the radius ("50% expanded radii").
 RADIUS_EXPANSION = 1.5
 
 MODES = ("fixed", "radius")
@@ -61,42 +67,50 @@ MODES = ("fixed", "radius")
 
 @dataclass(frozen=True)
 class CropParams:
-    """Everything that determines a crop besides the image and the nodes (see the module doc).
+    """Everything that determines a crop besides the image and the nodes (see the module doc);
+    the ``crops`` section of :class:`~lngraph.models.MatcherConfig`. Defaults are the ``lite``
+    setting; the ``paper`` preset uses ``mode="fixed"``.
 
     Args:
-        mode: ``"fixed"`` (spacing ``spacing_mm``) or ``"radius"`` (field of view from the radius).
-        size: voxels per side of the cube.
+        mode: ``"fixed"`` (spacing ``spacing_mm``) or ``"radius"`` (field of view from the
+            node's radius).
+        size: voxels per side of the cube (and of the nine views).
         window: HU window ``(lo, hi)`` mapped onto ``[0, 1]``.
         spacing_mm: grid spacing along (x, y, z) in ``fixed`` mode.
         min_fov_mm: smallest field of view in ``radius`` mode.
         radius_factor: field of view ``2 × radius_factor × radius`` in ``radius`` mode.
+
+    Values are converted to the annotated types (lists to tuples, numeric strings to numbers).
+
+    Raises:
+        ValueError: listing every invalid value (a :class:`~lngraph.io.fields.FieldsError`).
     """
 
-    mode: str = "fixed"
+    mode: str = "radius"
     size: int = 24
     window: tuple[float, float] = ABDOMEN_WINDOW
     spacing_mm: tuple[float, float, float] = PAPER_SPACING_MM
     min_fov_mm: float = MIN_FOV_MM
-    radius_factor: float = RADIUS_EXPANSION
+    radius_factor: float = RADIUS_FACTOR
 
     def __post_init__(self):
-        object.__setattr__(self, "size", int(self.size))
-        object.__setattr__(self, "window", tuple(float(v) for v in self.window))
-        object.__setattr__(self, "spacing_mm", tuple(float(v) for v in self.spacing_mm))
-        object.__setattr__(self, "min_fov_mm", float(self.min_fov_mm))
-        object.__setattr__(self, "radius_factor", float(self.radius_factor))
+        problems = coerce_fields(self)
+        if problems:
+            raise FieldsError(problems)
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+            problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.size < 1:
-            raise ValueError(f"size must be positive, got {self.size}")
+            problems.append(f"size must be positive, got {self.size}")
         if len(self.window) != 2 or not self.window[0] < self.window[1]:
-            raise ValueError(f"window must be (lo, hi) with lo < hi, got {self.window}")
-        if len(self.spacing_mm) != 3 or min(self.spacing_mm) <= 0:
-            raise ValueError(f"spacing_mm must be three positive numbers, got {self.spacing_mm}")
-        if self.min_fov_mm <= 0:
-            raise ValueError(f"min_fov_mm must be positive, got {self.min_fov_mm}")
-        if self.radius_factor <= 0:
-            raise ValueError(f"radius_factor must be positive, got {self.radius_factor}")
+            problems.append(f"window must be (lo, hi) with lo < hi, got {self.window}")
+        if len(self.spacing_mm) != 3 or min(self.spacing_mm, default=0.0) <= 0:
+            problems.append(f"spacing_mm must be three positive numbers, got {self.spacing_mm}")
+        if not self.min_fov_mm > 0:
+            problems.append(f"min_fov_mm must be positive, got {self.min_fov_mm}")
+        if not self.radius_factor > 0:
+            problems.append(f"radius_factor must be positive, got {self.radius_factor}")
+        if problems:
+            raise FieldsError(problems)
 
     def as_dict(self) -> dict:
         """The parameters as plain JSON-able values (the keyword arguments of crop_cubes)."""
@@ -144,18 +158,19 @@ def _check_inside(geometry: ImageGeometry, centers: np.ndarray, node_ids, source
                      what=f"node {label}")
 
 
-def crop_cubes(image: sitk.Image, centers_mm, radii_mm=None, *, mode: str = "fixed",
+def crop_cubes(image: sitk.Image, centers_mm, radii_mm=None, *, mode: str = "radius",
                size: int = 24, window: Sequence[float] = ABDOMEN_WINDOW,
                spacing_mm: Sequence[float] = PAPER_SPACING_MM, min_fov_mm: float = MIN_FOV_MM,
-               radius_factor: float = RADIUS_EXPANSION, node_ids: Sequence | None = None,
+               radius_factor: float = RADIUS_FACTOR, node_ids: Sequence | None = None,
                source=None) -> np.ndarray:
     """Resample a windowed cube around every node centre (see the module doc).
 
     Args:
         image: a 3D scalar CT in HU with LPS geometry (:func:`lngraph.io.read_image`).
         centers_mm: ``[N, 3]`` node centres, world LPS mm ``(x, y, z)``.
-        radii_mm: ``[N]`` node radii in mm (needed in ``radius`` mode only).
-        mode, size, window, spacing_mm, min_fov_mm, radius_factor: see :class:`CropParams`.
+        radii_mm: ``[N]`` node radii in mm (needed in ``radius`` mode, the default, only).
+        mode, size, window, spacing_mm, min_fov_mm, radius_factor: see :class:`CropParams`
+            (same defaults; ``mode="fixed"`` crops without radii).
         node_ids: names of the nodes for error messages (default: their indices).
         source: the image's file for error messages.
 

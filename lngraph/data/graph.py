@@ -3,9 +3,9 @@
 One graph per scan pair, with node types ``"src"`` (earlier scan) and ``"dst"`` (later scan):
 
 * ``pos [N, 3]`` float32 — centres, world LPS mm; ``radius [N]`` float32 — mm (DESIGN §2);
-* ``unmatched [N]`` bool — ground truth "has no partner in the other scan" (False where the
-  ``track_id`` is unknown);
-* optionally ``cube [N, 1, S, S, S]`` and ``views [N, 9, S, S]`` float32, when crops are given.
+* optionally ``cube [N, 1, S, S, S]`` and ``views [N, 9, S, S]`` float32, when crops are given;
+* optionally, on ``src`` only, ``shift [N, 3]`` float32 — each earlier node's alignment shift
+  towards the later scan (:mod:`lngraph.data.geometry`), when alignment settings are given.
 
 Edge types ``("src", "intra", "src")`` and ``("dst", "intra", "dst")`` are fully connected
 without self loops; ``("src", "cross", "dst")`` holds the ground-truth matches as
@@ -14,18 +14,22 @@ without self loops; ``("src", "cross", "dst")`` holds the ground-truth matches a
 right, because PyG increments any edge attribute whose name contains ``index`` by the node
 counts of its source and destination types.
 
-Knows no model.
+Knows no model: :func:`pair_graphs` takes the crop and alignment settings explicitly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from torch_geometric.data import HeteroData
+from tqdm.auto import tqdm
 
+from lngraph.data.cache import scan_crops
+from lngraph.data.crops import CropParams
+from lngraph.data.geometry import AlignmentParams, pair_shifts
 from lngraph.io.cohort import Scan, ScanPair
 
 #: ``(cubes [N, S, S, S] or [N, 1, S, S, S], views [N, 9, S, S])`` of one scan.
@@ -56,35 +60,35 @@ def _crop_tensors(crops: Crops, num_nodes: int, scan_id: str) -> tuple[torch.Ten
     return torch.from_numpy(cubes), torch.from_numpy(views)
 
 
-def _unmatched_mask(num_nodes: int, index: np.ndarray) -> torch.Tensor:
-    mask = torch.zeros(num_nodes, dtype=torch.bool)
-    mask[torch.as_tensor(index, dtype=torch.long)] = True
-    return mask
-
-
 def pair_to_heterodata(pair: ScanPair, src_crops: Crops | None = None,
-                       dst_crops: Crops | None = None) -> HeteroData:
+                       dst_crops: Crops | None = None,
+                       shifts: np.ndarray | None = None) -> HeteroData:
     """Build the ``HeteroData`` graph of one scan pair (see the module docstring).
 
     Args:
-        pair: the scan pair; its ``track_id``s give ``unmatched`` and ``edge_label_index``.
+        pair: the scan pair; its ``track_id``s give ``edge_label_index``.
         src_crops, dst_crops: optional ``(cubes, views)`` of each scan's nodes, in node order.
+        shifts: optional ``[n_src, 3]`` alignment shifts of the earlier nodes.
 
     Raises:
-        ValueError: if crops do not fit the scan's nodes.
+        ValueError: if crops or shifts do not fit the scan's nodes.
     """
     data = HeteroData()
-    gt_unmatched = {"src": pair.gt_disappeared(), "dst": pair.gt_new()}
     for node_type, scan, crops in (("src", pair.src, src_crops), ("dst", pair.dst, dst_crops)):
         n = len(scan.nodes)
         store = data[node_type]
         store.num_nodes = n
         store.pos = torch.as_tensor(scan.nodes.pos, dtype=torch.float32).reshape(n, 3)
         store.radius = torch.as_tensor(scan.nodes.radius_mm, dtype=torch.float32).reshape(n)
-        store.unmatched = _unmatched_mask(n, gt_unmatched[node_type])
         if crops is not None:
             store.cube, store.views = _crop_tensors(crops, n, scan.scan_id)
         data[INTRA[node_type]].edge_index = complete_edge_index(n)
+    if shifts is not None:
+        shifts = np.asarray(shifts, dtype=np.float32)
+        if shifts.shape != (len(pair.src.nodes), 3):
+            raise ValueError(f"shifts of scan {pair.src.scan_id} have shape {shifts.shape}; "
+                             f"expected [{len(pair.src.nodes)}, 3]")
+        data["src"].shift = torch.from_numpy(shifts)
     data[CROSS].edge_label_index = torch.as_tensor(pair.gt_matches(), dtype=torch.long).T
     data.src_scan = pair.src.scan_id
     data.dst_scan = pair.dst.scan_id
@@ -92,25 +96,41 @@ def pair_to_heterodata(pair: ScanPair, src_crops: Crops | None = None,
     return data
 
 
-class PairDataset(Dataset):
-    """Scan pairs as ``HeteroData`` graphs, built on access, for ``torch_geometric.loader``.
+def pair_graphs(pairs: Sequence[ScanPair], *, crops: CropParams | None = None,
+                alignment: AlignmentParams | None = None,
+                cache_dir: str | os.PathLike | None = None, progress: bool = False
+                ) -> list[HeteroData]:
+    """One ``HeteroData`` per pair, in order.
 
     Args:
         pairs: the scan pairs.
-        crops: optional ``crops(scan) -> (cubes, views)`` giving each scan's crops (e.g. a cache
-            lookup); without it the graphs hold geometry only.
+        crops: crop settings; ``None`` builds geometry-only graphs (no image is read).
+        alignment: alignment settings; ``None`` leaves out ``src.shift``.
+        cache_dir: cache folder of crops and shifts (:mod:`lngraph.data.cache`,
+            :mod:`lngraph.data.geometry`); ``None`` computes them without caching.
+        progress: show a progress bar.
+
+    A scan shared by several pairs is cropped once, and a scan's crops are keyed by the scan
+    object, so two different scans that share a ``scan_id`` never share crops.
+
+    Raises:
+        InputError: a scan needs crops but has no image, or its image is unreadable.
     """
+    cache: dict[int, tuple[Scan, tuple]] = {}
 
-    def __init__(self, pairs: Sequence[ScanPair],
-                 crops: Callable[[Scan], Crops] | None = None):
-        self.pairs = list(pairs)
-        self.crops = crops
+    def of(scan: Scan) -> tuple:
+        if id(scan) not in cache:
+            entry = scan_crops(scan, crops, cache_dir=cache_dir)
+            cache[id(scan)] = (scan, (entry.cubes, entry.views))
+        return cache[id(scan)][1]
 
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> HeteroData:
-        pair = self.pairs[index]
-        if self.crops is None:
-            return pair_to_heterodata(pair)
-        return pair_to_heterodata(pair, self.crops(pair.src), self.crops(pair.dst))
+    graphs = []
+    for pair in tqdm(pairs, desc="pair graphs", unit="pair", disable=not progress):
+        shifts = None if alignment is None else pair_shifts(pair.src.nodes.pos,
+                                                            pair.dst.nodes.pos, alignment,
+                                                            cache_dir)
+        if crops is None:
+            graphs.append(pair_to_heterodata(pair, shifts=shifts))
+        else:
+            graphs.append(pair_to_heterodata(pair, of(pair.src), of(pair.dst), shifts))
+    return graphs

@@ -16,7 +16,7 @@ import itertools
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -385,7 +385,3 @@ def write_cohort(path: str | os.PathLike, scans: Iterable[Scan] | Cohort) -> Pat
         nodes_frame(scans).to_csv(tmp, index=False)
     return root
 
-
-def with_nodes(scan: Scan, nodes: NodeTable) -> Scan:
-    """A copy of ``scan`` holding ``nodes``."""
-    return replace(scan, nodes=nodes)

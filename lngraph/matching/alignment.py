@@ -126,15 +126,23 @@ def local_shifts(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE
     return shifts
 
 
-def aligned_distances(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
-                      iterations: int = 10, local_scale_mm: float = 0.0) -> np.ndarray:
-    """``[N, M]`` distances (mm) ``‖src_i + t - dst_j‖`` after :func:`robust_translation`, or
-    ``‖src_i + u_i - dst_j‖`` after :func:`local_shifts` of scale ``local_scale_mm`` when
-    that is positive."""
+def alignment_shifts(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
+                     local_scale_mm: float = 0.0, iterations: int = 10) -> np.ndarray:
+    """``[N, 3]`` shift (mm) that carries each ``src`` node towards the later scan: the
+    :func:`robust_translation` for every node, or the per-node :func:`local_shifts` of scale
+    ``local_scale_mm`` when that is positive."""
     src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
     if local_scale_mm > 0:
-        shift = local_shifts(src, dst, gate_mm, local_scale_mm, iterations=iterations)
-    else:
-        shift = robust_translation(src, dst, gate_mm, iterations)
-    return pairwise_distances(src + shift, dst)
+        return local_shifts(src, dst, gate_mm, local_scale_mm, iterations=iterations)
+    t = robust_translation(src, dst, gate_mm, iterations)
+    return np.repeat(t[None], len(src), axis=0)
+
+
+def aligned_distances(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
+                      iterations: int = 10, local_scale_mm: float = 0.0) -> np.ndarray:
+    """``[N, M]`` distances (mm) ``‖src_i + u_i - dst_j‖`` after :func:`alignment_shifts`."""
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
+    return pairwise_distances(src + alignment_shifts(src, dst, gate_mm, local_scale_mm,
+                                                     iterations), dst)

@@ -79,12 +79,6 @@ def convexify(affinity: Tensor, strength: float | Tensor = 0.5) -> Tensor:
     return eye - strength * affinity / bound.clamp(min=1.0)
 
 
-def qp_objective(x: Tensor, quad: Tensor, lin: Tensor) -> Tensor:
-    r""":math:`\tfrac12 x^\top Q x - u^\top x` for ``x`` of shape ``[n1, n2]`` (row-major vec)."""
-    v = x.reshape(-1)
-    return 0.5 * v @ (quad @ v) - lin.reshape(-1) @ v
-
-
 def solve_assignment_qp(quad: Tensor, lin: Tensor, *, rho: float | None = None,
                         max_iter: int = 300, tol: float = 1e-5) -> Tensor:
     r"""Minimise :math:`\tfrac12 x^\top Q x - u^\top x` over the doubly sub-stochastic polytope.

@@ -20,7 +20,8 @@ types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (L
    :math:`u_i` of :func:`~lngraph.matching.alignment.local_shifts`) gives aligned distances
    :math:`d_{ij} = \lVert c_i + t - c_j \rVert` (mm). The matching score fuses them with
    the similarity: :math:`P_{ij} = \sigma(w^\top x_{ij} + c)` over the terms
-   :math:`x_{ij}` = ``seag`` :math:`(S_{ij} - 0.5)/\tau`, ``encoder``
+   :math:`x_{ij}` = ``seag`` :math:`(S_{ij} - 0.5)/\tau` (:math:`\tau` =
+   ``similarity_temperature``), ``encoder``
    :math:`E_{ij}/\tau` (``encoder_similarity``: cosine of the encoder embeddings before
    SEAG, :func:`encoder_embedding`), ``distance`` :math:`d_{ij}/g` and ``size``
    :math:`\lvert\log r_i - \log r_j\rvert` (``size_prior``), with learned weights
@@ -77,8 +78,8 @@ FUSION_BIAS_INIT = 4.0
 
 def fusion_terms(config: MatcherConfig) -> list[str]:
     """The terms fused into the matching score under ``config`` (with the position prior)."""
-    return (["seag"] + (["encoder"] if config.encoder_similarity else []) + ["distance"]
-            + (["size"] if config.size_prior else []))
+    return (["seag"] + (["encoder"] if config.model.encoder_similarity else []) + ["distance"]
+            + (["size"] if config.model.size_prior else []))
 
 
 def encoder_embedding(feats: ScanFeatures) -> Tensor:
@@ -184,7 +185,7 @@ class AsymmetricMatcher(nn.Module):
     def __init__(self, config: MatcherConfig):
         super().__init__()
         self.config = config
-        c = config
+        c = config.model
         self.use_scb = c.use_scb and not c.geometry_only
         if c.geometry_only:
             self.geometry_encoder = GeometryEncoder(c.feature_dim, c.geometry_k,
@@ -202,9 +203,9 @@ class AsymmetricMatcher(nn.Module):
                              c.sigma_init) if c.use_seag else None
         if self.use_scb:
             self.scb = SCBHead(c.feature_dim, self.encoder3d.token_channels,
-                               self.encoder2d.token_channels, c.scb_hidden, c.temperature)
+                               self.encoder2d.token_channels, c.scb_hidden, c.scb_temperature)
         if c.position_prior:
-            self.fusion_terms = fusion_terms(c)
+            self.fusion_terms = fusion_terms(config)
             self.fusion_weight = nn.Parameter(torch.tensor([FUSION_INIT[t]
                                                             for t in self.fusion_terms]))
             self.fusion_bias = nn.Parameter(torch.tensor(FUSION_BIAS_INIT))
@@ -212,7 +213,7 @@ class AsymmetricMatcher(nn.Module):
     # 1. SE: node features --------------------------------------------------------------------
     def encode(self, store: NodeStorage) -> ScanFeatures:
         batch = _batch_vector(store)
-        if self.config.geometry_only:
+        if self.config.model.geometry_only:
             return ScanFeatures(self.geometry_encoder(store.pos, store.radius, batch), batch)
         if getattr(store, "cube", None) is None or getattr(store, "views", None) is None:
             raise ValueError("the graph has no crops (cube, views); use a geometry-only config "
@@ -250,13 +251,13 @@ class AsymmetricMatcher(nn.Module):
                         dst: ScanFeatures) -> Tensor:
         """``[B, n1_max, n2_max, k]`` the terms of the fused matching score, in the order of
         ``self.fusion_terms`` (module docstring); zero where padded."""
-        c = self.config
+        c = self.config.model
         num_graphs = similarity.shape[0]
-        terms = {"seag": (similarity - 0.5) / c.temperature}
+        terms = {"seag": (similarity - 0.5) / c.similarity_temperature}
         if "encoder" in self.fusion_terms:
             terms["encoder"] = self.similarity(encoder_embedding(src), encoder_embedding(dst),
                                                src.batch, dst.batch,
-                                               num_graphs)[0] / c.temperature
+                                               num_graphs)[0] / c.similarity_temperature
         terms["distance"] = pair_distances(data, src.batch, dst.batch, num_graphs,
                                            c.position_gate_mm,
                                            c.position_local_mm) / c.position_gate_mm
@@ -271,8 +272,8 @@ class AsymmetricMatcher(nn.Module):
     def match_logits(self, data: HeteroData, similarity: Tensor, src: ScanFeatures,
                      dst: ScanFeatures) -> Tensor:
         """Logits of the matching score P, ``[B, n1_max, n2_max]`` (module docstring)."""
-        if not self.config.position_prior:
-            return (similarity - 0.5) / self.config.temperature
+        if not self.config.model.position_prior:
+            return (similarity - 0.5) / self.config.model.similarity_temperature
         features = self.fusion_features(data, similarity, src, dst)
         return features @ self.fusion_weight + self.fusion_bias
 
@@ -300,7 +301,7 @@ class AsymmetricMatcher(nn.Module):
                                                          num_graphs)
         pair_mask = src_mask[:, :, None] & dst_mask[:, None, :]
         logits = self.match_logits(data, similarity, src, dst)
-        score = torch.sigmoid(logits) if self.config.position_prior else similarity
+        score = torch.sigmoid(logits) if self.config.model.position_prior else similarity
         src_match, dst_match = self.matchability(score, src_mask, dst_mask)
         if not self.use_scb:
             candidates = src.batch.new_zeros((2, 0))
@@ -326,9 +327,9 @@ class AsymmetricMatcher(nn.Module):
 
     def loss(self, data: HeteroData, out: MatcherOutput) -> dict[str, Tensor]:
         """The four losses and their weighted ``total`` (keys se, te, seag, scb, total)."""
-        c = self.config
+        c = self.config.loss
         matches = data[CROSS].edge_label_index
-        if c.geometry_only:
+        if self.config.model.geometry_only:
             l_se = out.src.feature.sum() * 0.0
         else:
             l_se = 0.5 * (se_loss(out.src.feature, out.src.views, out.src.batch, c.temperature)
@@ -367,7 +368,7 @@ class AsymmetricMatcher(nn.Module):
             self.train(was_training)
 
     def _predict(self, data: HeteroData, threshold: float | None) -> list[PairPrediction]:
-        c = self.config
+        c = self.config.model
         num_graphs = getattr(data, "num_graphs", 1)
         src, dst = self.encode(data["src"]), self.encode(data["dst"])
         similarity, src_mask, dst_mask = self.similarity(self.context(data, "src", src),
@@ -395,7 +396,7 @@ class AsymmetricMatcher(nn.Module):
         """Eq. 3 scores ``[n1, n2]`` of each pair, NaN where not scored: SCB scores the
         Hungarian pairs on the matching score P (``sims``), or every pair when
         ``scb_reassign`` is set."""
-        local = [np.indices(sim.shape).reshape(2, -1) if self.config.scb_reassign
+        local = [np.indices(sim.shape).reshape(2, -1) if self.config.model.scb_reassign
                  else hungarian_max(sim).T for sim in sims]
         src_start = np.cumsum([0] + [sim.shape[0] for sim in sims[:-1]])
         dst_start = np.cumsum([0] + [sim.shape[1] for sim in sims[:-1]])

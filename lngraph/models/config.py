@@ -1,63 +1,123 @@
-"""Every hyper-parameter of the asymmetric matcher in one dataclass, with the ``lite`` and
-``paper`` presets and a YAML round trip.
+"""Every hyper-parameter of the asymmetric matcher, in sections, with the ``lite`` and ``paper``
+presets and a YAML round trip.
+
+A :class:`MatcherConfig` is a ``name`` and five frozen sections, one field per
+hyper-parameter and one use per field:
+
+* ``crops`` — :class:`~lngraph.data.crops.CropParams`, read by the data pipeline;
+* ``model`` — :class:`ModelConfig`, the network and its inference rule;
+* ``loss`` — :class:`LossConfig`, the training losses;
+* ``optim`` — :class:`OptimConfig`, optimiser, batches, epochs and augmentation;
+* ``protocol`` — :class:`ProtocolConfig`, patient splits, seed and post-training calibration.
 
 ``lite`` is the CPU default (narrow, shallow encoders; SCB off, since its correction lowered
 validation F1 on the synthetic cohort, see ``docs/method.md``); ``paper`` follows the paper's setup
-(ResNet-34 2D encoder, a ResNet-50-style 3D encoder, 128-d features, Adam 1e-4, batch 4, 100
-epochs, early stop after 20) and wants a GPU. A YAML file may hold any subset of the fields;
-missing ones take the ``lite`` values, unknown ones are an error. The config is stored inside
-every checkpoint (:meth:`MatcherConfig.to_dict`) and is what Optuna samples.
+(fixed-spacing crops, ResNet-34 2D encoder, a ResNet-50-style 3D encoder, 128-d features, Adam
+1e-4, batch 4, 100 epochs, early stop after 20) and wants a GPU. A YAML file is a mapping of
+sections to mappings of fields and may hold any subset of them; missing ones take the ``lite``
+values, unknown ones are an error naming the valid ones::
+
+    name: my-run
+    crops: {mode: fixed}
+    model: {feature_dim: 32, use_scb: true}
+    optim: {max_epochs: 10}
+
+Programs address a field by its dotted key (``"model.feature_dim"``): :meth:`MatcherConfig.flat`
+lists them, :meth:`MatcherConfig.with_values` and :meth:`MatcherConfig.updated` change them.
+The config is stored inside every checkpoint (:meth:`MatcherConfig.to_dict`) and is what
+Optuna samples. :data:`LEGACY_KEYS` maps the flat field names of lngraph's earlier single-level
+config (checkpoint format 2) to their dotted keys (:meth:`MatcherConfig.from_legacy_dict`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
+from lngraph.data.crops import MODES as CROP_MODES
+from lngraph.data.crops import CropParams
 from lngraph.io.atomic import write_text_atomic
 from lngraph.io.errors import InputError
+from lngraph.io.fields import FieldsError, coerce_fields
 
 BLOCK_TYPES = ("basic", "bottleneck")
-CROP_MODES = ("fixed", "radius")
+
+__all__ = [
+    "BLOCK_TYPES", "CROP_MODES", "LEGACY_KEYS", "PRESETS", "SECTIONS", "CropParams",
+    "LossConfig", "MatcherConfig", "ModelConfig", "OptimConfig", "ProtocolConfig", "preset",
+]
+
+
+class _Section:
+    """Shared validation of a config section: coerce every field to its annotated type, then
+    check the ranges named by the class attributes; all problems are reported together."""
+
+    _POSITIVE: ClassVar[tuple[str, ...]] = ()
+    _AT_LEAST_ONE: ClassVar[tuple[str, ...]] = ()
+    _NON_NEGATIVE: ClassVar[tuple[str, ...]] = ()
+    _UNIT: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        problems = coerce_fields(self)
+        if problems:
+            raise FieldsError(problems)
+        for key in self._POSITIVE:
+            if not getattr(self, key) > 0:
+                problems.append(f"{key} must be > 0, got {getattr(self, key)}")
+        for key in self._AT_LEAST_ONE:
+            if not getattr(self, key) >= 1:
+                problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in self._NON_NEGATIVE:
+            if not getattr(self, key) >= 0:
+                problems.append(f"{key} must be >= 0, got {getattr(self, key)}")
+        for key in self._UNIT:
+            if not 0 <= getattr(self, key) <= 1:
+                problems.append(f"{key} must be in [0, 1], got {getattr(self, key)}")
+        problems.extend(self._problems())
+        if problems:
+            raise FieldsError(problems)
+
+    def _problems(self) -> list[str]:
+        return []
 
 
 @dataclass(frozen=True)
-class MatcherConfig:
-    """Hyper-parameters of :class:`~lngraph.models.asymmetric_matcher.AsymmetricMatcher` and
-    its training. Defaults are the ``lite`` preset.
-
-    Crops (read by the data pipeline):
-        crop_mode: ``"fixed"`` (voxel spacing ``crop_spacing_mm``) or ``"radius"`` (field of
-            view ``2 * crop_radius_factor * radius``, at least ``crop_min_fov_mm``).
-        crop_size: voxels per side of the cube and the views.
-        crop_spacing_mm: ``(x, y, z)`` spacing of a ``fixed`` crop.
-        crop_radius_factor, crop_min_fov_mm: the ``radius`` mode's field of view.
-        hu_window: HU range mapped to [0, 1].
+class ModelConfig(_Section):
+    """The network (:class:`~lngraph.models.asymmetric_matcher.AsymmetricMatcher`) and its
+    inference rule. Defaults are the ``lite`` values.
 
     Encoders (:class:`~lngraph.nn.encoders.ResNetEncoder`):
         encoder2d_block, encoder2d_layers, encoder2d_widths, encoder2d_stem_stride: the 2D
-            ResNet on the nine views; ``encoder3d_*`` the same for the cube.
-        feature_dim: size of every node feature (SE outputs, SEAG).
+            ResNet on the nine views (block type, blocks per stage, stage widths, stride of
+            the stem); ``encoder3d_*`` the same for the cube.
+        feature_dim: size of every node feature (encoder outputs, SEAG).
         token_grid: side of each encoder's token grid for SCB.
 
     Graph (:class:`~lngraph.nn.conv.SEAGConv`):
         use_seag: pass the features through SEAG; ``False`` compares the encoder features
             directly (the ablation without graph context).
-        length_scale_mm, learn_length_scale: the distance prior's ℓ.
+        length_scale_mm, learn_length_scale: the distance prior's ℓ (and whether it is
+            learned).
         sigma_init: initial bandwidth σ of the feature kernel (always learned); about
             √feature_dim, the distance scale of SEAG's unit-RMS input features.
 
-    SCB (:class:`~lngraph.nn.scb_head.SCBHead`) and inference:
+    SCB (:class:`~lngraph.nn.scb_head.SCBHead`):
         use_scb: build and train the SCB head and apply its correction at inference
             (ignored in geometry-only mode, which has no crops).
-        scb_hidden: attention width; scb_threshold: drop a Hungarian pair whose Eq. 3 score
-            is below it; scb_reassign: run the assignment on (S + s) / 2 instead of S.
+        scb_hidden: attention width.
+        scb_temperature: τ of the SCB head's logits.
+        scb_threshold: drop a Hungarian pair whose Eq. 3 score is below it.
+        scb_reassign: run the assignment on (S + s) / 2 instead of S.
+
+    Matching score:
         similarity_threshold: without SCB, drop a Hungarian pair whose matching score is
             below it.
-        calibrate_threshold: after training, choose the decision threshold (the one of the
-            two above in use) on the validation pairs (:mod:`lngraph.train.calibrate`).
+        similarity_temperature: τ of the matching-score logits: the SEAG term
+            ``(S - 0.5) / τ`` and the encoder term ``E / τ``.
 
     Position prior (our extension, :mod:`lngraph.matching.alignment`):
         position_prior: fuse S with the distance ``d`` between node centres after the robust
@@ -69,36 +129,15 @@ class MatcherConfig:
             :func:`~lngraph.matching.alignment.local_shifts` of this neighbourhood scale
             instead of the one translation.
         size_prior: add ``- e |log r_i - log r_j|`` (radii, learned ``e``) to the logit.
-        encoder_similarity: add ``a_e E / temperature`` to the logit, ``E`` the cosine of the
-            nodes' encoder embeddings before SEAG (3D plus mean view feature).
-        calibrate_fusion: after training, refit the fused logit's weights and bias on the
-            validation pairs (class-balanced logistic regression, :mod:`lngraph.train.calibrate`).
-        position_prior_lr: Adam learning rate of ``w`` and ``c`` (no weight decay on them).
+        encoder_similarity: add ``a_e E / similarity_temperature`` to the logit, ``E`` the
+            cosine of the nodes' encoder embeddings before SEAG (3D plus mean view feature).
 
     Geometry-only mode (:class:`~lngraph.nn.encoders.GeometryEncoder`):
         geometry_only: node features from sizes and neighbour distances, no crops.
-        geometry_k, geometry_hidden, geometry_distance_mm: that encoder's settings.
-
-    Losses: temperature (τ of both InfoNCE losses), weight_se, weight_te, weight_seag,
-    weight_scb.
-
-    Augmentation (training batches only): augment_intensity, the standard deviation of a
-    random gain and offset of each node's crops; augment_noise, that of added Gaussian noise;
-    augment_flip, the same random flips and x–y transposition of every crop of a batch, both
-    scans alike (a node keeps its partner's look, the look of nodes changes).
-
-    Training: lr, weight_decay (Adam), batch_size (pairs), max_epochs, patience (early-stop
-    epochs without validation improvement), folds (patient-level K), val_fraction (share of
-    training patients held out for validation), seed.
+        geometry_k, geometry_hidden, geometry_distance_mm: that encoder's neighbours, width
+            and distance scale.
     """
 
-    name: str = "lite"
-    crop_mode: str = "radius"
-    crop_size: int = 24
-    crop_spacing_mm: tuple[float, float, float] = (0.7, 0.7, 2.0)
-    crop_radius_factor: float = 2.5
-    crop_min_fov_mm: float = 16.0
-    hu_window: tuple[float, float] = (-160.0, 240.0)
     encoder2d_block: str = "basic"
     encoder2d_layers: tuple[int, ...] = (1, 1, 1)
     encoder2d_widths: tuple[int, ...] = (8, 16, 32)
@@ -115,49 +154,30 @@ class MatcherConfig:
     sigma_init: float = 8.0
     use_scb: bool = False
     scb_hidden: int = 32
+    scb_temperature: float = 0.1
     scb_threshold: float = 0.5
     scb_reassign: bool = False
     similarity_threshold: float = 0.5
-    calibrate_threshold: bool = True
+    similarity_temperature: float = 0.1
     position_prior: bool = True
     position_gate_mm: float = 15.0
     position_local_mm: float = 30.0
     size_prior: bool = True
     encoder_similarity: bool = True
-    calibrate_fusion: bool = True
-    position_prior_lr: float = 1e-3
     geometry_only: bool = False
     geometry_k: int = 8
     geometry_hidden: int = 64
     geometry_distance_mm: float = 50.0
-    temperature: float = 0.1
-    weight_se: float = 1.0
-    weight_te: float = 1.0
-    weight_seag: float = 1.0
-    weight_scb: float = 1.0
-    augment_intensity: float = 0.1
-    augment_noise: float = 0.02
-    augment_flip: bool = True
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 4
-    max_epochs: int = 30
-    patience: int = 5
-    folds: int = 5
-    val_fraction: float = 0.2
-    seed: int = 0
 
-    def __post_init__(self):
+    _POSITIVE = ("length_scale_mm", "sigma_init", "scb_temperature", "similarity_temperature",
+                 "position_gate_mm", "geometry_distance_mm")
+    _AT_LEAST_ONE = ("encoder2d_stem_stride", "encoder3d_stem_stride", "feature_dim",
+                     "token_grid", "scb_hidden", "geometry_k", "geometry_hidden")
+    _NON_NEGATIVE = ("position_local_mm",)
+    _UNIT = ("scb_threshold", "similarity_threshold")
+
+    def _problems(self) -> list[str]:
         problems = []
-        for f in fields(self):
-            try:
-                object.__setattr__(self, f.name, _coerce(f.type, getattr(self, f.name)))
-            except (TypeError, ValueError):
-                problems.append(f"{f.name} must be {f.type}, got {getattr(self, f.name)!r}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        if self.crop_mode not in CROP_MODES:
-            problems.append(f"crop_mode must be one of {CROP_MODES}, got {self.crop_mode!r}")
         for dims in ("2d", "3d"):
             block = getattr(self, f"encoder{dims}_block")
             layers = getattr(self, f"encoder{dims}_layers")
@@ -168,55 +188,331 @@ class MatcherConfig:
             if not layers or len(layers) != len(widths):
                 problems.append(f"encoder{dims}_layers {layers} and encoder{dims}_widths "
                                 f"{widths} must be non-empty and of equal length")
-        if len(self.crop_spacing_mm) != 3 or len(self.hu_window) != 2:
-            problems.append("crop_spacing_mm needs 3 values and hu_window 2")
-        for key in ("length_scale_mm", "sigma_init", "temperature", "lr", "crop_min_fov_mm",
-                    "geometry_distance_mm", "position_gate_mm", "crop_radius_factor",
-                    "position_prior_lr"):
-            if not getattr(self, key) > 0:
-                problems.append(f"{key} must be > 0, got {getattr(self, key)}")
-        for key in ("crop_size", "feature_dim", "token_grid", "scb_hidden", "geometry_k",
-                    "batch_size", "max_epochs", "folds"):
-            if not getattr(self, key) >= 1:
-                problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("augment_intensity", "augment_noise", "position_local_mm"):
-            if not getattr(self, key) >= 0:
-                problems.append(f"{key} must be >= 0, got {getattr(self, key)}")
+            elif min(layers) < 1 or min(widths) < 1:
+                problems.append(f"encoder{dims}_layers {layers} and encoder{dims}_widths "
+                                f"{widths} must be >= 1")
+        return problems
+
+
+@dataclass(frozen=True)
+class LossConfig(_Section):
+    """The training losses (:mod:`lngraph.nn.losses`), summed with the weights below.
+
+    temperature: τ of the two InfoNCE losses (SE and TE) only.
+    weight_se: weight of the spatial-embedding loss (2D views against the 3D cube).
+    weight_te: weight of the temporal-embedding loss (matched nodes across the two scans).
+    weight_seag: weight of the SEAG matching loss.
+    weight_scb: weight of the SCB head's loss (with ``model.use_scb``).
+    """
+
+    temperature: float = 0.1
+    weight_se: float = 1.0
+    weight_te: float = 1.0
+    weight_seag: float = 1.0
+    weight_scb: float = 1.0
+
+    _POSITIVE = ("temperature",)
+    _NON_NEGATIVE = ("weight_se", "weight_te", "weight_seag", "weight_scb")
+
+
+@dataclass(frozen=True)
+class OptimConfig(_Section):
+    """Optimiser, batches, epochs and augmentation of training.
+
+    lr, weight_decay: Adam's learning rate and weight decay of the network.
+    fusion_lr: Adam learning rate of the matching score's fusion weights ``w`` and bias ``c``
+        (``model.position_prior``; no weight decay on them).
+    batch_size: pairs per batch.
+    max_epochs: epochs at most.
+    patience: early-stop epochs without validation improvement.
+    augment_intensity: standard deviation of a random gain and offset of each node's crops
+        (training batches only).
+    augment_noise: standard deviation of added Gaussian noise per voxel.
+    augment_flip: the same random flips and x–y transposition of every crop of a batch, both
+        scans alike (a node keeps its partner's look, the look of nodes changes).
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    fusion_lr: float = 1e-3
+    batch_size: int = 4
+    max_epochs: int = 30
+    patience: int = 5
+    augment_intensity: float = 0.1
+    augment_noise: float = 0.02
+    augment_flip: bool = True
+
+    _POSITIVE = ("lr", "fusion_lr")
+    _AT_LEAST_ONE = ("batch_size", "max_epochs")
+    _NON_NEGATIVE = ("weight_decay", "patience", "augment_intensity", "augment_noise")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig(_Section):
+    """Patient splits, seed and what is calibrated on validation pairs after training.
+
+    folds: patient-level cross-validation folds (K).
+    val_fraction: share of the training patients held out for validation.
+    seed: seed of the splits and of training.
+    calibrate_fusion: after training, refit the fused matching score's weights and bias on
+        the validation pairs (class-balanced logistic regression, :mod:`lngraph.train.calibrate`;
+        with ``model.position_prior``).
+    calibrate_threshold: after training, choose the decision threshold in use
+        (``model.scb_threshold`` with SCB, else ``model.similarity_threshold``) on the
+        validation pairs.
+    """
+
+    folds: int = 5
+    val_fraction: float = 0.2
+    seed: int = 0
+    calibrate_fusion: bool = True
+    calibrate_threshold: bool = True
+
+    _AT_LEAST_ONE = ("folds",)
+
+    def _problems(self) -> list[str]:
         if not 0 <= self.val_fraction < 1:
-            problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            return [f"val_fraction must be in [0, 1), got {self.val_fraction}"]
+        return []
+
+
+#: Section name → its class, in the order of :class:`MatcherConfig`'s fields.
+SECTIONS: dict[str, type] = {"crops": CropParams, "model": ModelConfig, "loss": LossConfig,
+                             "optim": OptimConfig, "protocol": ProtocolConfig}
+
+#: Field name of the flat config of checkpoint format 2 → its dotted key(s) now. ``temperature``
+#: was the τ of the InfoNCE losses, the matching-score logits and the SCB head alike.
+LEGACY_KEYS: dict[str, tuple[str, ...]] = {
+    "crop_mode": ("crops.mode",), "crop_size": ("crops.size",),
+    "crop_spacing_mm": ("crops.spacing_mm",), "crop_radius_factor": ("crops.radius_factor",),
+    "crop_min_fov_mm": ("crops.min_fov_mm",), "hu_window": ("crops.window",),
+    **{name: (f"model.{name}",) for name in (
+        "encoder2d_block", "encoder2d_layers", "encoder2d_widths", "encoder2d_stem_stride",
+        "encoder3d_block", "encoder3d_layers", "encoder3d_widths", "encoder3d_stem_stride",
+        "feature_dim", "token_grid", "use_seag", "length_scale_mm", "learn_length_scale",
+        "sigma_init", "use_scb", "scb_hidden", "scb_threshold", "scb_reassign",
+        "similarity_threshold", "position_prior", "position_gate_mm", "position_local_mm",
+        "size_prior", "encoder_similarity", "geometry_only", "geometry_k", "geometry_hidden",
+        "geometry_distance_mm")},
+    "temperature": ("loss.temperature", "model.similarity_temperature",
+                    "model.scb_temperature"),
+    **{name: (f"loss.{name}",) for name in ("weight_se", "weight_te", "weight_seag",
+                                              "weight_scb")},
+    **{name: (f"optim.{name}",) for name in (
+        "lr", "weight_decay", "batch_size", "max_epochs", "patience", "augment_intensity",
+        "augment_noise", "augment_flip")},
+    "position_prior_lr": ("optim.fusion_lr",),
+    **{name: (f"protocol.{name}",) for name in (
+        "folds", "val_fraction", "seed", "calibrate_fusion", "calibrate_threshold")},
+}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Sections as blocks, lists on one line."""
+
+
+_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", data, flow_style=True))
+
+
+def _keys(section: str) -> list[str]:
+    return [f.name for f in fields(SECTIONS[section])]
+
+
+def _plain(value):
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _build_section(section: str, values, problems: list[str]):
+    """The section ``section`` from a (partial) mapping; problems are appended, prefixed with
+    ``section.``; ``None`` when there are any."""
+    kind = SECTIONS[section]
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        problems.append(f"{section} must be a mapping of its keys to values, got "
+                        f"{type(values).__name__}")
+        return None
+    valid = _keys(section)
+    unknown = [str(k) for k in values if k not in valid]
+    if unknown:
+        problems.append(f"unknown key{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(f'{section}.{k}' for k in unknown)}; valid keys of "
+                        f"{section}: {', '.join(valid)}")
+        return None
+    try:
+        return kind(**values)
+    except FieldsError as exc:
+        problems.extend(f"{section}.{p}" for p in exc.problems)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{section}: {exc}")
+    return None
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    """Hyper-parameters of :class:`~lngraph.models.asymmetric_matcher.AsymmetricMatcher` and
+    its training, in sections (see the module doc and each section's class). Defaults are
+    the ``lite`` preset.
+
+    Args:
+        name: a label (the preset's name, or the run's).
+        crops: :class:`~lngraph.data.crops.CropParams`.
+        model: :class:`ModelConfig`.
+        loss: :class:`LossConfig`.
+        optim: :class:`OptimConfig`.
+        protocol: :class:`ProtocolConfig`.
+
+    A section may also be given as a (partial) mapping of its fields, which is validated like
+    :meth:`from_dict`.
+
+    Raises:
+        ValueError: a :class:`~lngraph.io.fields.FieldsError` listing every problem, each
+            naming its dotted key.
+    """
+
+    name: str = "lite"
+    crops: CropParams = field(default_factory=CropParams)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+
+    def __post_init__(self):
+        problems = []
+        if not isinstance(self.name, str):
+            problems.append(f"name must be str, got {self.name!r}")
+        for section, kind in SECTIONS.items():
+            value = getattr(self, section)
+            if not isinstance(value, kind):
+                object.__setattr__(self, section, _build_section(section, value, problems))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise FieldsError(problems)
 
     def to_dict(self) -> dict:
-        """Plain Python values (tuples as lists): YAML- and ``weights_only``-checkpoint-safe."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Nested plain Python values (``{"name": …, "crops": {…}, "model": {…}, …}``, tuples
+        as lists): YAML- and ``weights_only``-checkpoint-safe."""
+        return {"name": self.name,
+                **{s: _plain(asdict(getattr(self, s))) for s in SECTIONS}}
 
     @classmethod
-    def from_dict(cls, values: dict) -> MatcherConfig:
-        """Build from a (partial) dict; missing keys take the ``lite`` values.
+    def from_dict(cls, values: Mapping) -> MatcherConfig:
+        """Build from a nested (partial) dict; missing sections and keys take the ``lite``
+        values.
+
+        Raises:
+            ValueError: on unknown sections or keys (named, with the valid ones) or invalid
+                values (every problem, by dotted key).
+        """
+        if not isinstance(values, Mapping):
+            raise FieldsError([f"a config must be a mapping of sections, got "
+                               f"{type(values).__name__}"])
+        valid = ["name", *SECTIONS]
+        unknown = [str(k) for k in values if k not in valid]
+        if unknown:
+            hints = [f"{k} is now {' and '.join(LEGACY_KEYS[k])}" for k in unknown
+                     if k in LEGACY_KEYS]
+            raise FieldsError([f"unknown section{'s' if len(unknown) > 1 else ''} "
+                               f"{', '.join(unknown)}; valid sections: {', '.join(valid)}"
+                               + (f" ({'; '.join(hints)})" if hints else "")])
+        return cls(name=values.get("name", "lite"),
+                   **{s: values.get(s, {}) for s in SECTIONS})
+
+    @classmethod
+    def from_legacy_dict(cls, values: Mapping) -> MatcherConfig:
+        """Build from the flat dict of lngraph's single-level config (checkpoint format 2):
+        each field moves to its section (:data:`LEGACY_KEYS`; ``temperature`` sets
+        ``loss.temperature``, ``model.similarity_temperature`` and ``model.scb_temperature``,
+        which it stood for).
+
+        Raises:
+            ValueError: on keys that config never had, or invalid values.
+        """
+        unknown = sorted(str(k) for k in values if k != "name" and k not in LEGACY_KEYS)
+        if unknown:
+            raise FieldsError([f"unknown key(s) of the flat config: {', '.join(unknown)}"])
+        nested: dict = {"name": values.get("name", "lite")}
+        for key, value in values.items():
+            for dotted in LEGACY_KEYS.get(key, ()):
+                section, _, name = dotted.partition(".")
+                nested.setdefault(section, {})[name] = value
+        return cls.from_dict(nested)
+
+    def flat(self) -> dict:
+        """Every value by dotted key, ``{"name": "lite", "crops.mode": "radius", …,
+        "model.feature_dim": 64, …}`` (tuples stay tuples): ``with_values(flat())`` gives the
+        same config."""
+        values = {"name": self.name}
+        for section in SECTIONS:
+            obj = getattr(self, section)
+            values.update({f"{section}.{k}": getattr(obj, k) for k in _keys(section)})
+        return values
+
+    def with_values(self, values: Mapping) -> MatcherConfig:
+        """A new config with the given dotted keys changed, e.g.
+        ``config.with_values({"model.use_seag": False, "loss.weight_te": 0.0})``; ``"name"``
+        changes the name.
 
         Raises:
             ValueError: on unknown keys (named, with the valid ones) or invalid values.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid keys: "
-                             f"{', '.join(sorted(known))}")
-        return cls(**values)
+        nested = self.to_dict()
+        problems = []
+        for key, value in values.items():
+            if key == "name":
+                nested["name"] = value
+                continue
+            section, _, name = str(key).partition(".")
+            if section not in SECTIONS:
+                problems.append(f"unknown key {key}; keys are name or section.key with a "
+                                f"section of {', '.join(SECTIONS)}")
+            elif name not in _keys(section):
+                problems.append(f"unknown key {key}; valid keys of {section}: "
+                                f"{', '.join(_keys(section))}")
+            else:
+                nested[section][name] = value
+        if problems:
+            raise FieldsError(problems)
+        return type(self).from_dict(nested)
+
+    def updated(self, **changes) -> MatcherConfig:
+        """:meth:`with_values` as keywords: ``name=…``; a section by name as a section object
+        (replacing it) or a mapping (changing only its keys), e.g.
+        ``config.updated(model={"feature_dim": 32}, optim={"max_epochs": 3})``; or dotted keys
+        (``config.updated(**{"model.feature_dim": 32})``).
+
+        Raises:
+            ValueError: on unknown keys or invalid values.
+        """
+        values = {}
+        for key, value in changes.items():
+            if key in SECTIONS and isinstance(value, SECTIONS[key]):
+                values.update({f"{key}.{k}": getattr(value, k) for k in _keys(key)})
+            elif key in SECTIONS and isinstance(value, Mapping):
+                values.update({f"{key}.{k}": v for k, v in value.items()})
+            elif key in SECTIONS:
+                raise FieldsError([f"{key} must be a {SECTIONS[key].__name__} or a mapping, "
+                                   f"got {type(value).__name__}"])
+            else:
+                values[key] = value
+        return self.with_values(values)
 
     def to_yaml(self, path: str | Path) -> None:
-        """Write the full config as YAML (atomically)."""
-        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False,
-                                               default_flow_style=None))
+        """Write the full config as nested YAML (atomically)."""
+        write_text_atomic(path, yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False,
+                                          default_flow_style=False, allow_unicode=True))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> MatcherConfig:
-        """Read a YAML mapping of config keys.
+        """Read a YAML mapping of sections (each a mapping of keys; see the module doc).
 
         Raises:
-            InputError: naming the file, for unreadable YAML, a non-mapping, unknown keys or
-                invalid values.
+            InputError: naming the file, for unreadable YAML, a non-mapping, unknown sections
+                or keys, or invalid values.
         """
         try:
             values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -225,49 +521,26 @@ class MatcherConfig:
         if values is None:
             values = {}
         if not isinstance(values, dict):
-            raise InputError(path, f"a config must be a mapping of keys to values, got "
-                                   f"{type(values).__name__}")
+            raise InputError(path, f"a config must be a mapping of sections to keys and "
+                                   f"values, got {type(values).__name__}")
         try:
             return cls.from_dict(values)
         except (TypeError, ValueError) as exc:
             raise InputError(path, str(exc)) from exc
 
 
-def _coerce(kind: str, value):
-    """``value`` as the annotated type ``kind``; ints pass as floats, numeric strings (YAML reads
-    ``1e-4`` as a string) as numbers; a bool is never a number."""
-    if kind.startswith("tuple["):
-        item = kind[6:].split(",")[0].strip().rstrip("]")
-        if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
-            raise TypeError(value)
-        return tuple(_coerce(item, v) for v in value)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise TypeError(value)
-        return value
-    if kind == "str":
-        if not isinstance(value, str):
-            raise TypeError(value)
-        return value
-    if isinstance(value, bool):
-        raise TypeError(value)
-    if kind == "int":
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(value)
-        return int(value)
-    return float(value)
-
-
 def _paper() -> MatcherConfig:
-    return replace(
-        MatcherConfig(), name="paper", crop_mode="fixed",
-        encoder2d_block="basic", encoder2d_layers=(3, 4, 6, 3),
-        encoder2d_widths=(64, 128, 256, 512), encoder2d_stem_stride=1, token_grid=3,
-        encoder3d_block="bottleneck", encoder3d_layers=(3, 4, 6, 3),
-        encoder3d_widths=(64, 128, 256, 512), encoder3d_stem_stride=2,
-        feature_dim=128, sigma_init=11.3, use_scb=True, scb_hidden=128, lr=1e-4,
-        weight_decay=0.0, batch_size=4,
-        max_epochs=100, patience=20)
+    return MatcherConfig(
+        name="paper",
+        crops=CropParams(mode="fixed"),
+        model=ModelConfig(
+            encoder2d_block="basic", encoder2d_layers=(3, 4, 6, 3),
+            encoder2d_widths=(64, 128, 256, 512), encoder2d_stem_stride=1, token_grid=3,
+            encoder3d_block="bottleneck", encoder3d_layers=(3, 4, 6, 3),
+            encoder3d_widths=(64, 128, 256, 512), encoder3d_stem_stride=2,
+            feature_dim=128, sigma_init=11.3, use_scb=True, scb_hidden=128),
+        optim=OptimConfig(lr=1e-4, weight_decay=0.0, batch_size=4, max_epochs=100,
+                          patience=20))
 
 
 #: Preset name → builder.

@@ -14,7 +14,7 @@ Sits on top of :mod:`lngraph.data`, :mod:`lngraph.models` and :mod:`lngraph.metr
 
 from lngraph.train.calibrate import Calibration, calibrate_threshold
 from lngraph.train.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from lngraph.train.datamodule import PairDataModule, crop_params, pair_graphs
+from lngraph.train.datamodule import PairDataModule, pair_graphs
 from lngraph.train.fit import FitResult, fit_matcher
 from lngraph.train.folds import FoldSplit, holdout_split, patient_folds
 from lngraph.train.method import AsymmetricMethod
@@ -23,7 +23,7 @@ from lngraph.train.predict import predict_pairs
 
 __all__ = [
     "FORMAT_VERSION", "AsymmetricMethod", "Calibration", "FitResult", "FoldSplit",
-    "MatcherModule", "PairDataModule", "calibrate_threshold", "crop_params", "fit_matcher",
+    "MatcherModule", "PairDataModule", "calibrate_threshold", "fit_matcher",
     "holdout_split", "load_checkpoint", "pair_graphs", "patient_folds", "predict_pairs",
     "save_checkpoint", "selection_score",
 ]

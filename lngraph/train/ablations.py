@@ -29,14 +29,16 @@ on the cosine :math:`S` of the encoder features) and matches by Hungarian assign
 sizes and neighbour distances, SEAG context, no crops): the learned matcher for cohorts
 without images.
 
-This module owns the variants' names and switches (:data:`ABLATIONS`); importing it registers
-them.
+This module owns the variants' names and switches (:data:`ABLATIONS`). Each row of
+:data:`VARIANTS` (class name, registered name, docstring, overrides, ``needs_images``) becomes
+a :class:`ConfigVariant` subclass of this module (``AppearanceHungarian``, ``WithSEAG``,
+``WithTE``, ``WithSE``, ``WithSCB``, ``GeometryOnly``), registered when the module is imported;
+their leaderboard order is :data:`lngraph.bench.registry.BUILTIN_METHODS`.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import ClassVar
 
 from lngraph.baselines.base import register
@@ -45,16 +47,16 @@ from lngraph.train.method import AsymmetricMethod
 
 #: Config switches of each Table 1 row.
 ABLATIONS: dict[str, dict] = {
-    "abl_appearance": {"use_seag": False, "weight_te": 0.0, "weight_se": 0.0, "use_scb": False,
-                       "position_prior": False},
-    "abl_seag": {"use_seag": True, "weight_te": 0.0, "weight_se": 0.0, "use_scb": False,
-                 "position_prior": False},
-    "abl_te": {"use_seag": True, "weight_te": 1.0, "weight_se": 0.0, "use_scb": False,
-               "position_prior": False},
-    "abl_se": {"use_seag": True, "weight_te": 1.0, "weight_se": 1.0, "use_scb": False,
-               "position_prior": False},
-    "abl_scb": {"use_seag": True, "weight_te": 1.0, "weight_se": 1.0, "use_scb": True,
-                "position_prior": False},
+    "abl_appearance": {"model.use_seag": False, "loss.weight_te": 0.0, "loss.weight_se": 0.0,
+                       "model.use_scb": False, "model.position_prior": False},
+    "abl_seag": {"model.use_seag": True, "loss.weight_te": 0.0, "loss.weight_se": 0.0,
+                 "model.use_scb": False, "model.position_prior": False},
+    "abl_te": {"model.use_seag": True, "loss.weight_te": 1.0, "loss.weight_se": 0.0,
+               "model.use_scb": False, "model.position_prior": False},
+    "abl_se": {"model.use_seag": True, "loss.weight_te": 1.0, "loss.weight_se": 1.0,
+               "model.use_scb": False, "model.position_prior": False},
+    "abl_scb": {"model.use_seag": True, "loss.weight_te": 1.0, "loss.weight_se": 1.0,
+                "model.use_scb": True, "model.position_prior": False},
 }
 
 
@@ -71,53 +73,36 @@ class ConfigVariant(AsymmetricMethod):
     def __init__(self, config: MatcherConfig | None = None,
                  out_dir: str | os.PathLike | None = None, **kwargs):
         base = preset("lite") if config is None else config
-        super().__init__(replace(base, **self.overrides), out_dir, **kwargs)
+        super().__init__(base.with_values(self.overrides), out_dir, **kwargs)
 
 
-@register
-class AppearanceHungarian(ConfigVariant):
-    """Table 1, first row: appearance encoders, cosine similarity, Hungarian assignment."""
-
-    name = "abl_appearance"
-    overrides = ABLATIONS["abl_appearance"]
-
-
-@register
-class WithSEAG(ConfigVariant):
-    """Table 1: appearance + SEAG graph context."""
-
-    name = "abl_seag"
-    overrides = ABLATIONS["abl_seag"]
-
-
-@register
-class WithTE(ConfigVariant):
-    """Table 1: appearance + SEAG + the temporal-enhancement loss."""
-
-    name = "abl_te"
-    overrides = ABLATIONS["abl_te"]
+#: The variants: (class name, registered name, docstring, config overrides, needs_images).
+VARIANTS: tuple[tuple[str, str, str, dict, bool], ...] = (
+    ("AppearanceHungarian", "abl_appearance",
+     "Table 1, first row: appearance encoders, cosine similarity, Hungarian assignment.",
+     ABLATIONS["abl_appearance"], True),
+    ("WithSEAG", "abl_seag", "Table 1: appearance + SEAG graph context.",
+     ABLATIONS["abl_seag"], True),
+    ("WithTE", "abl_te", "Table 1: appearance + SEAG + the temporal-enhancement loss.",
+     ABLATIONS["abl_te"], True),
+    ("WithSE", "abl_se",
+     "Table 1: appearance + SEAG + TE + the specificity-extraction loss (all but SCB).",
+     ABLATIONS["abl_se"], True),
+    ("WithSCB", "abl_scb", "Table 1: appearance + SEAG + TE + SE + SCB, the paper's full model.",
+     ABLATIONS["abl_scb"], True),
+    ("GeometryOnly", "asymmetric_geometry",
+     "The ``lite`` matcher in geometry-only mode; runs on cohorts without images.",
+     {"model.geometry_only": True}, False),
+)
 
 
-@register
-class WithSE(ConfigVariant):
-    """Table 1: appearance + SEAG + TE + the specificity-extraction loss (all but SCB)."""
-
-    name = "abl_se"
-    overrides = ABLATIONS["abl_se"]
-
-
-@register
-class WithSCB(ConfigVariant):
-    """Table 1: appearance + SEAG + TE + SE + SCB, the paper's full model."""
-
-    name = "abl_scb"
-    overrides = ABLATIONS["abl_scb"]
+def _variant(class_name: str, name: str, doc: str, overrides: dict,
+             needs_images: bool) -> type[ConfigVariant]:
+    """A registered :class:`ConfigVariant` subclass named ``class_name`` in this module."""
+    namespace = {"__module__": __name__, "__qualname__": class_name, "__doc__": doc,
+                 "name": name, "overrides": overrides, "needs_images": needs_images}
+    return register(type(class_name, (ConfigVariant,), namespace))
 
 
-@register
-class GeometryOnly(ConfigVariant):
-    """The ``lite`` matcher in geometry-only mode; runs on cohorts without images."""
-
-    name = "asymmetric_geometry"
-    needs_images = False
-    overrides = {"geometry_only": True}
+(AppearanceHungarian, WithSEAG, WithTE, WithSE, WithSCB,
+ GeometryOnly) = (_variant(*row) for row in VARIANTS)

@@ -62,9 +62,11 @@ def threshold_predictions(predictions: Sequence[PairPrediction], threshold: floa
 
 
 def decision_key(config: MatcherConfig) -> str:
-    """The config field the inference rule thresholds (``scb_threshold`` with SCB)."""
-    return "scb_threshold" if config.use_scb and not config.geometry_only \
-        else "similarity_threshold"
+    """The dotted config key the inference rule thresholds (``model.scb_threshold`` with SCB,
+    else ``model.similarity_threshold``)."""
+    model = config.model
+    return ("model.scb_threshold" if model.use_scb and not model.geometry_only
+            else "model.similarity_threshold")
 
 
 def choose_threshold(predictions: Sequence[PairPrediction], pairs: Sequence[ScanPair],
@@ -103,7 +105,7 @@ def calibrate_threshold(model: AsymmetricMatcher, config: MatcherConfig, cohort:
     pairs = list(pairs)
     every = predict_pairs(model, config, pairs, cache_dir=cache_dir, threshold=0.0)
     return choose_threshold(every, pairs, cohort, grid=grid,
-                            current=getattr(config, decision_key(config)))
+                            current=config.flat()[decision_key(config)])
 
 
 def fusion_data(model: AsymmetricMatcher, batch, out) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -167,8 +169,8 @@ def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[
         ValueError: the config has no position prior (nothing to fuse) or the pairs hold no
             matched and no unmatched node pair.
     """
-    if not config.position_prior:
-        raise ValueError("fusion calibration needs position_prior: true")
+    if not config.model.position_prior:
+        raise ValueError("fusion calibration needs model.position_prior: true")
     graphs = pair_graphs(list(pairs), config, cache_dir=cache_dir)
     device = next(model.parameters()).device
     data = []
@@ -176,7 +178,7 @@ def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[
     model.eval()
     try:
         with torch.no_grad():
-            for batch in DataLoader(graphs, batch_size=batch_size or config.batch_size):
+            for batch in DataLoader(graphs, batch_size=batch_size or config.optim.batch_size):
                 batch = batch.to(device)
                 out = model(batch, candidates=batch["src"].pos.new_zeros((2, 0), dtype=torch.long))
                 data += fusion_data(model, batch, out)

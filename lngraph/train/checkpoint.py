@@ -4,14 +4,16 @@ A checkpoint is one ``torch.save`` file holding a plain dict — nothing but ten
 numbers, bools, ``None``, lists and dicts — so it loads with ``torch.load(weights_only=True)``
 and never runs pickled code::
 
-    {"format": "lngraph-matcher", "format_version": 2, "lngraph_version": "0.1.0",
+    {"format": "lngraph-matcher", "format_version": 3, "lngraph_version": "0.1.0",
      "config": MatcherConfig.to_dict(), "state_dict": {name: tensor}, "extra": {...}}
 
-``extra`` is free-form metadata (training patients, validation metrics, …) made of the same
-plain values. :data:`FORMAT_VERSION` is bumped whenever the layout or the meaning of the
-weights changes; a file of another version, a corrupt file or any other file is refused with
-an :class:`~lngraph.io.errors.InputError` naming it and the problem. Files are written
-atomically.
+``config`` is the nested dict of :meth:`~lngraph.models.MatcherConfig.to_dict`. ``extra`` is
+free-form metadata (training patients, validation metrics, …) made of the same plain values.
+:data:`FORMAT_VERSION` is bumped whenever the layout or the meaning of the weights changes.
+Files of version 2 (the same weights, with the config as one flat dict) are read by moving each
+field to its section (:meth:`~lngraph.models.MatcherConfig.from_legacy_dict`); a file of any
+other version, a corrupt file or any other file is refused with an
+:class:`~lngraph.io.errors.InputError` naming it and the problem. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ from lngraph.models import AsymmetricMatcher, MatcherConfig
 
 #: Identifies an lngraph matcher checkpoint.
 FORMAT = "lngraph-matcher"
-#: Layout version of the checkpoint dict; files of any other version are refused. Version 2:
-#: the position prior's scalars became the fusion weights (``fusion_weight``, ``fusion_bias``).
-FORMAT_VERSION = 2
+#: Layout version of the checkpoint dict. Version 2: the position prior's scalars became the
+#: fusion weights (``fusion_weight``, ``fusion_bias``). Version 3: the config is stored in
+#: sections (same weights).
+FORMAT_VERSION = 3
+#: Older versions that are still read (their config is migrated).
+READABLE_VERSIONS = (2, FORMAT_VERSION)
 
 
 def plain(value, where: str = "extra"):
@@ -93,10 +98,11 @@ def _read(path: Path, map_location) -> dict:
         raise InputError(path, f"not an lngraph checkpoint (no format tag {FORMAT!r}); "
                          "`lngraph train` writes model.ckpt in this format")
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise InputError(path, f"checkpoint format version {version!r} (written by lngraph "
                          f"{payload.get('lngraph_version', '?')}), but lngraph {__version__} "
-                         f"reads version {FORMAT_VERSION}; retrain the model with this version")
+                         f"reads version {FORMAT_VERSION} (and {READABLE_VERSIONS[0]}); "
+                         "retrain the model with this version")
     for key, kind in (("config", dict), ("state_dict", dict), ("extra", dict)):
         if not isinstance(payload.get(key), kind):
             raise InputError(path, f"checkpoint entry {key!r} is missing or not a mapping")
@@ -105,7 +111,8 @@ def _read(path: Path, map_location) -> dict:
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu"
                     ) -> tuple[AsymmetricMatcher, MatcherConfig, dict]:
-    """Read an lngraph checkpoint: ``(model in eval mode, config, extra)``.
+    """Read an lngraph checkpoint: ``(model in eval mode, config, extra)``; the flat config of
+    a format-2 file is migrated to its sections.
 
     Raises:
         InputError: naming the file — missing, corrupt or not a checkpoint, another format
@@ -114,7 +121,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"
     path = Path(path)
     payload = _read(path, map_location)
     try:
-        config = MatcherConfig.from_dict(payload["config"])
+        read = (MatcherConfig.from_legacy_dict if payload["format_version"] == 2
+                else MatcherConfig.from_dict)
+        config = read(payload["config"])
     except (TypeError, ValueError) as exc:
         raise InputError(path, f"invalid config in the checkpoint: {exc}") from None
     model = AsymmetricMatcher(config)

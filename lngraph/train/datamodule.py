@@ -2,10 +2,10 @@
 
 :func:`pair_graphs` turns scan pairs into :mod:`lngraph.data.graph` ``HeteroData`` graphs,
 with each scan's crops read through the on-disk cache (:func:`~lngraph.data.cache.scan_crops`,
-crop settings from the :class:`~lngraph.models.MatcherConfig`), or with geometry only when the
-config is geometry-only. :class:`PairDataModule` is the Lightning data module over a cohort's
-training and validation patients; its graphs are built once and kept in memory (a ``lite``
-crop set is about 75 kB per node). Training batches (only they) are augmented by
+crop settings from the config's ``crops`` section), or with geometry only when the config is
+geometry-only (``model.geometry_only``). :class:`PairDataModule` is the Lightning data module
+over a cohort's training and validation patients; its graphs are built once and kept in memory
+(a ``lite`` crop set is about 75 kB per node). Training batches (only they) are augmented by
 :func:`augment_crops` when the config asks for it.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -23,7 +22,6 @@ from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from lngraph.data.cache import default_cache_dir, precompute_crops, scan_crops
-from lngraph.data.crops import CropParams
 from lngraph.data.graph import pair_to_heterodata
 from lngraph.data.views import nine_views
 from lngraph.io.cohort import Cohort, Scan, ScanPair
@@ -32,26 +30,19 @@ from lngraph.models import MatcherConfig
 PAIR_MODES = ("consecutive", "all")
 
 
-def crop_params(config: MatcherConfig) -> CropParams:
-    """The crop setting a config asks for."""
-    return CropParams(mode=config.crop_mode, size=config.crop_size, window=config.hu_window,
-                      spacing_mm=config.crop_spacing_mm, min_fov_mm=config.crop_min_fov_mm,
-                      radius_factor=config.crop_radius_factor)
-
-
 def pair_graphs(pairs: Sequence[ScanPair], config: MatcherConfig, *,
                 cache_dir: str | os.PathLike | None = None, progress: bool = False
                 ) -> list[HeteroData]:
     """One ``HeteroData`` per pair, in order; crops come from the cache (``cache_dir``; ``None``
-    computes them without caching) unless ``config.geometry_only``. A scan shared by two
-    pairs is cropped once.
+    computes them without caching) unless ``config.model.geometry_only``. A scan shared by
+    two pairs is cropped once.
 
     Raises:
         InputError: a scan needs crops but has no image, or its image is unreadable.
     """
-    if config.geometry_only:
+    if config.model.geometry_only:
         return [pair_to_heterodata(pair) for pair in pairs]
-    params = crop_params(config)
+    params = config.crops
     crops: dict[str, tuple] = {}
 
     def of(scan: Scan) -> tuple:
@@ -112,9 +103,9 @@ def flip_crops(batch: HeteroData, generator: torch.Generator | None = None) -> H
 def config_for_cohort(config: MatcherConfig, cohort: Cohort) -> MatcherConfig:
     """``config``, made geometry-only when some scan of ``cohort`` has no image (annotation
     tables only: the matcher then runs on geometric node features)."""
-    if config.geometry_only or cohort.has_images:
+    if config.model.geometry_only or cohort.has_images:
         return config
-    return replace(config, geometry_only=True)
+    return config.with_values({"model.geometry_only": True})
 
 
 def uses_images(cohort: Cohort, config: MatcherConfig) -> bool:
@@ -123,12 +114,12 @@ def uses_images(cohort: Cohort, config: MatcherConfig) -> bool:
     Raises:
         ValueError: the config wants crops but the cohort has scans without images.
     """
-    if config.geometry_only:
+    if config.model.geometry_only:
         return False
     if not cohort.has_images:
         raise ValueError("the cohort has scans without images; use a geometry-only config "
-                         "(geometry_only: true, see config_for_cohort) for annotation-only "
-                         "cohorts")
+                         "(model.geometry_only: true, see config_for_cohort) for "
+                         "annotation-only cohorts")
     return True
 
 
@@ -137,7 +128,8 @@ class PairDataModule(L.LightningDataModule):
 
     Args:
         cohort: the cohort (ground truth from ``track_id``).
-        config: crop settings, ``geometry_only`` and ``batch_size``.
+        config: its ``crops``, ``model.geometry_only``, ``optim.batch_size`` and
+            ``optim.augment_*`` are used.
         train_patients, val_patients: patients whose pairs train and validate.
         pair_mode: ``"consecutive"`` timepoints (default) or ``"all"`` earlier/later pairs.
         cache_dir: crop cache folder (default ``<cohort>/.lngraph_cache``; without a cohort
@@ -183,7 +175,7 @@ class PairDataModule(L.LightningDataModule):
         """Fill the crop cache of the scans in use (once, on the main process)."""
         if self.images and self.cache_dir is not None:
             precompute_crops(self.cohort.subset(self.train_patients + self.val_patients),
-                             crop_params(self.config), cache_dir=self.cache_dir,
+                             self.config.crops, cache_dir=self.cache_dir,
                              workers=self.workers, progress=self.progress)
 
     def setup(self, stage: str | None = None) -> None:
@@ -197,7 +189,7 @@ class PairDataModule(L.LightningDataModule):
         return self.cohort.pair(src_scan, dst_scan)
 
     def on_after_batch_transfer(self, batch: HeteroData, dataloader_idx: int) -> HeteroData:
-        c = self.config
+        c = self.config.optim
         if self.trainer is None or not self.trainer.training:
             return batch
         if c.augment_flip:
@@ -207,7 +199,7 @@ class PairDataModule(L.LightningDataModule):
         return batch
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_graphs, batch_size=self.config.batch_size, shuffle=True)
+        return DataLoader(self.train_graphs, batch_size=self.config.optim.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_graphs, batch_size=self.config.batch_size, shuffle=False)
+        return DataLoader(self.val_graphs, batch_size=self.config.optim.batch_size, shuffle=False)

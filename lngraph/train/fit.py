@@ -1,17 +1,17 @@
 """Training the asymmetric matcher on a cohort's patients: :func:`fit_matcher`.
 
 One call trains one model with Lightning: seeds fixed (``seed_everything``), early stopping on
-the validation selection score (:mod:`lngraph.train.module`; ``config.patience`` epochs without
-improvement), the best epoch kept by ``ModelCheckpoint``, CSV logs and progress bars. It runs
-on the CPU by default and on GPUs, several devices (DDP) or nodes through Lightning's own
+the validation selection score (:mod:`lngraph.train.module`; ``config.optim.patience`` epochs
+without improvement), the best epoch kept by ``ModelCheckpoint``, CSV logs and progress bars.
+It runs on the CPU by default and on GPUs, several devices (DDP) or nodes through Lightning's own
 ``accelerator``, ``devices``, ``strategy`` and ``num_nodes`` flags. The best weights are then
 written as ``out_dir/model.ckpt`` in lngraph's checkpoint format
 (:mod:`lngraph.train.checkpoint`), not Lightning's, together with the training patients and
 the validation metrics of that model (every DESIGN §5 metric, from
 :func:`~lngraph.metrics.evaluate_predictions`). Then, on the validation pairs,
-``config.calibrate_fusion`` refits the weights of the fused matching score
-(:func:`~lngraph.train.calibrate.fit_fusion`) and ``config.calibrate_threshold`` chooses the
-decision threshold (:func:`~lngraph.train.calibrate.calibrate_threshold`, stored in the
+``config.protocol.calibrate_fusion`` refits the weights of the fused matching score
+(:func:`~lngraph.train.calibrate.fit_fusion`) and ``config.protocol.calibrate_threshold``
+chooses the decision threshold (:func:`~lngraph.train.calibrate.calibrate_threshold`, stored in the
 checkpoint's config).
 
 Output folder::
@@ -32,7 +32,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -132,8 +132,8 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
         cohort: the cohort; when some scan has no image the config is made geometry-only
             (:func:`~lngraph.train.datamodule.config_for_cohort`) and the checkpoint stores
             that config.
-        config: model and training settings (``lr``, ``weight_decay``, ``batch_size``,
-            ``patience``, and the defaults of ``max_epochs`` and ``seed``).
+        config: model and training settings (its ``optim`` section, and the defaults of
+            ``optim.max_epochs`` and ``protocol.seed``).
         train_patients, val_patients: disjoint patients of ``cohort``; ``val_patients`` may be
             empty (see the module docstring).
         out_dir: output folder (module docstring).
@@ -152,8 +152,8 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
     config = config_for_cohort(config, cohort)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    max_epochs = config.max_epochs if max_epochs is None else int(max_epochs)
-    seed = config.seed if seed is None else int(seed)
+    max_epochs = config.optim.max_epochs if max_epochs is None else int(max_epochs)
+    seed = config.protocol.seed if seed is None else int(seed)
     data = PairDataModule(cohort, config, train_patients=train_patients,
                           val_patients=val_patients, pair_mode=pair_mode, cache_dir=cache_dir,
                           workers=workers, progress=progress)
@@ -172,7 +172,7 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
         callbacks = [best, throughput, *(callbacks or ())]
         if validate:
             callbacks.append(EarlyStopping(monitor=monitor, mode=mode,
-                                           patience=config.patience))
+                                           patience=config.optim.patience))
         logger = CSVLogger(out_dir, name="logs")
         trainer = L.Trainer(
             max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
@@ -191,12 +191,12 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
                                 weights_only=True)["epoch"])
     val_metrics: dict = {}
     calibration = fusion = None
-    if validate and config.calibrate_fusion and config.position_prior:
+    if validate and config.protocol.calibrate_fusion and config.model.position_prior:
         fusion = fit_fusion(model, config, data.val_pairs, cache_dir=data.cache_dir)
-    if validate and config.calibrate_threshold:
+    if validate and config.protocol.calibrate_threshold:
         calibration = calibrate_threshold(model, config, cohort, data.val_pairs,
                                           cache_dir=data.cache_dir)
-        config = replace(config, **{decision_key(config): calibration.threshold})
+        config = config.with_values({decision_key(config): calibration.threshold})
         model.config = config
     if calibration is not None:    # the metrics at the chosen threshold, already computed
         val_metrics = calibration.metrics

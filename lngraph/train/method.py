@@ -32,13 +32,15 @@ class AsymmetricMethod(Method):
         cache_dir: crop cache (default: the training cohort's ``.lngraph_cache``).
         trainer_flags: ``accelerator``, ``devices``, ``strategy``, ``num_nodes`` for Lightning.
 
-    Without a validation cohort, :meth:`fit` carves ``config.val_fraction`` of the training
+    Without a validation cohort, :meth:`fit` carves ``config.protocol.val_fraction`` of the training
     patients out for validation.
     """
 
     name = "asymmetric"
     needs_images = True
     learned = True
+    seeded = True
+    epochs_option = "max_epochs"
 
     def __init__(self, config: MatcherConfig | None = None,
                  out_dir: str | os.PathLike | None = None, *, max_epochs: int | None = None,
@@ -46,7 +48,7 @@ class AsymmetricMethod(Method):
                  progress: bool = False, cache_dir: str | os.PathLike | None = None,
                  **trainer_flags):
         self.config = preset("lite") if config is None else config
-        self.needs_images = not self.config.geometry_only
+        self.needs_images = not self.config.model.geometry_only
         self._tmp = tempfile.TemporaryDirectory(prefix="lngraph-asymmetric-") \
             if out_dir is None else None
         self.out_dir = Path(self._tmp.name if out_dir is None else out_dir)
@@ -71,14 +73,15 @@ class AsymmetricMethod(Method):
 
     def fit(self, train: Cohort, val: Cohort | None = None) -> AsymmetricMethod:
         if val is None:
-            train_patients, val_patients = holdout_split(train.patients, self.config.val_fraction,
-                                                         self.config.seed)
+            train_patients, val_patients = holdout_split(
+                train.patients, self.config.protocol.val_fraction, self.config.protocol.seed)
             cohort = train
         else:
             train_patients, val_patients = train.patients, val.patients
             cohort = Cohort(list(train.scans.values()) + list(val.scans.values()),
                             root=train.root)
-        if self.cache_dir is None and cohort.root is not None and not self.config.geometry_only:
+        if (self.cache_dir is None and cohort.root is not None
+                and not self.config.model.geometry_only):
             self.cache_dir = default_cache_dir(cohort)
         self.result = fit_matcher(cohort, self.config, train_patients=train_patients,
                                   val_patients=val_patients, out_dir=self.out_dir,

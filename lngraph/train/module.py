@@ -17,14 +17,15 @@ r"""The Lightning module that trains :class:`~lngraph.models.AsymmetricMatcher`.
   precisions because NLR and DLR alone reward leaving everything unmatched (DESIGN §5); a
   class without ground truth in the validation pairs (no new or no disappeared node) is left
   out of the mean, and an undefined :math:`F_1` counts 0, so the score is always finite.
-  Early stopping and checkpoint selection maximise it. With ``calibrate_fusion`` (position
-  prior on, no SCB, one process) the epoch is scored as it will be used: the fusion weights
-  are fitted on the epoch's validation pairs (:func:`~lngraph.train.calibrate.fit_logistic`),
-  and with ``calibrate_threshold`` the threshold too, before the metrics are computed; the
-  model's own weights are not touched (:func:`~lngraph.train.fit.fit_matcher` fits them once
-  training has picked its epoch).
-* **Optimiser**: Adam with the config's ``lr`` and ``weight_decay``; the position prior's
-  fusion weights and bias use ``position_prior_lr`` and no weight decay.
+  Early stopping and checkpoint selection maximise it. With ``protocol.calibrate_fusion``
+  (position prior on, no SCB, one process) the epoch is scored as it will be used: the fusion
+  weights are fitted on the epoch's validation pairs
+  (:func:`~lngraph.train.calibrate.fit_logistic`), and with ``protocol.calibrate_threshold``
+  the threshold too, before the metrics are computed; the model's own weights are not
+  touched (:func:`~lngraph.train.fit.fit_matcher` fits them once training has picked its
+  epoch).
+* **Optimiser**: Adam with the config's ``optim.lr`` and ``optim.weight_decay``; the position
+  prior's fusion weights and bias use ``optim.fusion_lr`` and no weight decay.
 
 The module finds the :class:`~lngraph.io.cohort.ScanPair` of a validation graph through its
 data module's ``pair(src_scan, dst_scan)``.
@@ -90,7 +91,7 @@ class MatcherModule(L.LightningModule):
         """Whether validation scores the epoch after fitting the fusion on it (module
         docstring): ``calibrate_fusion`` with the position prior, no SCB, one process."""
         c = self.config
-        return (c.calibrate_fusion and c.position_prior and not self.model.use_scb
+        return (c.protocol.calibrate_fusion and c.model.position_prior and not self.model.use_scb
                 and self.trainer.world_size == 1)
 
     def on_validation_epoch_start(self) -> None:
@@ -128,12 +129,12 @@ class MatcherModule(L.LightningModule):
             matches, scores = scb_correct(score, None, threshold=0.0)
             predictions.append(PairPrediction(*score.shape, matches, scores))
         cohort = self.trainer.datamodule.cohort
-        if c.calibrate_threshold:
+        threshold = c.model.similarity_threshold
+        if c.protocol.calibrate_threshold:
             return choose_threshold(predictions, self._val_pairs, cohort,
-                                    current=c.similarity_threshold).metrics
-        return choose_threshold(predictions, self._val_pairs, cohort,
-                                grid=(c.similarity_threshold,),
-                                current=c.similarity_threshold).metrics
+                                    current=threshold).metrics
+        return choose_threshold(predictions, self._val_pairs, cohort, grid=(threshold,),
+                                current=threshold).metrics
 
     def on_validation_epoch_end(self) -> None:
         if self._calibrating():
@@ -153,6 +154,7 @@ class MatcherModule(L.LightningModule):
         groups = [{"params": [p for n, p in named if not n.startswith("fusion_")]}]
         prior = [p for n, p in named if n.startswith("fusion_")]
         if prior:
-            groups.append({"params": prior, "lr": self.config.position_prior_lr,
+            groups.append({"params": prior, "lr": self.config.optim.fusion_lr,
                            "weight_decay": 0.0})
-        return torch.optim.Adam(groups, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        return torch.optim.Adam(groups, lr=self.config.optim.lr,
+                                weight_decay=self.config.optim.weight_decay)

@@ -23,7 +23,7 @@ def predict_pairs(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequen
 
     Crops come from the cache folder ``cache_dir`` (``None``: computed, not cached) unless the
     config is geometry-only. Runs in eval mode without gradients on the model's device, in
-    batches of ``batch_size`` pairs (default ``config.batch_size``); the model's training
+    batches of ``batch_size`` pairs (default ``config.optim.batch_size``); the model's training
     mode is restored afterwards. ``threshold`` replaces the config's decision threshold
     (:meth:`~lngraph.models.AsymmetricMatcher.predict`).
 
@@ -35,7 +35,7 @@ def predict_pairs(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequen
         return []
     graphs = pair_graphs(pairs, config, cache_dir=cache_dir, progress=progress)
     device = next(model.parameters()).device
-    loader = DataLoader(graphs, batch_size=batch_size or config.batch_size, shuffle=False)
+    loader = DataLoader(graphs, batch_size=batch_size or config.optim.batch_size, shuffle=False)
     was_training = model.training
     model.eval()
     predictions: list[PairPrediction] = []

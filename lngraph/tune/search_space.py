@@ -1,41 +1,46 @@
 """The Optuna search space over :class:`~lngraph.models.MatcherConfig`.
 
-A trial samples the hyper-parameters below; every other field keeps the value of the *base*
-config (a preset or a ``--config`` YAML). Which parameters are searched depends on the base: a
-geometry-only base searches the geometry encoder instead of the crops and image encoders (it has
-neither), and the SCB parameters are searched only when the base uses SCB.
+A trial samples the hyper-parameters below, named by their dotted config keys (also the names
+of the Optuna parameters); every other field keeps the value of the *base* config (a preset or
+a ``--config`` YAML). Which parameters are searched depends on the base: a geometry-only base
+searches the geometry encoder instead of the crops and image encoders (it has neither), and
+the SCB parameters are searched only when the base uses SCB.
 
-======================  =====================================  ==============================
-parameter               range                                  searched when
-======================  =====================================  ==============================
-lr                      1e-4 – 1e-2, log                       always
-weight_decay            1e-7 – 1e-3, log                       always
-temperature (τ)         0.03 – 0.5, log                        always
-length_scale_mm (ℓ)     5 – 80 mm, log                         always
-learn_length_scale      False, True                            always
-sigma_init (σ₀)         2 – 32, log                            always
-feature_dim             32, 64, 128                            always
-weight_te, weight_seag  0.1 – 4, log                           always
-geometry_k              2 – 16                                 geometry-only
-geometry_hidden         32, 64, 128                            geometry-only
-geometry_distance_mm    20 – 120 mm, log                       geometry-only
-similarity_threshold    0.2 – 0.8                              no SCB and no
-                                                               calibrate_threshold
-position_local_mm       0, 20, 30, 50 mm                       with the position prior
-size_prior              False, True                            with the position prior
-encoder_similarity      False, True                            with the position prior
-crop_mode               fixed, radius                          with images
-crop_radius_factor      1.0, 1.5, 2.5, 3.5                     with images, crop_mode radius
-width_multiplier        0.5, 1, 2 (× the base encoder widths)  with images
-weight_se               0.1 – 4, log                           with images
-weight_scb              0.1 – 4, log                           with images and SCB
-scb_hidden              16, 32, 64                             with images and SCB
-scb_threshold           0.3 – 0.7                              with images and SCB, no
-                                                               calibrate_threshold
-scb_reassign            False, True                            with images and SCB
-======================  =====================================  ==============================
+============================  ===================================  ===========================
+parameter                     range                                searched when
+============================  ===================================  ===========================
+optim.lr                      1e-4 – 1e-2, log                     always
+optim.weight_decay            1e-7 – 1e-3, log                     always
+loss.temperature (τ)          0.03 – 0.5, log                      always
+model.similarity_temperature  0.03 – 0.5, log                      always
+model.length_scale_mm (ℓ)     5 – 80 mm, log                       always
+model.learn_length_scale      False, True                          always
+model.sigma_init (σ₀)         2 – 32, log                          always
+model.feature_dim             32, 64, 128                          always
+loss.weight_te                0.1 – 4, log                         always
+loss.weight_seag              0.1 – 4, log                         always
+model.geometry_k              2 – 16                               geometry-only
+model.geometry_hidden         32, 64, 128                          geometry-only
+model.geometry_distance_mm    20 – 120 mm, log                     geometry-only
+model.similarity_threshold    0.2 – 0.8                            no SCB and no
+                                                                   calibrate_threshold
+model.position_local_mm       0, 20, 30, 50 mm                     with the position prior
+model.size_prior              False, True                          with the position prior
+model.encoder_similarity      False, True                          with the position prior
+crops.mode                    fixed, radius                        with images
+crops.radius_factor           1.0, 1.5, 2.5, 3.5                   with images, radius crops
+width_multiplier              0.5, 1, 2 (× the base encoder        with images
+                              widths)
+loss.weight_se                0.1 – 4, log                         with images
+loss.weight_scb               0.1 – 4, log                         with images and SCB
+model.scb_hidden              16, 32, 64                           with images and SCB
+model.scb_temperature         0.03 – 0.5, log                      with images and SCB
+model.scb_threshold           0.3 – 0.7                            with images and SCB, no
+                                                                   calibrate_threshold
+model.scb_reassign            False, True                          with images and SCB
+============================  ===================================  ===========================
 
-``crop_radius_factor`` is a choice of four values rather than a range because every distinct
+``crops.radius_factor`` is a choice of four values rather than a range because every distinct
 crop setting gets its own crop-cache entry per scan: a continuous range would recompute (and
 store) the crops of every scan in every trial.
 
@@ -45,8 +50,6 @@ config records the resulting widths, so a best config needs no knowledge of the 
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import optuna
 from optuna.distributions import (
@@ -65,73 +68,77 @@ def _log(low: float, high: float) -> FloatDistribution:
 
 #: Searched for every base config.
 COMMON: dict[str, BaseDistribution] = {
-    "lr": _log(1e-4, 1e-2),
-    "weight_decay": _log(1e-7, 1e-3),
-    "temperature": _log(0.03, 0.5),
-    "length_scale_mm": _log(5.0, 80.0),
-    "learn_length_scale": CategoricalDistribution((False, True)),
-    "sigma_init": _log(2.0, 32.0),
-    "feature_dim": CategoricalDistribution((32, 64, 128)),
-    "weight_te": _log(0.1, 4.0),
-    "weight_seag": _log(0.1, 4.0),
+    "optim.lr": _log(1e-4, 1e-2),
+    "optim.weight_decay": _log(1e-7, 1e-3),
+    "loss.temperature": _log(0.03, 0.5),
+    "model.similarity_temperature": _log(0.03, 0.5),
+    "model.length_scale_mm": _log(5.0, 80.0),
+    "model.learn_length_scale": CategoricalDistribution((False, True)),
+    "model.sigma_init": _log(2.0, 32.0),
+    "model.feature_dim": CategoricalDistribution((32, 64, 128)),
+    "loss.weight_te": _log(0.1, 4.0),
+    "loss.weight_seag": _log(0.1, 4.0),
 }
 
 #: Searched for a geometry-only base.
 GEOMETRY: dict[str, BaseDistribution] = {
-    "geometry_k": IntDistribution(2, 16),
-    "geometry_hidden": CategoricalDistribution((32, 64, 128)),
-    "geometry_distance_mm": _log(20.0, 120.0),
+    "model.geometry_k": IntDistribution(2, 16),
+    "model.geometry_hidden": CategoricalDistribution((32, 64, 128)),
+    "model.geometry_distance_mm": _log(20.0, 120.0),
 }
 
-#: Searched when the model has image encoders (``crop_radius_factor`` only for radius crops).
+#: Searched when the model has image encoders (``crops.radius_factor`` only for radius crops).
 APPEARANCE: dict[str, BaseDistribution] = {
-    "crop_mode": CategoricalDistribution(("fixed", "radius")),
-    "crop_radius_factor": CategoricalDistribution((1.0, 1.5, 2.5, 3.5)),
+    "crops.mode": CategoricalDistribution(("fixed", "radius")),
+    "crops.radius_factor": CategoricalDistribution((1.0, 1.5, 2.5, 3.5)),
     "width_multiplier": CategoricalDistribution((0.5, 1.0, 2.0)),
-    "weight_se": _log(0.1, 4.0),
+    "loss.weight_se": _log(0.1, 4.0),
 }
 
 #: Searched when the model has image encoders and SCB.
 SCB: dict[str, BaseDistribution] = {
-    "weight_scb": _log(0.1, 4.0),
-    "scb_hidden": CategoricalDistribution((16, 32, 64)),
-    "scb_threshold": FloatDistribution(0.3, 0.7),
-    "scb_reassign": CategoricalDistribution((False, True)),
+    "loss.weight_scb": _log(0.1, 4.0),
+    "model.scb_hidden": CategoricalDistribution((16, 32, 64)),
+    "model.scb_temperature": _log(0.03, 0.5),
+    "model.scb_threshold": FloatDistribution(0.3, 0.7),
+    "model.scb_reassign": CategoricalDistribution((False, True)),
 }
 
 #: Searched when the position prior fuses terms into the matching score.
 FUSION: dict[str, BaseDistribution] = {
-    "position_local_mm": CategoricalDistribution((0.0, 20.0, 30.0, 50.0)),
-    "size_prior": CategoricalDistribution((False, True)),
-    "encoder_similarity": CategoricalDistribution((False, True)),
+    "model.position_local_mm": CategoricalDistribution((0.0, 20.0, 30.0, 50.0)),
+    "model.size_prior": CategoricalDistribution((False, True)),
+    "model.encoder_similarity": CategoricalDistribution((False, True)),
 }
 
 #: Searched when no SCB decides which Hungarian pairs to keep (and no calibration chooses
 #: the threshold on validation pairs).
 NO_SCB: dict[str, BaseDistribution] = {
-    "similarity_threshold": FloatDistribution(0.2, 0.8),
+    "model.similarity_threshold": FloatDistribution(0.2, 0.8),
 }
 
 
 def uses_scb(config: MatcherConfig) -> bool:
     """Whether the model built from ``config`` has an SCB head (never in geometry-only mode)."""
-    return config.use_scb and not config.geometry_only
+    return config.model.use_scb and not config.model.geometry_only
 
 
 def search_space(base: MatcherConfig) -> dict[str, BaseDistribution]:
-    """Every parameter a trial may sample for ``base``, with its distribution.
+    """Every parameter a trial may sample for ``base``, by dotted config key (and
+    ``width_multiplier``), with its distribution.
 
-    ``crop_radius_factor`` is listed for an image base but only sampled when the trial picks
-    ``crop_mode="radius"``.
+    ``crops.radius_factor`` is listed for an image base but only sampled when the trial picks
+    ``crops.mode="radius"``.
     """
     space = dict(COMMON)
-    space.update(GEOMETRY if base.geometry_only else APPEARANCE)
+    space.update(GEOMETRY if base.model.geometry_only else APPEARANCE)
+    calibrated = base.protocol.calibrate_threshold
     if uses_scb(base):
         space.update({k: v for k, v in SCB.items()
-                      if not (k == "scb_threshold" and base.calibrate_threshold)})
-    elif not base.calibrate_threshold:
+                      if not (k == "model.scb_threshold" and calibrated)})
+    elif not calibrated:
         space.update(NO_SCB)
-    if base.position_prior:
+    if base.model.position_prior:
         space.update(FUSION)
     return space
 
@@ -158,11 +165,11 @@ def sample_config(trial: optuna.Trial, base: MatcherConfig) -> MatcherConfig:
     """
     values = {}
     for name, distribution in search_space(base).items():
-        if name == "crop_radius_factor" and values["crop_mode"] != "radius":
+        if name == "crops.radius_factor" and values["crops.mode"] != "radius":
             continue
         values[name] = _suggest(trial, name, distribution)
     multiplier = values.pop("width_multiplier", None)
     if multiplier is not None:
-        values["encoder2d_widths"] = scale_widths(base.encoder2d_widths, multiplier)
-        values["encoder3d_widths"] = scale_widths(base.encoder3d_widths, multiplier)
-    return replace(base, **values)
+        values["model.encoder2d_widths"] = scale_widths(base.model.encoder2d_widths, multiplier)
+        values["model.encoder3d_widths"] = scale_widths(base.model.encoder3d_widths, multiplier)
+    return base.with_values(values)

@@ -162,8 +162,20 @@ def open_study(storage: BaseStorage, study_name: str, objective: TuneObjective, 
     return study
 
 
+def _dotted(values: dict, prefix: str = "") -> dict:
+    """Nested dicts flattened to dotted keys (a config's sections to ``model.feature_dim``…)."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _difference(old, new) -> str:
     if isinstance(old, dict) and isinstance(new, dict):
+        old, new = _dotted(old), _dotted(new)
         keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         return ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:3])
     return f"{old!r} there, {new!r} now"

@@ -105,10 +105,12 @@ def test_warped_cube_motion(phantom):
     image = read_image(phantom[0].src.image)
     centre, shift = np.array([3.0, -4.0, 5.0]), np.array([4.0, -6.0, 2.0])
     plain = warped_cube(image, centre, 9, 2.0)
-    assert np.array_equal(plain, crop_cubes(image, [centre], size=9, spacing_mm=(2.0,) * 3)[0])
+    assert np.array_equal(plain, crop_cubes(image, [centre], mode="fixed", size=9,
+                                            spacing_mm=(2.0,) * 3)[0])
     # A pure shift: the cube shows the image around centre - shift.
     moved = warped_cube(image, centre, 9, 2.0, shift_mm=shift)
-    expected = crop_cubes(image, [centre - shift], size=9, spacing_mm=(2.0,) * 3)[0]
+    expected = crop_cubes(image, [centre - shift], mode="fixed", size=9,
+                          spacing_mm=(2.0,) * 3)[0]
     assert np.allclose(moved, expected, atol=1e-5)
     # Any affine: the voxel at centre + shift shows the image at the centre.
     matrix = np.array([[0.98, -0.17, 0.0], [0.17, 0.98, 0.05], [0.0, -0.05, 1.1]])

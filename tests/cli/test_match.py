@@ -1,6 +1,5 @@
 """``lngraph match``: matches.csv schema, Slicer markups, figures, single pairs and errors."""
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ def run_cli(monkeypatch):
 def geometry_model(tmp_path_factory):
     """An untrained geometry-only ``lite`` matcher saved as an lngraph checkpoint."""
     torch.manual_seed(0)
-    config = replace(preset("lite"), geometry_only=True)
+    config = preset("lite").with_values({"model.geometry_only": True})
     path = tmp_path_factory.mktemp("model") / "model.ckpt"
     return save_checkpoint(path, AsymmetricMatcher(config), config)
 

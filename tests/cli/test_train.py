@@ -30,9 +30,9 @@ def test_train_then_evaluate_held_out(run_cli, tmp_path, capsys):
     assert "training the geometry-only matcher" in printed
     assert f"model:   {run / 'model.ckpt'}" in printed
     model, config, extra = load_checkpoint(run / "model.ckpt")
-    assert config.geometry_only
+    assert config.model.geometry_only
     config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-    assert config["geometry_only"] is True
+    assert config["model"]["geometry_only"] is True
     split = json.loads((run / "split.json").read_text(encoding="utf-8"))
     assert split["fold"] == 0 and split["folds"] == 2 and len(split["test"]) == 1
     assert sorted(split["train"] + split["val"] + split["test"]) == ["P01", "P02"]
@@ -52,7 +52,10 @@ def test_train_then_evaluate_held_out(run_cli, tmp_path, capsys):
 def test_evaluate_fold_matches_train_fold(run_cli, tmp_path):
     run = tmp_path / "run"
     assert run_cli(["train", EXAMPLE, "--out", str(run), "--fold", "1", "--folds", "2",
-                    "--max-epochs", "1", "--quiet"]) == 0
+                    "--max-epochs", "1", "--quiet", "--set", "model.feature_dim=16",
+                    "optim.lr=3e-3"]) == 0
+    _, config, _ = load_checkpoint(run / "model.ckpt")
+    assert (config.model.feature_dim, config.optim.lr) == (16, 3e-3)
     test_patient = json.loads((run / "split.json").read_text(encoding="utf-8"))["test"][0]
     assert run_cli(["evaluate", "--model", str(run / "model.ckpt"), EXAMPLE,
                     "--out", str(tmp_path / "x.json"), "--fold", "1", "--folds", "2",
@@ -69,9 +72,15 @@ def test_errors(run_cli, tmp_path, capsys):
                     "--folds", "5", "--quiet"]) == 2
     assert "5 folds need at least 5 patients, got 2" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
-    bad.write_text("lr: fast\n")
+    bad.write_text("optim: {lr: fast}\n")
     assert run_cli(["train", EXAMPLE, "--out", str(tmp_path / "r"), "--config", str(bad)]) == 2
-    assert f"{bad}: lr must be" in capsys.readouterr().err
+    assert f"{bad}: optim.lr must be" in capsys.readouterr().err
+    assert run_cli(["train", EXAMPLE, "--out", str(tmp_path / "r"),
+                    "--set", "model.feature_dim=8", "optim.learning_rate=0.1"]) == 2
+    assert "--set: unknown key optim.learning_rate; valid keys of optim: lr, " in \
+        capsys.readouterr().err
+    assert run_cli(["train", EXAMPLE, "--out", str(tmp_path / "r"), "--set", "optim.lr"]) == 2
+    assert "--set wants SECTION.KEY=VALUE, got 'optim.lr'" in capsys.readouterr().err
     assert run_cli(["evaluate", "--model", str(tmp_path / "none.ckpt"), EXAMPLE,
                     "--out", str(tmp_path / "x.json")]) == 2
     assert "none.ckpt: checkpoint not found" in capsys.readouterr().err

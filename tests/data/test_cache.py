@@ -13,7 +13,7 @@ from lngraph.data.crops import crop_cubes
 from lngraph.data.views import nine_views
 from lngraph.io import InputError, NodeTable, Scan, read_cohort, write_cohort, write_image
 
-SMALL = CropParams(size=8)
+SMALL = CropParams(mode="fixed", size=8)
 
 
 def blob_image(peak: float) -> sitk.Image:
@@ -51,7 +51,7 @@ def test_second_call_is_a_hit_with_the_same_arrays(tmp_path):
 def test_crops_equal_a_direct_computation(tmp_path):
     scan = make_scan(tmp_path)
     crops = scan_crops(scan, SMALL, cache_dir=tmp_path / "cache")
-    direct = crop_cubes(blob_image(300.0), scan.nodes.pos, size=8)
+    direct = crop_cubes(blob_image(300.0), scan.nodes.pos, mode="fixed", size=8)
     np.testing.assert_allclose(crops.cubes, direct, atol=1e-6)
     np.testing.assert_allclose(crops.views, nine_views(direct), atol=1e-6)
 

@@ -5,8 +5,10 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from lngraph.data.graph import PairDataset, complete_edge_index, pair_to_heterodata
+from lngraph.data.geometry import AlignmentParams, alignment_key, pair_shifts
+from lngraph.data.graph import complete_edge_index, pair_graphs, pair_to_heterodata
 from lngraph.io.cohort import NodeTable, Scan, ScanPair
+from lngraph.matching.alignment import alignment_shifts
 
 SRC_INTRA = ("src", "intra", "src")
 DST_INTRA = ("dst", "intra", "dst")
@@ -48,8 +50,7 @@ def test_one_pair():
     assert src.pos.dtype == torch.float32 and torch.equal(src.pos, torch.tensor(
         pair.src.nodes.pos, dtype=torch.float32))
     assert src.radius.tolist() == [5.0, 5.5, 6.0, 6.5]  # long axis / 2
-    assert src.unmatched.tolist() == [False, True, False, False]  # B gone; unknown -> False
-    assert dst.unmatched.tolist() == [False, True, False]
+    assert "shift" not in src and "unmatched" not in src
     assert data[CROSS].edge_label_index.tolist() == [[0, 2], [2, 0]]
     assert src.cube.shape == (4, 1, 4, 4, 4) and src.cube.dtype == torch.float32
     assert dst.views.shape == (3, 9, 4, 4) and dst.views.dtype == torch.float32
@@ -84,10 +85,10 @@ def test_batching_keeps_every_index_right():
     ]
     crops = {p.src.scan_id: _crops(len(p.src.nodes), seed=k) for k, p in enumerate(pairs)}
     crops |= {p.dst.scan_id: _crops(len(p.dst.nodes), seed=10 + k) for k, p in enumerate(pairs)}
-    dataset = PairDataset(pairs, crops=lambda scan: crops[scan.scan_id])
-    assert len(dataset) == 4
-    graphs = [dataset[k] for k in range(4)]
-    batch = next(iter(DataLoader(dataset, batch_size=4, shuffle=False)))
+    shifts = {p.src.scan_id: np.full((len(p.src.nodes), 3), float(k)) for k, p in enumerate(pairs)}
+    graphs = [pair_to_heterodata(p, crops[p.src.scan_id], crops[p.dst.scan_id],
+                                 shifts[p.src.scan_id]) for p in pairs]
+    batch = next(iter(DataLoader(graphs, batch_size=4, shuffle=False)))
 
     n_src, n_dst = [3, 0, 4, 1], [2, 2, 3, 0]
     assert batch["src"].ptr.tolist() == [0, 3, 3, 7, 8]
@@ -117,7 +118,43 @@ def test_batching_keeps_every_index_right():
     for k, g in enumerate(graphs):
         sl = slice(int(src_ptr[k]), int(src_ptr[k + 1]))
         assert torch.equal(batch["src"].pos[sl], g["src"].pos)
-        assert torch.equal(batch["src"].unmatched[sl], g["src"].unmatched)
-    assert batch["src"].unmatched.tolist() == [True, False, True, False, False, True, False,
-                                               True]
+        assert torch.equal(batch["src"].shift[sl], g["src"].shift)
+    assert batch["src"].shift[:, 0].tolist() == [0, 0, 0, 2, 2, 2, 2, 3]
     assert batch.get_example(1)["src"].num_nodes == 0
+
+
+def test_shifts_are_stored_and_checked():
+    pair = _pair("x", ["A", "B"], ["A"])
+    data = pair_to_heterodata(pair, shifts=np.ones((2, 3)))
+    assert data["src"].shift.dtype == torch.float32
+    assert data["src"].shift.tolist() == [[1.0] * 3] * 2
+    with pytest.raises(ValueError, match=r"shifts of scan xa have shape \(3, 3\)"):
+        pair_to_heterodata(pair, shifts=np.ones((3, 3)))
+
+
+def test_pair_graphs_compute_shifts_once_and_cache_them(tmp_path):
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (6, 3))
+    pair = ScanPair(Scan("P", "a", "1", None, NodeTable.from_arrays(src, np.full(6, 6.0))),
+                    Scan("P", "b", "2", None, NodeTable.from_arrays(src + [5.0, -3.0, 2.0],
+                                                                    np.full(6, 6.0))))
+    params = AlignmentParams(gate_mm=15.0, local_scale_mm=30.0)
+    (graph,) = pair_graphs([pair], alignment=params, cache_dir=tmp_path)
+    np.testing.assert_allclose(graph["src"].shift.numpy(), [[5.0, -3.0, 2.0]] * 6, atol=1e-5)
+    np.testing.assert_allclose(graph["src"].shift.numpy(),
+                               alignment_shifts(src, src + [5.0, -3.0, 2.0], 15.0, 30.0),
+                               atol=1e-5)
+    entry = tmp_path / "alignment" / f"{alignment_key(src, src + [5.0, -3.0, 2.0], params)}.npy"
+    assert entry.is_file()
+    np.save(entry, np.full((6, 3), 7.0))            # a cached entry is what gets read
+    np.testing.assert_array_equal(pair_shifts(src, src + [5.0, -3.0, 2.0], params, tmp_path),
+                                  np.full((6, 3), 7.0))
+    entry.write_bytes(b"garbage")                    # a corrupt entry is recomputed
+    np.testing.assert_allclose(pair_shifts(src, src + [5.0, -3.0, 2.0], params, tmp_path),
+                               [[5.0, -3.0, 2.0]] * 6, atol=1e-9)
+    other = AlignmentParams(gate_mm=15.0, local_scale_mm=0.0)
+    assert alignment_key(src, src, params) != alignment_key(src, src, other)
+    (plain,) = pair_graphs([pair])
+    assert "shift" not in plain["src"] and "cube" not in plain["src"]
+    with pytest.raises(ValueError, match="gate_mm must be > 0"):
+        AlignmentParams(gate_mm=0.0)

@@ -1,5 +1,4 @@
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +11,12 @@ from lngraph.models import AsymmetricMatcher, preset
 from lngraph.nn import scb_score
 
 CROP = 16
-TINY = replace(preset("lite"), encoder2d_widths=(4, 8, 8), encoder3d_widths=(4, 8, 8),
-               feature_dim=16, use_scb=True, scb_hidden=8, crop_size=CROP)
+TINY = preset("lite").updated(model={"encoder2d_widths": (4, 8, 8),
+                                      "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
+                                      "use_scb": True, "scb_hidden": 8},
+                               crops={"size": CROP})
+#: τ of the matching-score logits.
+TAU = TINY.model.similarity_temperature
 
 
 def complete_graph(n: int) -> torch.Tensor:
@@ -87,7 +90,7 @@ def model():
 @pytest.fixture(scope="module")
 def geometry_model():
     torch.manual_seed(0)
-    return AsymmetricMatcher(replace(TINY, geometry_only=True))
+    return AsymmetricMatcher(TINY.updated(model={"geometry_only": True}))
 
 
 def test_output_shapes_on_a_batch_of_unequal_pairs(model):
@@ -147,7 +150,8 @@ def test_geometry_mode_is_invariant_to_a_rigid_motion_of_one_scan(geometry_model
                                    geometry_model(data).similarity, rtol=1e-4, atol=1e-5)
     # Without the position prior the whole matching score is rigid-invariant too.
     torch.manual_seed(0)
-    plain = AsymmetricMatcher(replace(TINY, geometry_only=True, position_prior=False))
+    plain = AsymmetricMatcher(TINY.updated(model={"geometry_only": True,
+                                                  "position_prior": False}))
     with torch.no_grad():
         torch.testing.assert_close(plain(moved).match_logits, plain(data).match_logits,
                                    rtol=1e-4, atol=1e-4)
@@ -159,7 +163,7 @@ def test_geometry_mode_needs_no_crops_and_image_mode_says_so(model, geometry_mod
     assert out.scb_logits.shape == (0, 9) and out.src.views is None
     assert geometry_model.loss(data, out)["se"].item() == 0.0
     prediction = geometry_model.predict_pair(data)
-    assert prediction.n_src == 4 and (prediction.scores >= TINY.similarity_threshold).all()
+    assert prediction.n_src == 4 and (prediction.scores >= TINY.model.similarity_threshold).all()
     with pytest.raises(ValueError, match="no crops"):
         model(data)
 
@@ -167,10 +171,11 @@ def test_geometry_mode_needs_no_crops_and_image_mode_says_so(model, geometry_mod
 @pytest.mark.parametrize("geometry_only", [False, True])
 def test_a_few_steps_lower_the_loss(geometry_only):
     torch.manual_seed(1)
-    model = AsymmetricMatcher(replace(TINY, geometry_only=geometry_only, lr=3e-3))
+    model = AsymmetricMatcher(TINY.updated(model={"geometry_only": geometry_only},
+                                           optim={"lr": 3e-3}))
     batch = Batch.from_data_list([random_pair(6, 6, 8, not geometry_only),
                                   random_pair(5, 6, 9, not geometry_only)])
-    optimizer = torch.optim.Adam(model.parameters(), lr=model.config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=model.config.optim.lr)
     losses = []
     for _ in range(8):
         loss = model.loss(batch, model(batch))["total"]
@@ -192,11 +197,11 @@ def test_predict_uses_scb_on_the_hungarian_pairs(model):
         out = model(data, torch.as_tensor(hungarian.T))
     model.train()
     s = scb_score(out.scb_prob).double().numpy()
-    keep = s >= model.config.scb_threshold
+    keep = s >= model.config.model.scb_threshold
     assert prediction.matches.tolist() == hungarian[keep].tolist()
     np.testing.assert_allclose(prediction.scores, s[keep], rtol=1e-6)
     # Reassigning on the combined score scores all 20 pairs and still gives a valid matching.
-    reassigning = AsymmetricMatcher(replace(TINY, scb_reassign=True))
+    reassigning = AsymmetricMatcher(TINY.updated(model={"scb_reassign": True}))
     reassigning.load_state_dict(model.state_dict())
     assert len(reassigning.predict_pair(data).matches) <= 4
 
@@ -211,18 +216,38 @@ def test_matchability_is_the_best_score(model):
 
 def test_without_the_prior_the_score_is_the_similarity():
     torch.manual_seed(0)
-    plain = AsymmetricMatcher(replace(TINY, position_prior=False))
+    plain = AsymmetricMatcher(TINY.updated(model={"position_prior": False}))
     with torch.no_grad():
         out = plain(random_pair(3, 4, 11))
-    torch.testing.assert_close(out.match_logits, (out.similarity - 0.5) / TINY.temperature)
+    torch.testing.assert_close(out.match_logits, (out.similarity - 0.5) / TAU)
     torch.testing.assert_close(out.src_matchability, out.similarity[0].amax(1).clamp_min(0))
     assert not any("prior" in name for name, _ in plain.named_parameters())
+
+
+def test_each_temperature_has_one_use():
+    """``model.similarity_temperature`` scales the matching logits, ``model.scb_temperature``
+    the SCB head's, ``loss.temperature`` only the InfoNCE losses."""
+    torch.manual_seed(0)
+    data = random_pair(3, 4, 11)
+    config = TINY.updated(model={"position_prior": False, "similarity_temperature": 0.2,
+                                 "scb_temperature": 0.3}, loss={"temperature": 0.4})
+    model = AsymmetricMatcher(config)
+    assert model.scb.temperature == 0.3
+    with torch.no_grad():
+        out = model(data)
+        torch.testing.assert_close(out.match_logits, (out.similarity - 0.5) / 0.2)
+        other_loss = AsymmetricMatcher(config.with_values({"loss.temperature": 0.05}))
+        other_loss.load_state_dict(model.state_dict())
+        same = other_loss(data)
+        torch.testing.assert_close(same.match_logits, out.match_logits)
+        assert model.loss(data, out)["seag"] == other_loss.loss(data, same)["seag"]
+        assert model.loss(data, out)["te"] != other_loss.loss(data, same)["te"]
 
 
 @pytest.mark.parametrize("geometry_only", [False, True])
 def test_the_position_prior_is_invariant_to_translating_a_scan(geometry_only):
     torch.manual_seed(0)
-    model = AsymmetricMatcher(replace(TINY, geometry_only=geometry_only)).eval()
+    model = AsymmetricMatcher(TINY.updated(model={"geometry_only": geometry_only})).eval()
     data = random_pair(6, 5, 12, images=not geometry_only)
     moved = data.clone()
     moved["dst"].pos = data["dst"].pos + torch.tensor([80.0, -20.0, 150.0])
@@ -235,7 +260,7 @@ def test_the_position_prior_is_invariant_to_translating_a_scan(geometry_only):
 def test_the_position_prior_prefers_the_aligned_partner():
     # Identical appearance everywhere: only the aligned distance tells the partners apart.
     torch.manual_seed(0)
-    model = AsymmetricMatcher(replace(TINY, geometry_only=True))
+    model = AsymmetricMatcher(TINY.updated(model={"geometry_only": True}))
     pos = torch.tensor([[0.0, 0.0, 0.0], [40.0, 0.0, 0.0], [0.0, 40.0, 0.0], [0.0, 0.0, 40.0]])
     data = pair_graph(pos, pos[[2, 0, 3, 1]] + torch.tensor([5.0, 7.0, -3.0]),
                       [[0, 1], [1, 3], [2, 0], [3, 2]])
@@ -246,7 +271,7 @@ def test_the_position_prior_prefers_the_aligned_partner():
 
 def test_fusion_terms_and_their_weights_make_the_logits():
     torch.manual_seed(0)
-    config = replace(TINY, encoder_similarity=True, size_prior=True)
+    config = TINY.updated(model={"encoder_similarity": True, "size_prior": True})
     model = AsymmetricMatcher(config).eval()
     assert model.fusion_terms == ["seag", "encoder", "distance", "size"]
     torch.testing.assert_close(model.fusion_weight.detach(), torch.tensor([1.0, 1.0, -4.0, -1.0]))
@@ -256,14 +281,14 @@ def test_fusion_terms_and_their_weights_make_the_logits():
         x = model.fusion_features(data, out.similarity, out.src, out.dst)
     assert x.shape == (1, 4, 5, 4)
     torch.testing.assert_close(out.match_logits, x @ model.fusion_weight.detach() + 4.0)
-    torch.testing.assert_close(x[..., 0], (out.similarity - 0.5) / TINY.temperature)
+    torch.testing.assert_close(x[..., 0], (out.similarity - 0.5) / TAU)
     # encoder term: cosine of 3D feature + mean view feature, each normalised
     z = {k: torch.nn.functional.normalize(f.feature, dim=-1)
          + torch.nn.functional.normalize(f.views.mean(1), dim=-1)
          for k, f in (("src", out.src), ("dst", out.dst))}
     cos = torch.nn.functional.normalize(z["src"], dim=-1) @ \
         torch.nn.functional.normalize(z["dst"], dim=-1).T
-    torch.testing.assert_close(x[0, ..., 1], cos / TINY.temperature)
+    torch.testing.assert_close(x[0, ..., 1], cos / TAU)
     # size term: |log r_i - log r_j|
     size = (data["src"].radius.log()[:, None] - data["dst"].radius.log()[None]).abs()
     torch.testing.assert_close(x[0, ..., 3], size)
@@ -272,8 +297,8 @@ def test_fusion_terms_and_their_weights_make_the_logits():
 def test_the_size_term_is_the_absolute_log_size_ratio():
     # Two nodes at the same place in the later scan: only the size tells which is the partner.
     torch.manual_seed(0)
-    model = AsymmetricMatcher(replace(TINY, geometry_only=True, size_prior=True,
-                                      use_seag=False)).eval()
+    model = AsymmetricMatcher(TINY.updated(model={"geometry_only": True, "size_prior": True,
+                                                  "use_seag": False})).eval()
     pos = torch.tensor([[0.0, 0.0, 0.0], [60.0, 0.0, 0.0]])
     data = pair_graph(pos, pos[[0, 0]] + 0.5, [[0, 1]], torch.tensor([4.0, 9.0]),
                       torch.tensor([9.0, 4.0]))

@@ -1,5 +1,3 @@
-from dataclasses import replace
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,29 +8,32 @@ from lngraph.models import AsymmetricMatcher, MatcherConfig, preset
 from lngraph.train.ablations import ABLATIONS, AppearanceHungarian, GeometryOnly
 from lngraph.train.method import AsymmetricMethod
 
-SWITCHES = ("use_seag", "weight_te", "weight_se", "use_scb", "position_prior")
+SWITCHES = ("model.use_seag", "loss.weight_te", "loss.weight_se", "model.use_scb",
+            "model.position_prior")
 #: Table 1, one component added per row: (use_seag, weight_te, weight_se, use_scb,
 #: position_prior).
 ROWS = {"abl_appearance": (False, 0.0, 0.0, False, False),
         "abl_seag": (True, 0.0, 0.0, False, False), "abl_te": (True, 1.0, 0.0, False, False),
         "abl_se": (True, 1.0, 1.0, False, False), "abl_scb": (True, 1.0, 1.0, True, False)}
 CROP = 16
-TINY = replace(preset("lite"), encoder2d_widths=(4, 8, 8), encoder3d_widths=(4, 8, 8),
-               feature_dim=16, scb_hidden=8, crop_size=CROP)
+TINY = preset("lite").updated(model={"encoder2d_widths": (4, 8, 8),
+                                      "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
+                                      "scb_hidden": 8},
+                               crops={"size": CROP})
 
 
 def changed(config: MatcherConfig) -> dict:
-    lite = preset("lite").to_dict()
-    return {k: v for k, v in config.to_dict().items() if lite[k] != v}
+    lite = preset("lite").flat()
+    return {k: v for k, v in config.flat().items() if lite[k] != v}
 
 
 @pytest.mark.parametrize("name", list(ROWS))
 def test_each_row_sets_its_switches_and_nothing_else(name):
     method = REGISTRY[name]()
     assert isinstance(method, AsymmetricMethod)
-    assert tuple(getattr(method.config, k) for k in SWITCHES) == ROWS[name]
+    assert tuple(method.config.flat()[k] for k in SWITCHES) == ROWS[name]
     expected = {k: v for k, v in zip(SWITCHES, ROWS[name], strict=True)
-                if getattr(preset("lite"), k) != v}
+                if preset("lite").flat()[k] != v}
     assert changed(method.config) == expected
     assert method.needs_images and method.learned
 
@@ -50,14 +51,15 @@ def test_asymmetric_itself_is_the_lite_preset():
 
 
 def test_overrides_win_over_the_given_config_and_keep_the_rest():
-    method = AppearanceHungarian(replace(TINY, use_seag=True, weight_te=0.5), max_epochs=3)
-    assert method.config.use_seag is False and method.config.weight_te == 0.0
-    assert method.config.feature_dim == 16 and method.max_epochs == 3
+    method = AppearanceHungarian(TINY.with_values({"model.use_seag": True,
+                                                   "loss.weight_te": 0.5}), max_epochs=3)
+    assert method.config.model.use_seag is False and method.config.loss.weight_te == 0.0
+    assert method.config.model.feature_dim == 16 and method.max_epochs == 3
 
 
 def test_geometry_variant_runs_without_images():
     method = GeometryOnly()
-    assert method.config.geometry_only and not method.needs_images
+    assert method.config.model.geometry_only and not method.needs_images
     assert REGISTRY["asymmetric_geometry"] is GeometryOnly
 
 
@@ -82,7 +84,8 @@ def pair(images: bool, seed: int = 0) -> HeteroData:
 @pytest.mark.parametrize("images", [True, False])
 def test_without_seag_similarity_is_the_encoder_cosine(images):
     torch.manual_seed(0)
-    config = replace(TINY, use_seag=False, use_scb=False, geometry_only=not images)
+    config = TINY.updated(model={"use_seag": False, "use_scb": False,
+                                 "geometry_only": not images})
     model = AsymmetricMatcher(config).eval()
     assert model.seag is None
     assert not any(name.startswith("seag.") for name, _ in model.named_parameters())
@@ -93,7 +96,7 @@ def test_without_seag_similarity_is_the_encoder_cosine(images):
     torch.testing.assert_close(out.similarity[0], expected)
 
     torch.manual_seed(0)
-    with_seag = AsymmetricMatcher(replace(config, use_seag=True)).eval()
+    with_seag = AsymmetricMatcher(config.with_values({"model.use_seag": True})).eval()
     with torch.no_grad():
         out = with_seag(data)
     expected = F.normalize(out.src.feature, dim=-1) @ F.normalize(out.dst.feature, dim=-1).T
@@ -101,8 +104,8 @@ def test_without_seag_similarity_is_the_encoder_cosine(images):
 
 
 def test_use_seag_round_trips_through_yaml(tmp_path):
-    config = replace(preset("lite"), use_seag=False)
+    config = preset("lite").with_values({"model.use_seag": False})
     config.to_yaml(tmp_path / "c.yaml")
-    assert MatcherConfig.from_yaml(tmp_path / "c.yaml").use_seag is False
-    with pytest.raises(ValueError, match="use_seag must be bool"):
-        MatcherConfig(use_seag="no")
+    assert MatcherConfig.from_yaml(tmp_path / "c.yaml").model.use_seag is False
+    with pytest.raises(ValueError, match=r"model\.use_seag must be bool"):
+        MatcherConfig(model={"use_seag": "no"})

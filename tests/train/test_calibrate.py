@@ -1,7 +1,5 @@
 """Choosing the decision threshold on validation pairs."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -12,7 +10,8 @@ from lngraph.train import calibrate_threshold, fit_matcher, load_checkpoint, pre
 from lngraph.train.calibrate import decision_key, threshold_predictions
 from lngraph.train.module import selection_score
 
-GEOMETRY = replace(preset("lite"), geometry_only=True, batch_size=4, lr=3e-3, patience=20)
+GEOMETRY = preset("lite").with_values({"model.geometry_only": True, "optim.batch_size": 4,
+                                        "optim.lr": 3e-3, "optim.patience": 20})
 
 
 def test_threshold_predictions_keep_pairs_at_or_above_the_threshold():
@@ -25,15 +24,16 @@ def test_threshold_predictions_keep_pairs_at_or_above_the_threshold():
 
 
 def test_decision_key_follows_scb():
-    assert decision_key(preset("lite")) == "similarity_threshold"
-    assert decision_key(preset("paper")) == "scb_threshold"
-    assert decision_key(replace(preset("paper"), geometry_only=True)) == "similarity_threshold"
+    assert decision_key(preset("lite")) == "model.similarity_threshold"
+    assert decision_key(preset("paper")) == "model.scb_threshold"
+    assert decision_key(preset("paper").with_values({"model.geometry_only": True})) == \
+        "model.similarity_threshold"
 
 
 @pytest.fixture(scope="module")
 def fitted(geometry_cohort, tmp_path_factory):
     patients = geometry_cohort.patients
-    config = replace(GEOMETRY, calibrate_threshold=True, calibrate_fusion=False)
+    config = GEOMETRY.updated(protocol={"calibrate_threshold": True, "calibrate_fusion": False})
     result = fit_matcher(geometry_cohort, config, train_patients=patients[:16],
                          val_patients=patients[16:20], out_dir=tmp_path_factory.mktemp("cal"),
                          max_epochs=4, seed=0, progress=False)
@@ -44,8 +44,8 @@ def test_calibration_picks_the_best_validation_threshold_and_stores_it(fitted, g
     result, val = fitted
     model, config, extra = load_checkpoint(result.checkpoint)
     cal = extra["calibration"]
-    assert cal["key"] == "similarity_threshold"
-    assert config.similarity_threshold == cal["threshold"]
+    assert cal["key"] == "model.similarity_threshold"
+    assert config.model.similarity_threshold == cal["threshold"]
     assert cal["scores"][f"{cal['threshold']:g}"] == pytest.approx(max(cal["scores"].values()))
     # The stored validation metrics are those of the calibrated checkpoint.
     pairs = geometry_cohort.pairs(patients=val)
@@ -100,12 +100,12 @@ def test_fit_fusion_refits_the_weights_on_held_out_pairs(fitted, geometry_cohort
     assert weights["distance"] < 0     # farther apart, less likely the same node
     assert _validation_bce(model, config, pairs) < before
     with pytest.raises(ValueError, match="position_prior"):
-        fit_fusion(model, replace(config, position_prior=False), pairs)
+        fit_fusion(model, config.with_values({"model.position_prior": False}), pairs)
 
 
 def test_fit_with_fusion_calibration_stores_the_weights(geometry_cohort, tmp_path):
     patients = geometry_cohort.patients
-    config = replace(GEOMETRY, calibrate_fusion=True, size_prior=True)
+    config = GEOMETRY.with_values({"protocol.calibrate_fusion": True, "model.size_prior": True})
     result = fit_matcher(geometry_cohort, config, train_patients=patients[:8],
                          val_patients=patients[16:20], out_dir=tmp_path, max_epochs=1, seed=0,
                          progress=False)
@@ -119,7 +119,7 @@ def test_validation_scores_each_epoch_as_calibrated_and_fit_reproduces_the_best(
     import pandas as pd
 
     patients = geometry_cohort.patients
-    config = replace(GEOMETRY, calibrate_fusion=True, calibrate_threshold=True)
+    config = GEOMETRY.updated(protocol={"calibrate_fusion": True, "calibrate_threshold": True})
     result = fit_matcher(geometry_cohort, config, train_patients=patients[:16],
                          val_patients=patients[16:20], out_dir=tmp_path, max_epochs=3, seed=0,
                          progress=False)

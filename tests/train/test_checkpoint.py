@@ -1,19 +1,20 @@
 """lngraph checkpoints: identical outputs after a round trip, clear errors for bad files."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
 
+from lngraph import __version__
 from lngraph.data.graph import pair_to_heterodata
 from lngraph.io.errors import InputError
 from lngraph.models import AsymmetricMatcher, preset
-from lngraph.train.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from lngraph.train.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 
 CROP = 16
-TINY = replace(preset("lite"), encoder2d_widths=(4, 8, 8), encoder3d_widths=(4, 8, 8),
-               feature_dim=16, scb_hidden=8, crop_size=CROP)
+TINY = preset("lite").updated(model={"encoder2d_widths": (4, 8, 8),
+                                      "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
+                                      "scb_hidden": 8},
+                               crops={"size": CROP})
 
 
 def crops(n, gen):
@@ -31,7 +32,7 @@ def image_graph(geometry_cohort):
 
 @pytest.mark.parametrize("geometry_only", [False, True])
 def test_round_trip_gives_identical_outputs(tmp_path, image_graph, geometry_only):
-    config = replace(TINY, geometry_only=geometry_only, seed=5)
+    config = TINY.with_values({"model.geometry_only": geometry_only, "protocol.seed": 5})
     torch.manual_seed(1)
     model = AsymmetricMatcher(config).eval()
     extra = {"val_metrics": {"f1": np.float64(0.5), "nlr": float("nan")},
@@ -55,8 +56,9 @@ def test_round_trip_gives_identical_outputs(tmp_path, image_graph, geometry_only
 def test_loads_with_weights_only(tmp_path):
     path = save_checkpoint(tmp_path / "m.ckpt", AsymmetricMatcher(TINY), TINY)
     payload = torch.load(path, weights_only=True)
-    assert payload["format_version"] == FORMAT_VERSION
-    assert payload["config"]["name"] == "lite"
+    assert payload["format_version"] == FORMAT_VERSION == 3
+    assert payload["config"] == TINY.to_dict()
+    assert payload["config"]["model"]["feature_dim"] == 16
 
 
 def test_extra_must_be_plain_data(tmp_path):
@@ -68,12 +70,13 @@ def test_extra_must_be_plain_data(tmp_path):
 def test_other_format_version_is_refused(tmp_path):
     path = save_checkpoint(tmp_path / "m.ckpt", AsymmetricMatcher(TINY), TINY)
     payload = torch.load(path, weights_only=True)
-    payload["format_version"] = FORMAT_VERSION + 1
-    torch.save(payload, path)
-    with pytest.raises(InputError) as err:
-        load_checkpoint(path)
-    assert str(err.value).startswith(f"{path}: checkpoint format version {FORMAT_VERSION + 1}")
-    assert f"reads version {FORMAT_VERSION}" in str(err.value)
+    for version in (FORMAT_VERSION + 1, 1, None):
+        payload["format_version"] = version
+        torch.save(payload, path)
+        with pytest.raises(InputError) as err:
+            load_checkpoint(path)
+        assert str(err.value).startswith(f"{path}: checkpoint format version {version!r}")
+        assert f"reads version {FORMAT_VERSION}" in str(err.value)
 
 
 def test_corrupt_file_is_refused(tmp_path):
@@ -102,11 +105,76 @@ def test_missing_file(tmp_path):
 def test_weights_that_do_not_fit_the_config(tmp_path):
     path = save_checkpoint(tmp_path / "m.ckpt", AsymmetricMatcher(TINY), TINY)
     payload = torch.load(path, weights_only=True)
-    payload["config"]["feature_dim"] = 32
+    payload["config"]["model"]["feature_dim"] = 32
     torch.save(payload, path)
     with pytest.raises(InputError, match="the weights do not fit the model"):
         load_checkpoint(path)
-    payload["config"] = {"feature_dim": "wide"}
+    payload["config"] = {"model": {"feature_dim": "wide"}}
     torch.save(payload, path)
-    with pytest.raises(InputError, match="invalid config in the checkpoint"):
+    with pytest.raises(InputError, match=r"invalid config in the checkpoint: "
+                                         r"model\.feature_dim must be int"):
         load_checkpoint(path)
+
+
+#: The flat config of checkpoint format 2 (the ``lite`` values of that version, with TINY's
+#: sizes and a temperature that was shared by the losses, the matching logits and SCB).
+V2_CONFIG = {
+    "name": "lite", "crop_mode": "radius", "crop_size": CROP,
+    "crop_spacing_mm": [0.7, 0.7, 2.0], "crop_radius_factor": 2.5, "crop_min_fov_mm": 16.0,
+    "hu_window": [-160.0, 240.0], "encoder2d_block": "basic", "encoder2d_layers": [1, 1, 1],
+    "encoder2d_widths": [4, 8, 8], "encoder2d_stem_stride": 2, "encoder3d_block": "basic",
+    "encoder3d_layers": [1, 1, 1], "encoder3d_widths": [4, 8, 8], "encoder3d_stem_stride": 2,
+    "feature_dim": 16, "token_grid": 2, "use_seag": True, "length_scale_mm": 20.0,
+    "learn_length_scale": False, "sigma_init": 8.0, "use_scb": True, "scb_hidden": 8,
+    "scb_threshold": 0.4, "scb_reassign": False, "similarity_threshold": 0.5,
+    "calibrate_threshold": True, "position_prior": True, "position_gate_mm": 15.0,
+    "position_local_mm": 30.0, "size_prior": True, "encoder_similarity": True,
+    "calibrate_fusion": False, "position_prior_lr": 0.002, "geometry_only": False,
+    "geometry_k": 8, "geometry_hidden": 64, "geometry_distance_mm": 50.0, "temperature": 0.2,
+    "weight_se": 1.0, "weight_te": 0.5, "weight_seag": 1.0, "weight_scb": 1.0,
+    "augment_intensity": 0.1, "augment_noise": 0.02, "augment_flip": True, "lr": 0.003,
+    "weight_decay": 0.0001, "batch_size": 2, "max_epochs": 7, "patience": 5, "folds": 5,
+    "val_fraction": 0.25, "seed": 3,
+}
+
+
+def test_format_2_file_is_migrated(tmp_path, image_graph):
+    expected = preset("lite").updated(
+        crops={"size": CROP},
+        model={"encoder2d_widths": (4, 8, 8), "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
+               "use_scb": True, "scb_hidden": 8, "scb_threshold": 0.4,
+               "similarity_temperature": 0.2, "scb_temperature": 0.2},
+        loss={"temperature": 0.2, "weight_te": 0.5},
+        optim={"fusion_lr": 0.002, "lr": 0.003, "batch_size": 2, "max_epochs": 7},
+        protocol={"calibrate_fusion": False, "val_fraction": 0.25, "seed": 3})
+    torch.manual_seed(2)
+    model = AsymmetricMatcher(expected).eval()
+    path = tmp_path / "v2.ckpt"
+    torch.save({"format": FORMAT, "format_version": 2, "lngraph_version": __version__,
+                "config": dict(V2_CONFIG),
+                "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
+                "extra": {"seed": 3}}, path)
+    loaded, config, extra = load_checkpoint(path)
+    assert config == expected and extra == {"seed": 3}
+    assert loaded.scb.temperature == 0.2
+    with torch.no_grad():
+        before, after = model(image_graph), loaded(image_graph)
+    assert torch.equal(before.match_logits, after.match_logits)
+    assert torch.equal(before.scb_logits, after.scb_logits)
+    p, q = model.predict_pair(image_graph), loaded.predict_pair(image_graph)
+    assert np.array_equal(p.matches, q.matches) and np.array_equal(p.scores, q.scores)
+    resaved = save_checkpoint(tmp_path / "v3.ckpt", loaded, config)
+    assert torch.load(resaved, weights_only=True)["config"] == expected.to_dict()
+    assert load_checkpoint(resaved)[1] == expected
+
+
+def test_format_2_file_with_a_bad_config_is_refused(tmp_path):
+    model = AsymmetricMatcher(TINY)
+    path = tmp_path / "v2.ckpt"
+    for config, problem in (({**V2_CONFIG, "wide": True}, "unknown key.* wide"),
+                            ({**V2_CONFIG, "feature_dim": 0},
+                             r"model\.feature_dim must be >= 1")):
+        torch.save({"format": FORMAT, "format_version": 2, "lngraph_version": "0.1.0",
+                    "config": config, "state_dict": model.state_dict(), "extra": {}}, path)
+        with pytest.raises(InputError, match=f"invalid config in the checkpoint: {problem}"):
+            load_checkpoint(path)

@@ -1,7 +1,5 @@
 """A tiny geometry-only training run: loss goes down, held-out pairs beat chance, outputs."""
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +7,10 @@ import pytest
 from lngraph.metrics import evaluate_predictions
 from lngraph.models import preset
 from lngraph.train import fit_matcher, load_checkpoint, predict_pairs, selection_score
-from lngraph.train.datamodule import PairDataModule, config_for_cohort, crop_params
+from lngraph.train.datamodule import PairDataModule, config_for_cohort
 
-GEOMETRY = replace(preset("lite"), geometry_only=True, batch_size=4, lr=3e-3, patience=20)
+GEOMETRY = preset("lite").with_values({"model.geometry_only": True, "optim.batch_size": 4,
+                                        "optim.lr": 3e-3, "optim.patience": 20})
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def test_training_lowers_the_loss(trained):
 def test_held_out_pairs_beat_chance(trained, geometry_cohort):
     result, test_patients = trained
     model, config, extra = load_checkpoint(result.checkpoint)
-    assert config.geometry_only and extra["train_patients"] == geometry_cohort.patients[:16]
+    assert config.model.geometry_only and extra["train_patients"] == geometry_cohort.patients[:16]
     pairs = geometry_cohort.pairs(patients=test_patients)
     predictions = predict_pairs(model, config, pairs)
     metrics = evaluate_predictions(geometry_cohort, {
@@ -89,17 +88,10 @@ def test_errors(geometry_cohort, tmp_path):
 
 def test_cohort_without_images_gets_a_geometry_only_config(geometry_cohort):
     lite = preset("lite")
-    assert config_for_cohort(lite, geometry_cohort).geometry_only
+    assert config_for_cohort(lite, geometry_cohort).model.geometry_only
     assert config_for_cohort(GEOMETRY, geometry_cohort) is GEOMETRY
     with pytest.raises(ValueError, match="use a geometry-only config"):
         PairDataModule(geometry_cohort, lite, train_patients=geometry_cohort.patients[:2])
-
-
-def test_crop_params_follow_the_config():
-    params = crop_params(replace(preset("lite"), crop_size=16, hu_window=(-100.0, 200.0)))
-    assert params.mode == "radius" and params.size == 16 and params.window == (-100.0, 200.0)
-    assert crop_params(preset("paper")).spacing_mm == (0.7, 0.7, 2.0)
-    assert crop_params(replace(preset("lite"), crop_radius_factor=2.0)).radius_factor == 2.0
 
 
 def test_augment_crops_changes_intensities_per_node_and_keeps_the_input():

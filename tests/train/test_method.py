@@ -1,7 +1,5 @@
 """``asymmetric`` behind the Method interface: registry, fit/predict, needs_images."""
 
-from dataclasses import replace
-
 import numpy as np
 
 from lngraph.baselines import REGISTRY
@@ -9,7 +7,7 @@ from lngraph.io.matches import PairPrediction
 from lngraph.models import preset
 from lngraph.train import AsymmetricMethod
 
-GEOMETRY = replace(preset("lite"), geometry_only=True, lr=3e-3)
+GEOMETRY = preset("lite").with_values({"model.geometry_only": True, "optim.lr": 3e-3})
 
 
 def test_registered():

@@ -72,6 +72,6 @@ def test_ddp_on_two_cpu_processes(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout + done.stderr
     model, config, extra = load_checkpoint(run / "model.ckpt")
-    assert config.geometry_only and extra["epochs"] == 1
+    assert config.model.geometry_only and extra["epochs"] == 1
     assert 0.0 <= extra["val_metrics"]["score"] <= 2.0
     assert (run / "logs" / "version_0" / "metrics.csv").is_file()

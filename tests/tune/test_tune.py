@@ -42,7 +42,7 @@ from lngraph.tune.study import (
 )
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "tune.md"
-GEOMETRY_BASE = replace(preset("lite"), geometry_only=True)
+GEOMETRY_BASE = preset("lite").with_values({"model.geometry_only": True})
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -83,40 +83,41 @@ def _ask(base: MatcherConfig, seed: int = 0, n: int = 20):
 def test_geometry_space_samples_only_what_the_model_uses():
     space = search_space(GEOMETRY_BASE)
     assert set(space) == set(COMMON) | set(GEOMETRY) | set(FUSION)   # threshold calibrated
-    assert set(search_space(replace(GEOMETRY_BASE, calibrate_threshold=False))) == (
-        set(space) | set(NO_SCB))
+    assert set(search_space(GEOMETRY_BASE.with_values(
+        {"protocol.calibrate_threshold": False}))) == set(space) | set(NO_SCB)
     for trial, config in _ask(GEOMETRY_BASE):
         assert set(trial.params) == set(space)
+        values = config.flat()
         for name, value in trial.params.items():
             assert space[name]._contains(space[name].to_internal_repr(value))
-            assert getattr(config, name) == value
+            assert values[name] == value
         # fields outside the space keep the base values
-        assert config.crop_mode == GEOMETRY_BASE.crop_mode
-        assert config.encoder2d_widths == GEOMETRY_BASE.encoder2d_widths
-        assert config.scb_threshold == GEOMETRY_BASE.scb_threshold
-        assert config.geometry_only and config.batch_size == GEOMETRY_BASE.batch_size
+        assert {k: v for k, v in values.items() if k not in space} == {
+            k: v for k, v in GEOMETRY_BASE.flat().items() if k not in space}
 
 
 def test_appearance_space_scales_widths_and_conditions_radius_factor():
-    base = replace(preset("lite"), use_scb=True)
+    base = preset("lite").with_values({"model.use_scb": True})
     assert set(search_space(base)) == (set(COMMON) | set(APPEARANCE) | set(SCB) | set(FUSION)
-                                       ) - {"scb_threshold"}    # calibrated in lite
-    assert "scb_threshold" in search_space(replace(base, calibrate_threshold=False))
-    assert set(search_space(replace(base, use_scb=False, calibrate_threshold=False))) == (
+                                       ) - {"model.scb_threshold"}    # calibrated in lite
+    uncalibrated = base.with_values({"protocol.calibrate_threshold": False})
+    assert "model.scb_threshold" in search_space(uncalibrated)
+    assert set(search_space(uncalibrated.with_values({"model.use_scb": False}))) == (
         set(COMMON) | set(APPEARANCE) | set(NO_SCB) | set(FUSION))
     # a threshold chosen on validation is not searched; no prior, no fusion terms
-    assert set(search_space(replace(base, use_scb=False, calibrate_threshold=True,
-                                    position_prior=False))) == set(COMMON) | set(APPEARANCE)
+    assert set(search_space(base.with_values({"model.use_scb": False,
+                                              "model.position_prior": False}))) == (
+        set(COMMON) | set(APPEARANCE))
     modes = set()
     for trial, config in _ask(base, n=30):
-        modes.add(config.crop_mode)
-        assert ("crop_radius_factor" in trial.params) == (config.crop_mode == "radius")
-        if config.crop_mode == "fixed":
-            assert config.crop_radius_factor == base.crop_radius_factor
+        modes.add(config.crops.mode)
+        assert ("crops.radius_factor" in trial.params) == (config.crops.mode == "radius")
+        if config.crops.mode == "fixed":
+            assert config.crops.radius_factor == base.crops.radius_factor
         m = trial.params["width_multiplier"]
-        assert config.encoder2d_widths == scale_widths(base.encoder2d_widths, m)
-        assert config.encoder3d_widths == scale_widths(base.encoder3d_widths, m)
-        assert not hasattr(config, "width_multiplier")
+        assert config.model.encoder2d_widths == scale_widths(base.model.encoder2d_widths, m)
+        assert config.model.encoder3d_widths == scale_widths(base.model.encoder3d_widths, m)
+        assert "width_multiplier" not in config.flat()
     assert modes == {"fixed", "radius"}
     assert scale_widths((8, 16, 32), 0.5) == (4, 8, 16)
     assert scale_widths((1, 3), 0.5) == (1, 2)
@@ -203,8 +204,10 @@ def test_study_refuses_to_resume_with_other_settings(tmp_path):
     url = f"journal:{tmp_path / 'study.log'}"
     open_study(open_storage(url), "s", _objective(tmp_path, cohort))
     open_study(open_storage(url), "s", _objective(tmp_path, cohort))  # same settings: fine
-    other = _objective(tmp_path, cohort, base=replace(GEOMETRY_BASE, batch_size=2))
-    with pytest.raises(ValueError, match="different base_config .*batch_size: 4 there, 2 now"):
+    other = _objective(tmp_path, cohort,
+                       base=GEOMETRY_BASE.with_values({"optim.batch_size": 2}))
+    with pytest.raises(ValueError,
+                       match=r"different base_config \(optim\.batch_size: 4 there, 2 now\)"):
         open_study(open_storage(url), "s", other)
     with pytest.raises(ValueError, match="different val_patients"):
         open_study(open_storage(url), "s", _objective(tmp_path, cohort, val=("p1",)))
@@ -297,7 +300,7 @@ def test_interrupted_study_resumes_and_its_best_config_trains(tmp_path):
     assert finished_trials(_load(url)) == done + 1
 
     best = MatcherConfig.from_yaml(out / "best_config.yaml")
-    assert best.geometry_only and best.max_epochs == GEOMETRY_BASE.max_epochs
+    assert best.model.geometry_only and best.optim.max_epochs == GEOMETRY_BASE.optim.max_epochs
     code = main(["train", str(cohort), "--config", str(out / "best_config.yaml"),
                  "--out", str(tmp_path / "run"), "--max-epochs", "1", "--quiet"])
     assert code == 0

@@ -5,16 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lngraph.baselines.base import REGISTRY, Method, register
-from lngraph.baselines.leaderboard import (
-    METRICS,
-    TIMINGS,
-    build_method,
-    load_registry,
-    method_names,
-    run_leaderboard,
-    summarize_leaderboard,
-)
+from lngraph.baselines.base import Method, register
+from lngraph.bench.leaderboard import run_leaderboard
+from lngraph.bench.registry import import_methods, method_names
+from lngraph.bench.report import METRICS, TIMINGS, summarize_leaderboard
 from lngraph.io.cohort import NodeTable, Scan, read_cohort, write_cohort
 
 FRACTIONS = [k for k, _, unit in METRICS if unit == "%"]
@@ -51,15 +45,6 @@ def board(cohort_dir, tmp_path_factory):
     rows = run_leaderboard(cohort_dir, ["nearest", "pointset", "asymmetric"], folds=2,
                            seeds=(0, 1), out_dir=out, command="test-command", progress=False)
     return rows, out
-
-
-@pytest.fixture
-def registry():
-    """Restore the registry after a test that registers methods."""
-    saved = dict(REGISTRY)
-    yield REGISTRY
-    REGISTRY.clear()
-    REGISTRY.update(saved)
 
 
 def test_writes_every_output(board):
@@ -134,44 +119,9 @@ def test_a_crashing_method_is_recorded_not_dropped(cohort_dir, registry):
     assert math.isnan(summary.loc["broken_for_test", "f1_mean"])
 
 
-def test_build_method_passes_seed_and_caps_epochs(registry):
-    @register
-    class Learner(Method):
-        name = "learner_for_test"
-        learned = True
-
-        def __init__(self, epochs: int = 50, seed: int = 0, width: int = 4):
-            self.epochs, self.seed, self.width = epochs, seed, width
-
-    method = build_method("learner_for_test", seed=3, max_epochs=10, options={"width": 8})
-    assert (method.epochs, method.seed, method.width) == (10, 3, 8)
-    method = build_method("learner_for_test", seed=3, max_epochs=10, options={"epochs": 5})
-    assert method.epochs == 5
-    assert build_method("learner_for_test").epochs == 50
-    assert build_method("nearest", seed=3, max_epochs=2).gate_mm > 0
-
-
-def test_method_names_resolve_all_in_order_and_reject_unknown():
-    load_registry()
-    names = method_names("all")
-    assert names[:3] == ["nearest", "pointset", "registration"]
-    assert {"lgm", "asymmetric", "abl_appearance", "abl_se", "asymmetric_geometry"} <= set(
-        names)
-    assert method_names(["pointset", "nearest", "pointset"]) == ["pointset", "nearest"]
-    with pytest.raises(ValueError, match="unknown method.*nope.*registered: nearest"):
-        method_names(["nope"])
-
-
 def test_the_documented_method_file_joins_the_leaderboard(cohort_dir, registry):
-    load_registry([str(DOCS_EXAMPLE)])
-    assert "mine" in method_names("all")
+    import_methods([str(DOCS_EXAMPLE)])
+    assert method_names("all")[-1] == "mine"
     rows = run_leaderboard(cohort_dir, ["mine"], folds=2, progress=False)
     assert (rows["status"] == "ok").all()
     assert rows["n_pairs"].sum() == 6 and rows["n_gt_matches"].sum() > 0
-
-
-def test_a_missing_method_file_or_module_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
-        load_registry([str(tmp_path / "missing.py")])
-    with pytest.raises(ValueError, match="cannot import method module"):
-        load_registry(["no_such_module_for_lngraph"])

@@ -1,0 +1,196 @@
+"""The leaderboard protocol: every method on the same patient folds, every matching metric.
+
+:func:`run_leaderboard` is the protocol behind ``lngraph bench`` and
+``benchmarks/leaderboard.py``:
+
+1. **Folds.** For each seed, :func:`~lngraph.train.folds.patient_folds` cuts the cohort's
+   patients into ``folds`` test folds and carves ``val_fraction`` of each fold's training
+   patients out for validation. Every method sees exactly these splits.
+2. **Fit.** A fresh instance per (method, seed, fold) is fitted on the training patients with
+   the validation patients for selection (early stopping, thresholds); test patients are never
+   seen before scoring. Geometric methods' ``fit`` is a no-op.
+3. **Predict.** The method matches the test patients' scan pairs (``consecutive`` by default)
+   through ``predict_many`` when it has one (batched), else ``predict`` pair by pair.
+4. **Score.** :func:`~lngraph.metrics.pair_counts` per pair, pooled per fold
+   (:func:`~lngraph.metrics.summarize`), then mean ± std over folds (and seeds,
+   :func:`~lngraph.metrics.mean_std_over_folds`). Training seconds and inference seconds per
+   pair are measured as wall-clock time.
+
+A method that needs images is skipped on a geometry-only cohort, and a method that raises is
+recorded as failed with its error; both appear in the outputs with a note, never silently.
+
+**Methods.** Names resolve through :func:`lngraph.bench.registry.available_methods` (the
+built-ins of :data:`~lngraph.bench.registry.BUILTIN_METHODS` in order, then the user's
+registered methods, loaded from ``extra_modules``), and each method is built by
+:meth:`Method.build <lngraph.baselines.base.Method.build>` ``(options[name], seed=...,
+max_epochs=...)``: the seed reaches methods that declare ``seeded``, the epoch cap those that
+declare an ``epochs_option``. ``quick=True`` is a small version (2 folds, one seed, at most 2
+epochs and the lighter settings of :data:`QUICK_OPTIONS`) that runs in minutes.
+
+**Outputs** (in ``out_dir``, see :mod:`lngraph.bench.report`): ``leaderboard.csv``,
+``leaderboard_folds.csv``, ``leaderboard.md`` and ``leaderboard.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+
+import pandas as pd
+
+from lngraph.baselines.base import Method
+from lngraph.baselines.registration import RegistrationParams
+from lngraph.bench.registry import build_method, import_methods, method_names
+from lngraph.bench.report import commit, header_lines, machine, write_leaderboard
+from lngraph.io.cohort import Cohort, read_cohort
+from lngraph.metrics import pair_counts, summarize
+from lngraph.train.folds import patient_folds
+
+#: ``quick=True``: constructor options of the built-in methods that would otherwise take long.
+QUICK_OPTIONS: dict[str, dict] = {
+    "registration": {"params": RegistrationParams(samples=5000, affine_iterations=40,
+                                                   bspline_iterations=5)},
+    "dlt_lite": {"steps": 10},
+    "sam_lite": {"steps": 10},
+    "tlt_lite": {"steps": 10},
+}
+#: ``quick=True``: folds and the epoch cap.
+QUICK_FOLDS, QUICK_MAX_EPOCHS = 2, 2
+
+
+def _predict(method: Method, pairs: list) -> list:
+    many = getattr(method, "predict_many", None)
+    if many is not None:
+        return many(pairs) if pairs else []
+    return [method.predict(p) for p in pairs]
+
+
+def _fold_row(method: Method, cohort: Cohort, split, pair_mode: str) -> dict:
+    """Fit on the split's training patients (select on validation), score its test pairs."""
+    train, val = cohort.subset(split.train), cohort.subset(split.val) if split.val else None
+    start = time.perf_counter()
+    method.fit(train, val)
+    train_seconds = time.perf_counter() - start
+    pairs = cohort.pairs(pair_mode, split.test)
+    start = time.perf_counter()
+    predictions = _predict(method, pairs)
+    predict_seconds = time.perf_counter() - start
+    metrics = summarize([pair_counts(p, q) for p, q in zip(pairs, predictions, strict=True)])
+    return {**metrics, "train_seconds": train_seconds, "predict_seconds": predict_seconds,
+            "seconds_per_pair": predict_seconds / len(pairs) if pairs else math.nan}
+
+
+def _log(progress: bool, text: str) -> None:
+    if progress:
+        print(f"[leaderboard] {text}", file=sys.stderr, flush=True)
+
+
+def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[str], *,
+                    folds: int = 5, seeds: Sequence[int] = (0,),
+                    out_dir: str | os.PathLike | None = None, quick: bool = False,
+                    max_epochs: int | None = None, options: Mapping[str, Mapping] | None = None,
+                    val_fraction: float = 0.2, pair_mode: str = "consecutive",
+                    extra_modules: Sequence[str] = (), command: str | None = None,
+                    stem: str = "leaderboard", title: str = "Leaderboard",
+                    sections: Callable[[pd.DataFrame], list[str]] | None = None,
+                    source: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """Run ``methods`` on the same patient folds of ``cohort`` (module docstring).
+
+    Args:
+        cohort: a cohort or its folder.
+        methods: registered names, or ``"all"``.
+        folds: patient-level test folds per seed.
+        seeds: each seed reshuffles the folds and seeds the methods.
+        out_dir: where the outputs go (none written when ``None``).
+        quick: the small version (module docstring).
+        max_epochs: cap of the learned methods' epochs.
+        options: constructor keyword arguments per method name (over :data:`QUICK_OPTIONS`
+            when ``quick``).
+        val_fraction: share of each fold's training patients used for validation.
+        pair_mode: ``"consecutive"`` or ``"all"`` scan pairs of each test patient.
+        extra_modules: the user's method modules or ``.py`` files
+            (:func:`~lngraph.bench.registry.import_methods`).
+        command: the command line recorded in ``leaderboard.md`` (default: this process's).
+        stem, title: output file names (``<stem>.csv``, ...) and the Markdown title.
+        sections: more Markdown lines for the ``.md``, made from the
+            :func:`~lngraph.bench.report.summarize_leaderboard` frame (e.g. the paper's tables).
+        source: where the cohort comes from, for the ``.md`` (default: its folder).
+        progress: one line per fold on stderr.
+
+    Returns:
+        One row per (method, seed, fold): ``method, status`` (``ok | skipped | failed``),
+        ``note, seed, fold``, the patient counts and ids of the split, every
+        :func:`~lngraph.metrics.summarize` key, ``train_seconds, predict_seconds,
+        seconds_per_pair``. A skipped method has one row with ``seed``/``fold`` empty.
+    """
+    started = time.perf_counter()
+    provenance = {"commit": commit(), "machine": machine()}
+    import_methods(extra_modules)
+    names = method_names(methods)
+    if not names:
+        raise ValueError("no methods to run")
+    if not isinstance(cohort, Cohort):
+        cohort = read_cohort(cohort)
+    if quick:
+        folds, seeds = min(folds, QUICK_FOLDS), list(seeds)[:1]
+        max_epochs = min(max_epochs or QUICK_MAX_EPOCHS, QUICK_MAX_EPOCHS)
+        given = options or {}
+        options = {name: {**QUICK_OPTIONS.get(name, {}), **given.get(name, {})}
+                   for name in {*QUICK_OPTIONS, *given}}
+    options = dict(options or {})
+    splits = {seed: patient_folds(cohort.patients, folds, seed, val_fraction)
+              for seed in seeds}
+    rows = []
+    for name in names:
+        def build(seed: int, name=name) -> Method:
+            return build_method(name, seed=seed, max_epochs=max_epochs,
+                                options=options.get(name))
+
+        try:
+            needs_images = build(seeds[0]).needs_images
+        except Exception as exc:  # noqa: BLE001 - a crash is a result to record
+            rows.append(_failed({"method": name}, exc, progress))
+            needs_images = None
+        if needs_images and not cohort.has_images:
+            rows.append({"method": name, "status": "skipped",
+                         "note": "needs images; the cohort is geometry-only"})
+            _log(progress, f"{name}: skipped (needs images)")
+        elif needs_images is not None:
+            for seed in seeds:
+                for k, split in enumerate(splits[seed]):
+                    base = {"method": name, "seed": seed, "fold": k,
+                            "train_patients": len(split.train),
+                            "val_patients": len(split.val), "test_patients": len(split.test),
+                            "test_ids": " ".join(split.test)}
+                    try:
+                        row = {**base, "status": "ok", "note": "",
+                               **_fold_row(build(seed), cohort, split, pair_mode)}
+                    except Exception as exc:  # noqa: BLE001 - a crash is a result to record
+                        rows.append(_failed(base, exc, progress))
+                        continue
+                    _log(progress, f"{name} seed {seed} fold {k}: F1 {row['f1']:.3f} NLR "
+                         f"{row['nlr']:.3f} DLR {row['dlr']:.3f}, train "
+                         f"{row['train_seconds']:.1f} s, {row['seconds_per_pair']:.3f} s/pair")
+                    rows.append(row)
+        if out_dir is not None:
+            header = header_lines(cohort, names=names, folds=folds, seeds=seeds, quick=quick,
+                                  max_epochs=max_epochs, options=options,
+                                  val_fraction=val_fraction, pair_mode=pair_mode,
+                                  provenance=provenance,
+                                  seconds=time.perf_counter() - started, command=command,
+                                  source=source)
+            write_leaderboard(pd.DataFrame(rows), out_dir, header, stem, title, sections)
+    return pd.DataFrame(rows)
+
+
+def _failed(base: dict, exc: Exception, progress: bool) -> dict:
+    """The row of a method that raised ``exc`` (the traceback goes to stderr)."""
+    traceback.print_exception(exc, file=sys.stderr)
+    note = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    where = f" seed {base['seed']} fold {base['fold']}" if "fold" in base else ""
+    _log(progress, f"{base['method']}{where}: FAILED ({note})")
+    return {**base, "status": "failed", "note": note}
