@@ -7,7 +7,7 @@ geometry-only mode (node features from sizes and neighbour distances, SEAG conte
 ``lite`` config with ``model.geometry_only: true``) is trained with patient-level ``--folds``-fold
 CV (validation carved from the training patients, early stopping on it) and scored on the
 held-out patients' consecutive scan pairs beside ``nearest`` on the same pairs; metrics
-(DESIGN §5) are pooled per fold, mean ± std over folds.
+(docs/design.md, *Metrics*) are pooled per fold, mean ± std over folds.
 
 DeepLesion gives no scan origins: positions agree between two scans only up to a translation,
 which ``nearest`` estimates and the matcher's position prior estimates the same way (its SEAG

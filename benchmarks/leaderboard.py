@@ -70,7 +70,8 @@ def paper_tables(summary: pd.DataFrame) -> list[str]:
     left out)."""
     return [
         "## The paper's tables, in shape, on this cohort", "",
-        "Anchor numbers are the paper's, on its private cohort (DESIGN §6): compare the shape "
+        "Anchor numbers are the paper's, on its private cohort (Mao et al., MICCAI 2025): "
+        "compare the shape "
         "(which row wins, by how much), not the values.", "",
         "### Table 1: ablations", "",
         "The rows add the paper's components one at a time, without our position prior; the "

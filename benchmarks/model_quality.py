@@ -5,7 +5,8 @@ A ``default`` synthetic cohort (``lngraph.synth.generate_cohort``, cached under
 (:func:`lngraph.train.patient_folds`; each fold's validation patients come from its training
 patients). Per fold the matcher (``--config``, default ``lite``) is trained with early stopping
 on validation and scored on the held-out patients' consecutive scan pairs; ``nearest`` is
-scored on exactly the same pairs. Every DESIGN §5 metric is pooled per fold and reported as
+scored on exactly the same pairs. Every docs/design.md, *Metrics* metric is pooled per fold and
+reported as
 mean ± std over folds, with training throughput. Nothing is selected on test folds:
 ``--set key=value`` changes config values, and the validation columns are what to compare
 when choosing them.
@@ -36,19 +37,14 @@ from lngraph.data.cache import precompute_crops
 from lngraph.io import read_cohort, write_text_atomic
 from lngraph.io.cohort import Cohort
 from lngraph.metrics import evaluate_predictions, mean_std_over_folds
-from lngraph.models import MatcherConfig, preset
-from lngraph.train import (
-    fit_matcher,
-    load_checkpoint,
-    patient_folds,
-    predict_pairs,
-)
+from lngraph.models import MatcherConfig, load_checkpoint, predict_pairs, preset
+from lngraph.train import fit_matcher, patient_folds
 from lngraph.train.datamodule import config_for_cohort
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "model_quality"
 DATA = HERE / ".data"
-#: (metric key, column label, unit): every DESIGN §5 metric.
+#: (metric key, column label, unit): every metric (docs/design.md, *Metrics*).
 METRICS = (("precision", "Precision", "%"), ("recall", "Recall", "%"), ("f1", "F1", "%"),
            ("nlr", "NLR", "%"), ("new_precision", "new prec.", "%"), ("dlr", "DLR", "%"),
            ("disappeared_precision", "disapp. prec.", "%"), ("cpm_radius", "CPM@Radius", "%"),
@@ -120,7 +116,7 @@ def cross_validate(cohort: Cohort, config: MatcherConfig, *, folds: int, split_s
                           **trainer)
         model, model_config, _ = load_checkpoint(fit.checkpoint)
         tic = time.perf_counter()
-        predictions = predict_pairs(model, model_config, test_pairs, cache_dir=cache_dir)
+        predictions = predict_pairs(model, test_pairs, cache_dir=cache_dir)
         predict_seconds = time.perf_counter() - tic
         ours = pair_metrics(cohort, test_pairs, predictions)
         base = pair_metrics(cohort, test_pairs, [nearest.predict(p) for p in test_pairs])

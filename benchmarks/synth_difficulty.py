@@ -3,7 +3,8 @@
 For each preset (``easy``, ``default``, ``hard``) and each of a few cohort seeds, a
 geometry-only cohort (the node tables are those of the imaged cohort) is matched by
 ``nearest`` (robust translation + gated Hungarian, 15 mm gate) on consecutive scan pairs;
-metrics (DESIGN §5, :mod:`lngraph.metrics`) are pooled per cohort and reported as mean ± std
+metrics (docs/design.md, *Metrics*, :mod:`lngraph.metrics`) are pooled per cohort and reported as
+mean ± std
 over the seeds. A second table sweeps the gate on ``default``: no gate makes geometry alone
 enough, which is what the preset is calibrated for.
 

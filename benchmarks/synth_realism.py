@@ -1,4 +1,5 @@
-"""Realism of the synthetic cohort: side by side with the real data of DESIGN §7.
+"""Realism of the synthetic cohort: side by side with the real data of docs/design.md, *Reference
+data*.
 
 Columns: the real value (NIH CT Lymph Nodes abdominal annotations, 86 patients; DeepLesion
 DLS validation pairs), the ``prior`` layout and the ``nih`` layout (both with the ``default``

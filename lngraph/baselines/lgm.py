@@ -46,7 +46,7 @@ from lngraph.data.crops import RADIUS_EXPANSION, crop_cubes
 from lngraph.io.cohort import Cohort, Scan, ScanPair
 from lngraph.io.image import read_image
 from lngraph.io.matches import PairPrediction
-from lngraph.matching.assignment import hungarian_max
+from lngraph.matching.batched import BatchedMatches, apply_threshold, batched_assignment
 from lngraph.matching.qp import convexify, solve_assignment_qp
 from lngraph.metrics.matching import pair_counts, summarize
 
@@ -316,12 +316,11 @@ class LGM(Method):
         if not pairs:
             return self.threshold
         features = self._features(cohort.scans.values())
-        softs = [self._soft(p, features).numpy() for p in pairs]
-        scored = [(p, soft, hungarian_max(soft)) for p, soft in zip(pairs, softs, strict=True)]
+        assigned = [batched_assignment(self._soft(p, features), threshold=None) for p in pairs]
 
         def f1(threshold: float) -> float:
-            counts = [pair_counts(p, self._prediction(p, soft, matches, threshold))
-                      for p, soft, matches in scored]
+            counts = [pair_counts(p, self._prediction(apply_threshold(a, threshold)))
+                      for p, a in zip(pairs, assigned, strict=True)]
             value = summarize(counts)["f1"]
             return -1.0 if math.isnan(value) else value
 
@@ -330,12 +329,9 @@ class LGM(Method):
         return float(THRESHOLDS[best[len(best) // 2]])
 
     @staticmethod
-    def _prediction(pair: ScanPair, soft: np.ndarray, matches: np.ndarray, threshold: float
-                    ) -> PairPrediction:
-        scores = soft[matches[:, 0], matches[:, 1]]
-        keep = scores >= threshold
-        return PairPrediction(len(pair.src.nodes), len(pair.dst.nodes), matches[keep],
-                              scores[keep])
+    def _prediction(assigned: BatchedMatches) -> PairPrediction:
+        matches, scores, n_src, n_dst = assigned.pairs()[0]
+        return PairPrediction(n_src, n_dst, matches, scores)
 
     def predict(self, pair: ScanPair) -> PairPrediction:
         if self.net is None:
@@ -343,5 +339,5 @@ class LGM(Method):
         if len(pair.src.nodes) == 0 or len(pair.dst.nodes) == 0:
             return PairPrediction(len(pair.src.nodes), len(pair.dst.nodes))
         features = self._features([pair.src, pair.dst])
-        soft = self._soft(pair, features).numpy()
-        return self._prediction(pair, soft, hungarian_max(soft), self.threshold)
+        return self._prediction(batched_assignment(self._soft(pair, features),
+                                                   threshold=self.threshold))

@@ -1,6 +1,7 @@
 """``nearest``: robust translation alignment of the two node sets, then gated Hungarian.
 
-Pure geometry (DESIGN §6): the later scan's node centres are assumed to be the earlier ones
+Pure geometry (docs/design.md, *Baselines*): the later scan's node centres are assumed to be the
+earlier ones
 shifted by one translation t (:mod:`lngraph.matching.alignment`). t is found robustly —
 
 1. *vote*: every candidate shift (the centroid difference and each displacement
@@ -11,8 +12,9 @@ shifted by one translation t (:mod:`lngraph.matching.alignment`). t is found rob
    the matched pairs; repeated until t stops moving (at most ``iterations`` times);
 
 — then nodes are assigned by Hungarian on ``‖src_i + t - dst_j‖`` and pairs farther apart than
-``gate_mm`` (default 15 mm, about the median real residual motion plus a node radius; DESIGN
-§7) are left unmatched (disappeared / new). A match scores ``exp(-d / gate_mm)``.
+``gate_mm`` (default 15 mm, about the median real residual motion plus a node radius;
+docs/design.md, *Reference data*) are left unmatched (disappeared / new). A match scores
+``exp(-d / gate_mm)``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-r"""Lesion-tracker baselines ``dlt_lite``, ``sam_lite`` and ``tlt_lite`` (DESIGN §6).
+r"""Lesion-tracker baselines ``dlt_lite``, ``sam_lite`` and ``tlt_lite`` (docs/design.md,
+*Baselines*).
 
 Compact CPU versions of the trackers of the paper's Table 3, each a network of
 :mod:`lngraph.nn.trackers`: a Siamese cross-correlation tracker (Deep Lesion Tracker), a

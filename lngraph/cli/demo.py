@@ -149,13 +149,8 @@ def run(args) -> int:
     from lngraph.data.cache import default_cache_dir
     from lngraph.io.matches import write_matches
     from lngraph.metrics import evaluate_predictions, write_metrics_json
-    from lngraph.models import preset
-    from lngraph.train import (
-        fit_matcher,
-        load_checkpoint,
-        patient_folds,
-        predict_pairs,
-    )
+    from lngraph.models import load_checkpoint, predict_pairs, preset
+    from lngraph.train import fit_matcher, patient_folds
 
     _check(args)
     start = time.perf_counter()
@@ -176,7 +171,7 @@ def run(args) -> int:
 
     print(f"[3/4] matching {len(test_pairs)} held-out scan pairs")
     cache_dir = default_cache_dir(cohort)
-    predictions = predict_pairs(model, config, test_pairs, cache_dir=cache_dir, progress=True)
+    predictions = predict_pairs(model, test_pairs, cache_dir=cache_dir, progress=True)
     nearest = REGISTRY[BASELINE_NAME]()
     keys = [(p.src.scan_id, p.dst.scan_id) for p in test_pairs]
     results = {

@@ -5,7 +5,7 @@
 against the cohort's ``track_id``s, writes the metrics as JSON and prints a short table.
 
 ``lngraph evaluate --model RUN/model.ckpt COHORT --out metrics.json [--matches OUT.csv]``
-first runs a trained matcher (:func:`lngraph.train.predict_pairs`) on the cohort's consecutive
+first runs a trained matcher (:func:`lngraph.models.predict_pairs`) on the cohort's consecutive
 scan pairs (every earlier/later pair with ``--pairs all``), then scores its matchings the same
 way. To score only patients held out from training, give ``--patients-from RUN`` (the ``test``
 patients in ``RUN/split.json``, written by ``lngraph train --fold``) or ``--fold K --folds N
@@ -39,8 +39,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="score predicted matchings against a cohort's ground truth",
         description="Score predicted lymph-node matchings against the ground truth (track_id) "
         "of a cohort folder: precision, recall, F1, new/disappeared rates and precisions, "
-        "CPM@Radius, CPM@10mm, MED (definitions in DESIGN §5). Metrics are pooled over all "
-        "scored scan pairs; a ratio with a zero denominator is null in the JSON.",
+        "CPM@Radius, CPM@10mm, MED (definitions in docs/design.md, section Metrics). Metrics "
+        "are pooled over all scored scan pairs; a ratio with a zero denominator is null in the "
+        "JSON.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", type=Path, metavar="MATCHES.csv",
@@ -113,7 +114,7 @@ def held_out_patients(args, cohort) -> list[str]:
     import json
 
     from lngraph.io.errors import InputError
-    from lngraph.train import patient_folds
+    from lngraph.train.folds import patient_folds
 
     if args.patients_from is not None:
         path = args.patients_from / "split.json"
@@ -142,14 +143,14 @@ def held_out_patients(args, cohort) -> list[str]:
 def _score_model(args, cohort) -> dict:
     from lngraph.io.matches import write_matches
     from lngraph.metrics import evaluate_predictions
-    from lngraph.train import load_checkpoint, predict_pairs
+    from lngraph.models import load_checkpoint, predict_pairs
 
     model, config, _ = load_checkpoint(args.model)
     pairs = cohort.pairs("all" if args.pairs == "all" else "consecutive",
                          held_out_patients(args, cohort))
     cache_dir = args.cache_dir if args.cache_dir is not None else (
         None if config.model.geometry_only else args.cohort / ".lngraph_cache")
-    predictions = predict_pairs(model, config, pairs, cache_dir=cache_dir, progress=True)
+    predictions = predict_pairs(model, pairs, cache_dir=cache_dir, progress=True)
     if args.matches is not None:
         write_matches(args.matches, zip(pairs, predictions, strict=True))
         print(f"matches written to {args.matches}")

@@ -215,22 +215,20 @@ def _summary(results) -> str:
 
 def match_pairs(model, config, pairs, out: Path, *, figure: bool, cache_dir,
                 progress: bool = True) -> list:
-    """Predict every pair and write ``matches.csv``, markups and figures into ``out``;
-    returns ``[(pair, prediction)]``."""
+    """Predict every pair (in batches) and write ``matches.csv``, markups and figures into
+    ``out``; returns ``[(pair, prediction)]``."""
     from tqdm.auto import tqdm
 
     from lngraph.io.matches import write_matches
-    from lngraph.train import predict_pairs
+    from lngraph.models import predict_pairs
 
-    params = config.crops
-    results = []
-    for pair in tqdm(pairs, desc="match", unit="pair", disable=not progress):
-        pred = predict_pairs(model, config, [pair], cache_dir=cache_dir)[0]
+    predictions = predict_pairs(model, pairs, cache_dir=cache_dir, progress=progress)
+    results = list(zip(pairs, predictions, strict=True))
+    for pair, pred in tqdm(results, desc="write", unit="pair", disable=not progress):
         name = pair_folder_name(pair)
         write_pair_markups(out / "markups" / name, pair, pred)
         if figure:
-            pair_figure(out / "figures" / f"{name}.png", pair, pred, params, cache_dir)
-        results.append((pair, pred))
+            pair_figure(out / "figures" / f"{name}.png", pair, pred, config.crops, cache_dir)
     write_matches(out / "matches.csv", results)
     return results
 
@@ -261,7 +259,7 @@ def _load_pairs(args, config):
 def run(args) -> int:
     import tempfile
 
-    from lngraph.train import load_checkpoint
+    from lngraph.models import load_checkpoint
 
     model, config, _ = load_checkpoint(args.model, map_location=args.device)
     pairs, cache_dir = _load_pairs(args, config)

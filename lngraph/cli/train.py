@@ -143,7 +143,7 @@ def split_patients(patients: list[str], fold: int | None, folds: int, seed: int,
     Raises:
         ValueError: a fold outside ``0 .. folds - 1`` or too few patients for the folds.
     """
-    from lngraph.train import holdout_split, patient_folds
+    from lngraph.train.folds import holdout_split, patient_folds
 
     if fold is None:
         train, val = holdout_split(patients, val_fraction, config_seed)

@@ -1,4 +1,4 @@
-"""On-disk cache of each scan's crops and views (DESIGN §3.3).
+"""On-disk cache of each scan's crops and views (docs/design.md, *Crops and views*).
 
 One ``.npz`` file per scan and crop setting, under a cache folder (by default
 ``<cohort>/.lngraph_cache/``), named ``<scan_id>-<hash of the crop parameters>.npz`` and holding

@@ -1,4 +1,4 @@
-r"""Per-node cubes resampled directly in physical space (DESIGN §3.1).
+r"""Per-node cubes resampled directly in physical space (docs/design.md, *Crops and views*).
 
 For every node a small output grid of ``size³`` points is built around its centre, and the CT
 is sampled there by trilinear interpolation (SimpleITK's resampler with one reference grid per

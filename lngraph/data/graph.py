@@ -1,8 +1,9 @@
-"""Scan pairs as PyTorch Geometric ``HeteroData`` graphs (DESIGN §3.4).
+"""Scan pairs as PyTorch Geometric ``HeteroData`` graphs (docs/design.md, *Pair graphs*).
 
 One graph per scan pair, with node types ``"src"`` (earlier scan) and ``"dst"`` (later scan):
 
-* ``pos [N, 3]`` float32 — centres, world LPS mm; ``radius [N]`` float32 — mm (DESIGN §2);
+* ``pos [N, 3]`` float32 — centres, world LPS mm; ``radius [N]`` float32 — mm
+  (docs/design.md, *Cohort folder*);
 * optionally ``cube [N, 1, S, S, S]`` and ``views [N, 9, S, S]`` float32, when crops are given;
 * optionally, on ``src`` only, ``shift [N, 3]`` float32 — each earlier node's alignment shift
   towards the later scan (:mod:`lngraph.data.geometry`), when alignment settings are given.

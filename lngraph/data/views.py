@@ -1,4 +1,5 @@
-"""Nine 2D views of a cube (DESIGN §3.2): 3 orthogonal central planes + 6 diagonal planes.
+"""Nine 2D views of a cube (docs/design.md, *Crops and views*): 3 orthogonal central planes + 6
+diagonal planes.
 
 For a cube ``c`` of side ``S`` in numpy order ``(z, y, x)`` (as :func:`~lngraph.data.crop_cubes`
 returns it) and ``t = 0 … S-1``, view ``v`` is the ``S × S`` image ``v[r, t]``:

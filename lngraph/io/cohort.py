@@ -1,4 +1,4 @@
-"""The cohort folder contract (DESIGN §2): ``scans.csv`` + ``nodes.csv``.
+"""The cohort folder contract (docs/design.md, *Cohort folder*): ``scans.csv`` + ``nodes.csv``.
 
 ``scans.csv``: ``patient_id, scan_id, timepoint, image`` — ``image`` relative to the folder,
 may be empty (geometry-only data). ``nodes.csv``: ``scan_id, node_id, x, y, z, short_axis_mm,
@@ -79,7 +79,8 @@ class NodeTable:
 
     @property
     def radius_mm(self) -> np.ndarray:
-        """``long/2`` where the long axis is known, else ``short/2`` (DESIGN §2)."""
+        """``long/2`` where the long axis is known, else ``short/2`` (docs/design.md,
+        *Cohort folder*)."""
         return np.where(np.isfinite(self.long_axis_mm), self.long_axis_mm, self.short_axis_mm) / 2
 
     def take(self, index) -> NodeTable:

@@ -1,4 +1,4 @@
-"""Predicted matchings of scan pairs and the ``matches.csv`` contract (DESIGN §2).
+"""Predicted matchings of scan pairs and the ``matches.csv`` contract (docs/design.md, *Outputs*).
 
 ``matches.csv`` has one row per node of each pair: ``src_scan, src_node, dst_scan, dst_node,
 score, status`` with ``status`` in ``matched | disappeared | new``; ``dst_node`` is empty for a

@@ -30,7 +30,7 @@ from scipy.spatial import cKDTree
 from lngraph.matching.assignment import hungarian
 
 #: Default inlier scale and gate (mm): about the median real residual motion plus a node radius
-#: (DESIGN §7).
+#: (docs/design.md, *Reference data*).
 DEFAULT_GATE_MM = 15.0
 
 #: Most candidate shifts the vote scores; larger scans vote on a fixed-seed sample.

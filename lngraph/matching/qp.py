@@ -17,7 +17,7 @@ Relaxing a graph-matching problem (Lawler's QAP) to the *doubly sub-stochastic* 
 exact, closed-form projection (a capped-simplex projection per row or column), and the
 :math:`x`-update is one product with an inverse computed once (by Cholesky). Every step is a torch
 operation, so the solution is differentiable in :math:`Q` and :math:`u` by unrolling the
-iterations (no ``qpth``/``cvxpy``; DESIGN §6). :func:`convexify` turns a symmetric
+iterations (no ``qpth``/``cvxpy``; docs/design.md, *Baselines*). :func:`convexify` turns a symmetric
 affinity matrix into a positive-definite :math:`Q` (Learnable Graph Matching, He et al.,
 CVPR 2021, likewise relaxes the QAP to a convex QP and differentiates through its solution).
 

@@ -1,4 +1,5 @@
-"""Metrics that judge any method's output against the cohort's ground truth (DESIGN §5).
+"""Metrics that judge any method's output against the cohort's ground truth (docs/design.md,
+*Metrics*).
 
 Imports no model and no baseline: a method is judged only through the
 :class:`~lngraph.io.matches.PairPrediction` it returns or the ``matches.csv`` it writes.

@@ -1,4 +1,4 @@
-"""Matching and centre-point metrics of DESIGN §5, pooled over scan pairs.
+"""Matching and centre-point metrics of docs/design.md, *Metrics*, pooled over scan pairs.
 
 For a scan pair: G = ground-truth pairs, D = ground-truth disappeared (earlier-scan nodes without
 a partner), N = ground-truth new; P, D̂, N̂ = the predicted pairs, disappeared and new nodes.

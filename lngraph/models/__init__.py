@@ -1,6 +1,9 @@
-"""Models built from :mod:`lngraph.nn`: the asymmetric matcher and its configuration."""
+"""Models built from :mod:`lngraph.nn`: the asymmetric matcher, its configuration, its
+checkpoint format and inference (no training code: importing this package never imports
+Lightning)."""
 
 from lngraph.models.asymmetric_matcher import AsymmetricMatcher, MatcherOutput
+from lngraph.models.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from lngraph.models.config import (
     LossConfig,
     MatcherConfig,
@@ -9,6 +12,16 @@ from lngraph.models.config import (
     ProtocolConfig,
     preset,
 )
+from lngraph.models.inference import (
+    alignment_params,
+    load_matcher,
+    matcher_graphs,
+    predict_graphs,
+    predict_pairs,
+    to_predictions,
+)
 
-__all__ = ["AsymmetricMatcher", "LossConfig", "MatcherConfig", "MatcherOutput", "ModelConfig",
-           "OptimConfig", "ProtocolConfig", "preset"]
+__all__ = ["FORMAT_VERSION", "AsymmetricMatcher", "alignment_params", "LossConfig", "MatcherConfig",
+           "MatcherOutput", "ModelConfig", "OptimConfig", "ProtocolConfig", "load_checkpoint",
+           "load_matcher", "matcher_graphs", "predict_graphs", "predict_pairs", "preset",
+           "save_checkpoint", "to_predictions"]

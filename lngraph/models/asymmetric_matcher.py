@@ -2,9 +2,12 @@ r"""The asymmetric matcher of Mao et al. (MICCAI 2025) on PyTorch Geometric, rea
 
 Input: a (batch of) pair ``HeteroData`` graph(s) as built by :mod:`lngraph.data.graph` — node
 types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (LPS mm),
-``radius [N]``, and, unless the config is geometry-only, ``cube [N, 1, S, S, S]`` and
-``views [N, 9, S, S]``; fully connected intra-scan edges; ground-truth matches in
-``("src", "cross", "dst").edge_label_index``; PyG ``batch`` vectors when batched.
+``radius [N]``, unless the config is geometry-only ``cube [N, 1, S, S, S]`` and
+``views [N, 9, S, S]``, with the position prior ``src.shift [N, 3]`` (the alignment shifts,
+computed once when the graph is built: :func:`~lngraph.models.inference.matcher_graphs`);
+fully connected intra-scan edges; ground-truth matches in
+``("src", "cross", "dst").edge_label_index``; PyG ``batch`` vectors when batched. The forward
+pass is pure torch.
 
 1. **SE** — node features: a 3D ResNet on each cube and a shared 2D ResNet on its nine views
    (geometry-only: an MLP on sizes and neighbour distances), batch-normalised at the output.
@@ -14,11 +17,11 @@ types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (L
    cosine between the two scans' outputs, per pair, as a padded ``[B, n1, n2]`` tensor
    (``to_dense_batch``; as fast as a per-pair loop for a few pairs, 3× faster for 16).
    With ``use_seag=False`` the normalised encoder features are compared directly.
-3. **Position prior** (our extension; ``position_prior``) — per pair, the robust translation
-   :math:`t` between the two scans' node centres (:func:`~lngraph.matching.alignment.
-   robust_translation`, no gradient; with ``position_local_mm`` the per-node shifts
-   :math:`u_i` of :func:`~lngraph.matching.alignment.local_shifts`) gives aligned distances
-   :math:`d_{ij} = \lVert c_i + t - c_j \rVert` (mm). The matching score fuses them with
+3. **Position prior** (our extension; ``position_prior``) — each earlier node's alignment
+   shift :math:`u_i` (the robust translation between the two scans' node centres, refined
+   per node with ``position_local_mm``: :func:`~lngraph.matching.alignment.alignment_shifts`,
+   stored in the graph) gives aligned distances
+   :math:`d_{ij} = \lVert c_i + u_i - c_j \rVert` (mm). The matching score fuses them with
    the similarity: :math:`P_{ij} = \sigma(w^\top x_{ij} + c)` over the terms
    :math:`x_{ij}` = ``seag`` :math:`(S_{ij} - 0.5)/\tau` (:math:`\tau` =
    ``similarity_temperature``), ``encoder``
@@ -29,8 +32,7 @@ types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (L
    ``calibrate_fusion`` they are refitted on validation pairs after training
    (:mod:`lngraph.train.calibrate`). Without the prior :math:`P = S`. The prior makes the
    model invariant to translations of either scan but not to rotations (SEAG itself stays
-   rigid-invariant). The matchability — a node's best score in the other scan,
-   :math:`\max_j P_{ij}` — is reported per node.
+   rigid-invariant).
 4. **SCB** — :class:`~lngraph.nn.scb_head.SCBHead` logits for candidate pairs: every same-pair
    ``(src, dst)`` combination in training, the Hungarian pairs at inference.
 5. **Loss** — :math:`w_{se}\mathcal{L}_{se} + w_{te}\mathcal{L}_{te} + w_{seag}
@@ -39,10 +41,11 @@ types ``"src"`` (earlier scan) and ``"dst"`` (later scan) with ``pos [N, 3]`` (L
    :math:`\sigma((S - 0.5) / \tau)`: the ReLU makes :math:`S \in [0, 1]`; a cosine alone is too
    flat a probability),
    :math:`\mathcal{L}_{scb}` that of every SCB probability of every same-pair candidate.
-6. **Inference** — :func:`lngraph.matching.scb_rule.scb_correct` on each pair's matching
-   score :math:`P` and SCB scores (Eq. 3) → :class:`~lngraph.io.matches.PairPrediction`.
-   Without SCB (switched off, or geometry-only mode) :math:`P \ge` ``similarity_threshold``
-   decides instead.
+6. **Inference** (:meth:`AsymmetricMatcher.match`) — the batched assignment
+   (:func:`~lngraph.matching.batched.batched_assignment`) on the matching score :math:`P`:
+   Hungarian, then SCB's Eq. 3 score of each assigned pair decides against
+   ``scb_threshold`` (the paper's correction); without SCB (switched off, or geometry-only
+   mode) :math:`P \ge` ``similarity_threshold`` decides instead.
 """
 
 from __future__ import annotations
@@ -50,7 +53,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -58,10 +60,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.data.storage import NodeStorage
 from torch_geometric.utils import to_dense_batch
 
-from lngraph.io.matches import PairPrediction
-from lngraph.matching.alignment import aligned_distances
-from lngraph.matching.assignment import hungarian_max
-from lngraph.matching.scb_rule import scb_correct
+from lngraph.matching.batched import BatchedMatches, batched_assignment
 from lngraph.models.config import MatcherConfig
 from lngraph.nn.conv import SEAGConv
 from lngraph.nn.encoders import GeometryEncoder, ResNetEncoder
@@ -117,9 +116,9 @@ class MatcherOutput:
         src, dst: encoder outputs of each scan's nodes.
         similarity: ``[B, n1_max, n2_max]`` cosine similarity S, padded.
         match_logits: ``[B, n1_max, n2_max]`` logits of the matching score P (padded).
-        pair_mask: ``[B, n1_max, n2_max]`` True where both nodes exist.
-        src_matchability: ``[N1]`` best matching score of each src node in its dst scan.
-        dst_matchability: ``[N2]`` the same for dst nodes.
+        score: ``[B, n1_max, n2_max]`` the score the assignment maximises: P with the position
+            prior, else S (module docstring, step 6).
+        src_mask, dst_mask: ``[B, n1_max]`` / ``[B, n2_max]`` True where the node exists.
         candidates: ``[2, P]`` (src, dst) global node indices scored by SCB.
         scb_logits: ``[P, 9]`` SCB logits (``P = 0`` without SCB).
     """
@@ -128,20 +127,16 @@ class MatcherOutput:
     dst: ScanFeatures
     similarity: Tensor
     match_logits: Tensor
-    pair_mask: Tensor
-    src_matchability: Tensor
-    dst_matchability: Tensor
+    score: Tensor
+    src_mask: Tensor
+    dst_mask: Tensor
     candidates: Tensor
     scb_logits: Tensor
 
     @property
-    def scb_prob(self) -> Tensor:
-        return torch.sigmoid(self.scb_logits)
-
-    @property
-    def score(self) -> Tensor:
-        """``[B, n1_max, n2_max]`` matching score P (module docstring)."""
-        return torch.sigmoid(self.match_logits)
+    def pair_mask(self) -> Tensor:
+        """``[B, n1_max, n2_max]`` True where both nodes exist."""
+        return self.src_mask[:, :, None] & self.dst_mask[:, None, :]
 
 
 def _batch_vector(store: NodeStorage) -> Tensor:
@@ -157,21 +152,23 @@ def _local_index(batch: Tensor, num_graphs: int) -> Tensor:
     return torch.arange(len(batch), device=batch.device) - start[batch]
 
 
-def pair_distances(data: HeteroData, src_batch: Tensor, dst_batch: Tensor, num_graphs: int,
-                   gate_mm: float, local_scale_mm: float = 0.0) -> Tensor:
-    """``[B, n1_max, n2_max]`` aligned centre distances (mm) of each pair, zero-padded
-    (:func:`~lngraph.matching.alignment.aligned_distances`; no gradient)."""
-    src_pos = data["src"].pos.detach().double().cpu().numpy()
-    dst_pos = data["dst"].pos.detach().double().cpu().numpy()
-    src_b, dst_b = src_batch.cpu().numpy(), dst_batch.cpu().numpy()
-    n1 = int(np.bincount(src_b, minlength=num_graphs).max(initial=0))
-    n2 = int(np.bincount(dst_b, minlength=num_graphs).max(initial=0))
-    out = np.zeros((num_graphs, n1, n2))
-    for g in range(num_graphs):
-        a, b = src_pos[src_b == g], dst_pos[dst_b == g]
-        out[g, :len(a), :len(b)] = aligned_distances(a, b, gate_mm,
-                                                     local_scale_mm=local_scale_mm)
-    return torch.as_tensor(out, dtype=data["src"].pos.dtype, device=src_batch.device)
+def pair_distances(data: HeteroData, src_batch: Tensor, dst_batch: Tensor,
+                   num_graphs: int) -> Tensor:
+    r"""``[B, n1_max, n2_max]`` aligned centre distances :math:`\lVert c_i + u_i - c_j\rVert`
+    (mm) of each pair, from the graph's ``src.shift``; zero where padded.
+
+    Raises:
+        ValueError: the graph has no alignment shifts.
+    """
+    shift = getattr(data["src"], "shift", None)
+    if shift is None:
+        raise ValueError("the pair graph has no alignment shifts (src.shift); build it with "
+                         "lngraph.models.matcher_graphs, or lngraph.data.pair_graphs with "
+                         "alignment settings")
+    src, src_mask = to_dense_batch(data["src"].pos + shift, src_batch, batch_size=num_graphs)
+    dst, dst_mask = to_dense_batch(data["dst"].pos, dst_batch, batch_size=num_graphs)
+    distance = (src[:, :, None, :] - dst[:, None, :, :]).norm(dim=-1)
+    return distance * (src_mask[:, :, None] & dst_mask[:, None, :])
 
 
 def all_pair_candidates(src_batch: Tensor, dst_batch: Tensor) -> Tensor:
@@ -246,7 +243,7 @@ class AsymmetricMatcher(nn.Module):
                                        batch_size=num_graphs)
         return src @ dst.transpose(1, 2), src_mask, dst_mask
 
-    # 3. Position prior and matchability -----------------------------------------------------
+    # 3. Position prior --------------------------------------------------------------------
     def fusion_features(self, data: HeteroData, similarity: Tensor, src: ScanFeatures,
                         dst: ScanFeatures) -> Tensor:
         """``[B, n1_max, n2_max, k]`` the terms of the fused matching score, in the order of
@@ -258,9 +255,8 @@ class AsymmetricMatcher(nn.Module):
             terms["encoder"] = self.similarity(encoder_embedding(src), encoder_embedding(dst),
                                                src.batch, dst.batch,
                                                num_graphs)[0] / c.similarity_temperature
-        terms["distance"] = pair_distances(data, src.batch, dst.batch, num_graphs,
-                                           c.position_gate_mm,
-                                           c.position_local_mm) / c.position_gate_mm
+        terms["distance"] = pair_distances(data, src.batch, dst.batch,
+                                           num_graphs) / c.position_gate_mm
         if "size" in self.fusion_terms:
             src_r, _ = to_dense_batch(data["src"].radius.clamp_min(1e-3).log(), src.batch,
                                       batch_size=num_graphs)
@@ -277,18 +273,6 @@ class AsymmetricMatcher(nn.Module):
         features = self.fusion_features(data, similarity, src, dst)
         return features @ self.fusion_weight + self.fusion_bias
 
-    @staticmethod
-    def matchability(similarity: Tensor, src_mask: Tensor,
-                     dst_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Best score of each src node in its dst scan and of each dst node in its src
-        scan, ``[N1]`` and ``[N2]``; 0 when the other scan is empty (scores lie in
-        ``[0, 1]``)."""
-        pair_mask = src_mask[:, :, None] & dst_mask[:, None, :]
-        masked = similarity.masked_fill(~pair_mask, 0.0)
-        src_best = F.pad(masked, (0, 1)).amax(2)
-        dst_best = F.pad(masked, (0, 0, 0, 1)).amax(1)
-        return src_best[src_mask], dst_best[dst_mask]
-
     # 4. The forward pass: 1–3, then SCB on the candidate pairs -----------------------------
     def forward(self, data: HeteroData, candidates: Tensor | None = None) -> MatcherOutput:
         """Encode, add graph context, compare; SCB scores ``candidates`` (``[2, P]`` global
@@ -299,17 +283,15 @@ class AsymmetricMatcher(nn.Module):
         h_dst = self.context(data, "dst", dst)
         similarity, src_mask, dst_mask = self.similarity(h_src, h_dst, src.batch, dst.batch,
                                                          num_graphs)
-        pair_mask = src_mask[:, :, None] & dst_mask[:, None, :]
         logits = self.match_logits(data, similarity, src, dst)
         score = torch.sigmoid(logits) if self.config.model.position_prior else similarity
-        src_match, dst_match = self.matchability(score, src_mask, dst_mask)
         if not self.use_scb:
             candidates = src.batch.new_zeros((2, 0))
         elif candidates is None:
             candidates = all_pair_candidates(src.batch, dst.batch)
         scb_logits = (self.scb(src.tokens, dst.tokens, candidates) if self.use_scb
                       else similarity.new_zeros((0, 9)))
-        return MatcherOutput(src, dst, similarity, logits, pair_mask, src_match, dst_match,
+        return MatcherOutput(src, dst, similarity, logits, score, src_mask, dst_mask,
                              candidates, scb_logits)
 
     # 5. Loss ---------------------------------------------------------------------------------
@@ -354,67 +336,44 @@ class AsymmetricMatcher(nn.Module):
 
     # 6. Inference ----------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, data: HeteroData, threshold: float | None = None
-                ) -> list[PairPrediction]:
-        """Matches of every pair in ``data`` by the inference rule (module docstring), computed
-        in evaluation mode (the feature normalisation uses its running statistics).
-        ``threshold`` replaces the config's decision threshold (``scb_threshold`` with SCB,
-        else ``similarity_threshold``); 0 keeps every Hungarian pair with its score."""
+    def match(self, data: HeteroData, threshold: float | None = None) -> BatchedMatches:
+        """Matches of every pair in ``data`` by the inference rule (module docstring, step 6),
+        computed in evaluation mode (the feature normalisation uses its running statistics;
+        the training mode is restored afterwards). ``threshold`` replaces the config's
+        decision threshold (``scb_threshold`` with SCB, else ``similarity_threshold``); 0
+        keeps every assigned pair with its score."""
         was_training = self.training
         self.eval()
         try:
-            return self._predict(data, threshold)
+            out = self(data, candidates=data["src"].pos.new_zeros((2, 0), dtype=torch.long))
+            return self.assign(out, threshold)
         finally:
             self.train(was_training)
 
-    def _predict(self, data: HeteroData, threshold: float | None) -> list[PairPrediction]:
-        c = self.config.model
-        num_graphs = getattr(data, "num_graphs", 1)
-        src, dst = self.encode(data["src"]), self.encode(data["dst"])
-        similarity, src_mask, dst_mask = self.similarity(self.context(data, "src", src),
-                                                         self.context(data, "dst", dst),
-                                                         src.batch, dst.batch, num_graphs)
-        if c.position_prior:
-            similarity = torch.sigmoid(self.match_logits(data, similarity, src, dst))
-        n_src, n_dst = src_mask.sum(1).tolist(), dst_mask.sum(1).tolist()
-        sims = [similarity[g, :n_src[g], :n_dst[g]].double().cpu().numpy()
-                for g in range(num_graphs)]
-        if self.use_scb:
-            scb, default = self.scb_scores(src, dst, sims), c.scb_threshold
+    @torch.no_grad()
+    def assign(self, out: MatcherOutput, threshold: float | None = None) -> BatchedMatches:
+        """The inference rule on a forward pass's output (:meth:`match`)."""
+        m = self.config.model
+        decision = self.scb_decision(out) if self.use_scb else None
+        default = m.scb_threshold if self.use_scb else m.similarity_threshold
+        return batched_assignment(out.score, src_mask=out.src_mask, dst_mask=out.dst_mask,
+                                  threshold=default if threshold is None else threshold,
+                                  decision=decision, reassign=self.use_scb and m.scb_reassign)
+
+    def scb_decision(self, out: MatcherOutput) -> Tensor:
+        """``[B, n1_max, n2_max]`` SCB's Eq. 3 score of the pairs the assignment on the
+        matching score picks (every pair with ``scb_reassign``), NaN elsewhere."""
+        if self.config.model.scb_reassign:
+            graph, row, col = out.pair_mask.nonzero(as_tuple=True)
         else:
-            scb, default = [None] * num_graphs, c.similarity_threshold
-        threshold = default if threshold is None else threshold
-        predictions = []
-        for sim, scb_matrix in zip(sims, scb, strict=True):
-            matches, scores = scb_correct(sim, scb_matrix, threshold,
-                                          reassign=self.use_scb and c.scb_reassign)
-            predictions.append(PairPrediction(*sim.shape, matches, scores))
-        return predictions
-
-    def scb_scores(self, src: ScanFeatures, dst: ScanFeatures,
-                   sims: list[np.ndarray]) -> list[np.ndarray]:
-        """Eq. 3 scores ``[n1, n2]`` of each pair, NaN where not scored: SCB scores the
-        Hungarian pairs on the matching score P (``sims``), or every pair when
-        ``scb_reassign`` is set."""
-        local = [np.indices(sim.shape).reshape(2, -1) if self.config.model.scb_reassign
-                 else hungarian_max(sim).T for sim in sims]
-        src_start = np.cumsum([0] + [sim.shape[0] for sim in sims[:-1]])
-        dst_start = np.cumsum([0] + [sim.shape[1] for sim in sims[:-1]])
-        candidates = np.concatenate(
-            [pairs + np.array([[a], [b]]) for pairs, a, b in zip(local, src_start, dst_start,
-                                                                 strict=True)], axis=1)
-        logits = self.scb(src.tokens, dst.tokens,
-                          torch.as_tensor(candidates, device=src.feature.device))
-        scores = scb_score(torch.sigmoid(logits)).double().cpu().numpy()
-        matrices = []
-        for sim, pairs, part in zip(sims, local,
-                                    np.split(scores, np.cumsum([p.shape[1] for p in local])[:-1]),
-                                    strict=True):
-            matrix = np.full(sim.shape, np.nan)
-            matrix[pairs[0], pairs[1]] = part
-            matrices.append(matrix)
-        return matrices
-
-    def predict_pair(self, data: HeteroData) -> PairPrediction:
-        """:meth:`predict` for a single (unbatched) pair graph."""
-        return self.predict(data)[0]
+            first = batched_assignment(out.score, src_mask=out.src_mask,
+                                       dst_mask=out.dst_mask, threshold=None)
+            graph, row = (first.matches0 >= 0).nonzero(as_tuple=True)
+            col = first.matches0[graph, row]
+        src_start = out.src_mask.sum(1).cumsum(0) - out.src_mask.sum(1)
+        dst_start = out.dst_mask.sum(1).cumsum(0) - out.dst_mask.sum(1)
+        pairs = torch.stack([src_start[graph] + row, dst_start[graph] + col])
+        logits = self.scb(out.src.tokens, out.dst.tokens, pairs)
+        decision = torch.full_like(out.score, math.nan)
+        decision[graph, row, col] = scb_score(torch.sigmoid(logits)).to(decision.dtype)
+        return decision

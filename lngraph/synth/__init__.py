@@ -1,6 +1,7 @@
 """Synthetic longitudinal abdominal CT cohorts with ground-truth lymph-node identities.
 
-:func:`generate_cohort` writes a cohort folder (DESIGN §2) of patients with 2–3 scans each:
+:func:`generate_cohort` writes a cohort folder (docs/design.md, *Cohort folder*) of patients with
+2–3 scans each:
 a phantom abdomen (:mod:`~lngraph.synth.anatomy`, :mod:`~lngraph.synth.bowel`), lymph nodes
 laid out like the NIH abdominal annotations (:mod:`~lngraph.synth.nodes`), follow-ups that
 reposition, deform and change the patient (:mod:`~lngraph.synth.followup`), rendered by

@@ -1,4 +1,5 @@
-"""Generate a synthetic longitudinal cohort and write it as a cohort folder (DESIGN §2).
+"""Generate a synthetic longitudinal cohort and write it as a cohort folder (docs/design.md,
+*Cohort folder*).
 
 ``OUT/scans.csv``, ``OUT/nodes.csv``, ``OUT/images/<scan_id>.nii.gz`` (int16 HU, LPS) and
 ``OUT/synth.json`` (the parameters that produced it). Patient ``i`` gets the ``i``-th child of

@@ -3,7 +3,8 @@
 A :class:`SynthPreset` holds everything that sets how hard a cohort is to match — how far the
 anatomy moves between scans, how much the nodes change, how many appear or vanish, how noisy
 the images and the annotations are. ``easy``, ``default`` and ``hard`` are calibrated against
-the ``nearest`` baseline and the real follow-up statistics of DESIGN §7 (see ``docs/synth.md``
+the ``nearest`` baseline and the real follow-up statistics of docs/design.md, *Reference data* (see
+``docs/synth.md``
 and ``benchmarks/synth_difficulty.py``); they are never tuned to flatter a learned model.
 
 :class:`ScanGrid` is the voxel grid of every written image. The default, 192×160×96 voxels of

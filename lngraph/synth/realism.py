@@ -1,4 +1,4 @@
-"""Statistics that compare a cohort with the real data (DESIGN §7).
+"""Statistics that compare a cohort with the real data (docs/design.md, *Reference data*).
 
 Layout statistics of single scans (nodes per scan, nearest-neighbour distances, axis lengths)
 and the follow-up statistic that sets the difficulty of geometric matching: the residual

@@ -1,29 +1,38 @@
-"""Training, checkpoints and prediction for the asymmetric matcher.
+"""Training the asymmetric matcher (Lightning).
 
 * :func:`patient_folds` / :func:`holdout_split` — patient-level cross-validation splits;
 * :class:`PairDataModule`, :class:`MatcherModule` — the Lightning data and model modules;
 * :func:`fit_matcher` — one training run → ``model.ckpt`` (:class:`FitResult`);
-* :func:`save_checkpoint` / :func:`load_checkpoint` — lngraph's checkpoint format;
-* :func:`predict_pairs` — a trained model's matchings of scan pairs;
-* :func:`calibrate_threshold` — the decision threshold chosen on validation pairs;
+* :func:`fit_fusion`, :func:`calibrate_threshold` — the fused score's weights and the
+  decision threshold fitted on validation pairs;
 * :class:`AsymmetricMethod` — all of it behind the :class:`~lngraph.baselines.base.Method`
   interface, registered as ``asymmetric``.
 
-Sits on top of :mod:`lngraph.data`, :mod:`lngraph.models` and :mod:`lngraph.metrics`.
+Checkpoints and prediction live in :mod:`lngraph.models` (no Lightning there). Names are
+imported on first use, so ``from lngraph.train.folds import patient_folds`` does not load
+Lightning either.
 """
 
-from lngraph.train.calibrate import Calibration, calibrate_threshold
-from lngraph.train.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from lngraph.train.datamodule import PairDataModule, pair_graphs
-from lngraph.train.fit import FitResult, fit_matcher
-from lngraph.train.folds import FoldSplit, holdout_split, patient_folds
-from lngraph.train.method import AsymmetricMethod
-from lngraph.train.module import MatcherModule, selection_score
-from lngraph.train.predict import predict_pairs
+from importlib import import_module
 
-__all__ = [
-    "FORMAT_VERSION", "AsymmetricMethod", "Calibration", "FitResult", "FoldSplit",
-    "MatcherModule", "PairDataModule", "calibrate_threshold", "fit_matcher",
-    "holdout_split", "load_checkpoint", "pair_graphs", "patient_folds", "predict_pairs",
-    "save_checkpoint", "selection_score",
-]
+#: Public name → the submodule that defines it.
+_EXPORTS = {
+    "AsymmetricMethod": "method", "Calibration": "calibrate", "FitResult": "fit",
+    "FoldSplit": "folds", "MatcherModule": "module", "PairDataModule": "datamodule",
+    "calibrate_threshold": "calibrate", "fit_fusion": "calibrate", "fit_matcher": "fit",
+    "holdout_split": "folds", "patient_folds": "folds", "selection_score": "selection",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lngraph.train' has no attribute {name!r}")
+    value = getattr(import_module(f"lngraph.train.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,7 +1,7 @@
 r"""Fitting a trained matcher's last few numbers on validation pairs: the weights of its fused
 matching score (:func:`fit_fusion`) and its decision threshold (:func:`calibrate_threshold`).
 
-The inference rule (:func:`~lngraph.matching.scb_rule.scb_correct`) assigns nodes by Hungarian
+The inference rule (:func:`~lngraph.matching.batched.batched_assignment`) assigns nodes by Hungarian
 on the matching score and then drops pairs whose decision score is below a threshold; the
 dropped nodes become disappeared / new. The assignment does not depend on the threshold, so
 one prediction with threshold 0 (every Hungarian pair with its score) gives the prediction at
@@ -21,15 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
 from lngraph.io.cohort import Cohort, ScanPair
 from lngraph.io.matches import PairPrediction
 from lngraph.metrics import evaluate_predictions
-from lngraph.models import AsymmetricMatcher, MatcherConfig
+from lngraph.models import AsymmetricMatcher, MatcherConfig, matcher_graphs, predict_graphs
 from lngraph.nn.losses import class_balanced_bce
-from lngraph.train.datamodule import pair_graphs
-from lngraph.train.predict import predict_pairs
 from lngraph.train.selection import selection_score
 
 #: Thresholds tried by default: 0.05, 0.10, …, 0.95.
@@ -96,14 +95,18 @@ def choose_threshold(predictions: Sequence[PairPrediction], pairs: Sequence[Scan
 
 def calibrate_threshold(model: AsymmetricMatcher, config: MatcherConfig, cohort: Cohort,
                         pairs: Sequence[ScanPair], *, grid: Sequence[float] = DEFAULT_GRID,
-                        cache_dir: str | os.PathLike | None = None) -> Calibration:
+                        cache_dir: str | os.PathLike | None = None,
+                        graphs: Sequence[HeteroData] | None = None) -> Calibration:
     """The grid threshold with the best validation selection score (module docstring).
+    ``graphs``: the pairs' graphs when already built (else built through ``cache_dir``).
 
     Raises:
         ValueError: no pairs or an empty grid.
     """
     pairs = list(pairs)
-    every = predict_pairs(model, config, pairs, cache_dir=cache_dir, threshold=0.0)
+    if graphs is None:
+        graphs = matcher_graphs(pairs, config, cache_dir=cache_dir)
+    every = predict_graphs(model, graphs, threshold=0.0)
     return choose_threshold(every, pairs, cohort, grid=grid,
                             current=config.flat()[decision_key(config)])
 
@@ -151,7 +154,8 @@ def fit_logistic(data: Sequence[tuple[torch.Tensor, torch.Tensor]], weight: torc
 
 def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[ScanPair], *,
                cache_dir: str | os.PathLike | None = None, l2: float = 1e-3,
-               batch_size: int | None = None) -> dict[str, float]:
+               batch_size: int | None = None,
+               graphs: Sequence[HeteroData] | None = None) -> dict[str, float]:
     r"""Refit the fused matching score's weights and bias on ``pairs`` (in place).
 
     With the encoders and SEAG fixed, the fusion terms :math:`x_{ij}` of every node pair
@@ -171,7 +175,8 @@ def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[
     """
     if not config.model.position_prior:
         raise ValueError("fusion calibration needs model.position_prior: true")
-    graphs = pair_graphs(list(pairs), config, cache_dir=cache_dir)
+    if graphs is None:
+        graphs = matcher_graphs(list(pairs), config, cache_dir=cache_dir)
     device = next(model.parameters()).device
     data = []
     was_training = model.training

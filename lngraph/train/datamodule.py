@@ -1,58 +1,31 @@
 """Scan pairs of a cohort as batches of pair graphs for training, validation and prediction.
 
-:func:`pair_graphs` turns scan pairs into :mod:`lngraph.data.graph` ``HeteroData`` graphs,
-with each scan's crops read through the on-disk cache (:func:`~lngraph.data.cache.scan_crops`,
-crop settings from the config's ``crops`` section), or with geometry only when the config is
-geometry-only (``model.geometry_only``). :class:`PairDataModule` is the Lightning data module
-over a cohort's training and validation patients; its graphs are built once and kept in memory
-(a ``lite`` crop set is about 75 kB per node). Training batches (only they) are augmented by
-:func:`augment_crops` when the config asks for it.
+The pair graphs are those inference reads (:func:`~lngraph.models.inference.matcher_graphs`:
+crops through the on-disk cache unless the config is geometry-only, alignment shifts with the
+position prior). :class:`PairDataModule` is the Lightning data module over a cohort's training
+and validation patients; its graphs are built once and kept in memory (a ``lite`` crop set is
+about 75 kB per node), so the geometry of a pair is computed once, not at every step.
+Training batches (only they) are augmented by :func:`augment_crops` when the config asks for
+it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
-from tqdm.auto import tqdm
 
-from lngraph.data.cache import default_cache_dir, precompute_crops, scan_crops
-from lngraph.data.graph import pair_to_heterodata
+from lngraph.data.cache import default_cache_dir, precompute_crops
 from lngraph.data.views import nine_views
-from lngraph.io.cohort import Cohort, Scan, ScanPair
-from lngraph.models import MatcherConfig
+from lngraph.io.cohort import Cohort, ScanPair
+from lngraph.models import MatcherConfig, matcher_graphs
 
 PAIR_MODES = ("consecutive", "all")
-
-
-def pair_graphs(pairs: Sequence[ScanPair], config: MatcherConfig, *,
-                cache_dir: str | os.PathLike | None = None, progress: bool = False
-                ) -> list[HeteroData]:
-    """One ``HeteroData`` per pair, in order; crops come from the cache (``cache_dir``; ``None``
-    computes them without caching) unless ``config.model.geometry_only``. A scan shared by
-    two pairs is cropped once.
-
-    Raises:
-        InputError: a scan needs crops but has no image, or its image is unreadable.
-    """
-    if config.model.geometry_only:
-        return [pair_to_heterodata(pair) for pair in pairs]
-    params = config.crops
-    crops: dict[str, tuple] = {}
-
-    def of(scan: Scan) -> tuple:
-        if scan.scan_id not in crops:
-            entry = scan_crops(scan, params, cache_dir=cache_dir)
-            crops[scan.scan_id] = (entry.cubes, entry.views)
-        return crops[scan.scan_id]
-
-    return [pair_to_heterodata(pair, of(pair.src), of(pair.dst))
-            for pair in tqdm(pairs, desc="pair graphs", unit="pair", disable=not progress)]
 
 
 def augment_crops(batch: HeteroData, intensity: float, noise: float) -> HeteroData:
@@ -180,9 +153,10 @@ class PairDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_graphs is None:
-            self.train_graphs = pair_graphs(self.train_pairs, self.config,
+            self.train_graphs = matcher_graphs(self.train_pairs, self.config,
                                             cache_dir=self.cache_dir)
-            self.val_graphs = pair_graphs(self.val_pairs, self.config, cache_dir=self.cache_dir)
+            self.val_graphs = matcher_graphs(self.val_pairs, self.config,
+                                             cache_dir=self.cache_dir)
 
     def pair(self, src_scan: str, dst_scan: str) -> ScanPair:
         """The scan pair of a graph's ``(src_scan, dst_scan)``."""

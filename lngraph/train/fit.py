@@ -6,8 +6,8 @@ without improvement), the best epoch kept by ``ModelCheckpoint``, CSV logs and p
 It runs on the CPU by default and on GPUs, several devices (DDP) or nodes through Lightning's own
 ``accelerator``, ``devices``, ``strategy`` and ``num_nodes`` flags. The best weights are then
 written as ``out_dir/model.ckpt`` in lngraph's checkpoint format
-(:mod:`lngraph.train.checkpoint`), not Lightning's, together with the training patients and
-the validation metrics of that model (every DESIGN §5 metric, from
+(:mod:`lngraph.models.checkpoint`), not Lightning's, together with the training patients and
+the validation metrics of that model (every metric (docs/design.md, *Metrics*), from
 :func:`~lngraph.metrics.evaluate_predictions`). Then, on the validation pairs,
 ``config.protocol.calibrate_fusion`` refits the weights of the fused matching score
 (:func:`~lngraph.train.calibrate.fit_fusion`) and ``config.protocol.calibrate_threshold``
@@ -42,12 +42,10 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lngraph.io.cohort import Cohort
 from lngraph.metrics import evaluate_predictions
-from lngraph.models import AsymmetricMatcher, MatcherConfig
+from lngraph.models import AsymmetricMatcher, MatcherConfig, predict_graphs, save_checkpoint
 from lngraph.train.calibrate import calibrate_threshold, decision_key, fit_fusion
-from lngraph.train.checkpoint import save_checkpoint
 from lngraph.train.datamodule import PairDataModule, config_for_cohort
 from lngraph.train.module import MatcherModule, selection_score
-from lngraph.train.predict import predict_pairs
 
 #: File name of the lngraph checkpoint inside the output folder.
 CHECKPOINT_NAME = "model.ckpt"
@@ -59,8 +57,9 @@ class FitResult:
 
     Args:
         checkpoint: ``out_dir/model.ckpt``.
-        val_metrics: every DESIGN §5 metric of the saved model on the validation pairs, plus
-            ``score`` (the selection score); empty without validation patients.
+        val_metrics: every metric (docs/design.md, *Metrics*) of the saved model on the
+            validation pairs, plus ``score`` (the selection score); empty without validation
+            patients.
         train_seconds: wall-clock time of Lightning's fit (training and validation epochs).
         pairs_per_second: training pairs per second of training steps (forward, backward and
             optimiser step; validation and data preparation excluded).
@@ -192,16 +191,16 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
     val_metrics: dict = {}
     calibration = fusion = None
     if validate and config.protocol.calibrate_fusion and config.model.position_prior:
-        fusion = fit_fusion(model, config, data.val_pairs, cache_dir=data.cache_dir)
+        fusion = fit_fusion(model, config, data.val_pairs, graphs=data.val_graphs)
     if validate and config.protocol.calibrate_threshold:
         calibration = calibrate_threshold(model, config, cohort, data.val_pairs,
-                                          cache_dir=data.cache_dir)
+                                          graphs=data.val_graphs)
         config = config.with_values({decision_key(config): calibration.threshold})
         model.config = config
     if calibration is not None:    # the metrics at the chosen threshold, already computed
         val_metrics = calibration.metrics
     elif validate:
-        predictions = predict_pairs(model, config, data.val_pairs, cache_dir=data.cache_dir)
+        predictions = predict_graphs(model, data.val_graphs)
         val_metrics = evaluate_predictions(cohort, {(p.src.scan_id, p.dst.scan_id): pred for p, pred
                                                     in zip(data.val_pairs, predictions,
                                                            strict=True)}, data.val_pairs)

@@ -11,11 +11,9 @@ from lngraph.baselines.base import Method, register
 from lngraph.data.cache import default_cache_dir
 from lngraph.io.cohort import Cohort, ScanPair
 from lngraph.io.matches import PairPrediction
-from lngraph.models import AsymmetricMatcher, MatcherConfig, preset
-from lngraph.train.checkpoint import load_checkpoint
+from lngraph.models import AsymmetricMatcher, MatcherConfig, load_checkpoint, predict_pairs, preset
 from lngraph.train.fit import FitResult, fit_matcher
 from lngraph.train.folds import holdout_split
-from lngraph.train.predict import predict_pairs
 
 
 @register
@@ -98,4 +96,4 @@ class AsymmetricMethod(Method):
         """Predictions of many pairs at once (batched; faster than :meth:`predict` per pair)."""
         if self.model is None:
             raise RuntimeError("AsymmetricMethod.predict needs fit() or from_checkpoint() first")
-        return predict_pairs(self.model, self.config, pairs, cache_dir=self.cache_dir)
+        return predict_pairs(self.model, pairs, cache_dir=self.cache_dir)

@@ -14,7 +14,8 @@ r"""The Lightning module that trains :class:`~lngraph.models.AsymmetricMatcher`.
 
   in :math:`[0, 2]` (:math:`F_1^{dis}` likewise from DLR and the disappeared precision):
   matching quality plus how well the unmatched nodes are found. The rates enter with their
-  precisions because NLR and DLR alone reward leaving everything unmatched (DESIGN §5); a
+  precisions because NLR and DLR alone reward leaving everything unmatched (docs/design.md,
+  *Metrics*); a
   class without ground truth in the validation pairs (no new or no disappeared node) is left
   out of the mean, and an undefined :math:`F_1` counts 0, so the score is always finite.
   Early stopping and checkpoint selection maximise it. With ``protocol.calibrate_fusion``
@@ -40,11 +41,10 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from lngraph.io.matches import PairPrediction
-from lngraph.matching.scb_rule import scb_correct
+from lngraph.matching.batched import batched_assignment
 from lngraph.metrics import pair_counts, summarize
 from lngraph.metrics.matching import COUNT_FIELDS, PairCounts
-from lngraph.models import AsymmetricMatcher, MatcherConfig
+from lngraph.models import AsymmetricMatcher, MatcherConfig, to_predictions
 from lngraph.models.asymmetric_matcher import MatcherOutput
 from lngraph.train.calibrate import choose_threshold, fit_logistic, fusion_data
 from lngraph.train.selection import selection_score
@@ -107,7 +107,7 @@ class MatcherModule(L.LightningModule):
                                 for src, dst in zip(batch.src_scan, batch.dst_scan, strict=True)]
             self._val_fusion += fusion_data(self.model, batch, out)
             return
-        predictions = self.model.predict(batch)
+        predictions = to_predictions(self.model.assign(out))
         for src, dst, pred in zip(batch.src_scan, batch.dst_scan, predictions, strict=True):
             counts = pair_counts(datamodule.pair(src, dst), pred)
             self._val_counts += torch.tensor([getattr(counts, k) for k in COUNT_FIELDS],
@@ -123,11 +123,9 @@ class MatcherModule(L.LightningModule):
                                 self.model.fusion_bias.item())
         except ValueError:    # one class only: keep the trained fusion
             w, b = self.model.fusion_weight.detach().double().cpu(), self.model.fusion_bias.item()
-        predictions = []
-        for f, _ in self._val_fusion:
-            score = torch.sigmoid(f @ w + b).numpy()
-            matches, scores = scb_correct(score, None, threshold=0.0)
-            predictions.append(PairPrediction(*score.shape, matches, scores))
+        predictions = [to_predictions(batched_assignment(torch.sigmoid(f @ w + b),
+                                                         threshold=0.0))[0]
+                       for f, _ in self._val_fusion]
         cohort = self.trainer.datamodule.cohort
         threshold = c.model.similarity_threshold
         if c.protocol.calibrate_threshold:

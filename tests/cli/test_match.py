@@ -13,8 +13,7 @@ from lngraph.io.cohort import read_cohort
 from lngraph.io.errors import InputError
 from lngraph.io.matches import MATCH_COLUMNS, PairPrediction, read_matches
 from lngraph.io.slicer import read_markups
-from lngraph.models import AsymmetricMatcher, preset
-from lngraph.train import save_checkpoint
+from lngraph.models import AsymmetricMatcher, preset, save_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "data" / "example_cohort"
 
@@ -155,3 +154,29 @@ def test_bad_checkpoint(run_cli, tmp_path, capsys):
     assert run_cli(["match", "--model", str(junk), "--cohort", str(EXAMPLE),
                     "--out", str(tmp_path / "out")]) == 2
     assert f"{junk}: not a readable lngraph checkpoint" in capsys.readouterr().err
+
+
+MATCH_WITHOUT_LIGHTNING = """
+import sys
+from lngraph.cli.main import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in ("lightning", "pytorch_lightning", "optuna", "lngraph.train",
+                           "lngraph.bench", "lngraph.tune") if m in sys.modules)
+print("LOADED:" + ",".join(heavy))
+sys.exit(code)
+"""
+
+
+def test_match_loads_no_training_code(geometry_model, tmp_path):
+    """``lngraph match`` in a fresh process: the inference path imports no Lightning, no
+    Optuna and none of lngraph's training, leaderboard or tuning packages."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", MATCH_WITHOUT_LIGHTNING, "match", "--model", str(geometry_model),
+         "--cohort", str(EXAMPLE), "--out", str(tmp_path / "out"), "--figure"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "LOADED:\n" in result.stdout, result.stdout
+    assert (tmp_path / "out" / "matches.csv").is_file()

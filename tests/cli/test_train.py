@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from lngraph.cli import main as cli_main
-from lngraph.train import load_checkpoint
+from lngraph.models import load_checkpoint
 
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "data" / "example_cohort")
 

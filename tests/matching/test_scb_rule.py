@@ -1,9 +1,22 @@
+"""The SCB correction (Hungarian on the matching score, SCB's score decides) as the batched
+assignment applies it, on hand-made pairs."""
+
 import numpy as np
 import pytest
+import torch
 
-from lngraph.matching import scb_correct
+from lngraph.matching.batched import batched_assignment
 
 NAN = np.nan
+
+
+def scb_correct(sim, scb=None, threshold=0.5, reassign=False):
+    """One pair through :func:`batched_assignment`: ``(matches [M, 2], scores [M])``."""
+    out = batched_assignment(torch.as_tensor(np.asarray(sim, dtype=np.float64)),
+                             decision=None if scb is None else torch.as_tensor(scb),
+                             threshold=threshold, reassign=reassign)
+    matches, scores, _, _ = out.pairs()[0]
+    return matches, scores
 
 
 def test_all_matched():
@@ -59,11 +72,11 @@ def test_reassign_on_the_combined_score():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match=r"must be \[B, N1, N2\]"):
         scb_correct(np.zeros(3))
     with pytest.raises(ValueError, match="shape"):
         scb_correct(np.zeros((2, 2)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="every pair"):
         scb_correct(np.eye(2), np.array([[1.0, NAN], [NAN, 1.0]]), reassign=True)
-    with pytest.raises(ValueError, match="no SCB score"):
+    with pytest.raises(ValueError, match="no decision score"):
         scb_correct(np.eye(2), np.full((2, 2), NAN))

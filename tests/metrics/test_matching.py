@@ -1,4 +1,4 @@
-"""DESIGN §5 metrics on hand-made pairs with exact expected values."""
+"""docs/design.md, *Metrics* metrics on hand-made pairs with exact expected values."""
 
 import json
 import math

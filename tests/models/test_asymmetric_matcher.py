@@ -7,7 +7,8 @@ from torch_geometric.data import Batch, HeteroData
 
 from lngraph.io.matches import PairPrediction
 from lngraph.matching import hungarian_max
-from lngraph.models import AsymmetricMatcher, preset
+from lngraph.matching.alignment import alignment_shifts
+from lngraph.models import AsymmetricMatcher, MatcherConfig, preset, to_predictions
 from lngraph.nn import scb_score
 
 CROP = 16
@@ -25,8 +26,20 @@ def complete_graph(n: int) -> torch.Tensor:
     return torch.stack([rows[keep], cols[keep]])
 
 
-def pair_graph(pos_src, pos_dst, matches, radius_src=None, radius_dst=None, crops=None):
-    """The pair ``HeteroData`` of DESIGN §3.4, built by hand."""
+def add_shift(data: HeteroData, config: MatcherConfig = TINY) -> HeteroData:
+    """Set ``src.shift`` from the pair's current positions, as the graph builders do (one pair,
+    before batching), with the config's alignment settings."""
+    m = config.model
+    shift = alignment_shifts(data["src"].pos.double().numpy(), data["dst"].pos.double().numpy(),
+                             m.position_gate_mm, m.position_local_mm)
+    data["src"].shift = torch.as_tensor(shift, dtype=torch.float32).reshape(-1, 3)
+    return data
+
+
+def pair_graph(pos_src, pos_dst, matches, radius_src=None, radius_dst=None, crops=None,
+               config: MatcherConfig = TINY):
+    """The pair ``HeteroData`` of docs/design.md, *Pair graphs*, built by hand, with the
+    alignment shifts of ``config``."""
     data = HeteroData()
     for node_type, pos, radius in (("src", pos_src, radius_src), ("dst", pos_dst, radius_dst)):
         n = len(pos)
@@ -38,7 +51,7 @@ def pair_graph(pos_src, pos_dst, matches, radius_src=None, radius_dst=None, crop
         data[node_type, "intra", node_type].edge_index = complete_graph(n)
     data["src", "cross", "dst"].edge_label_index = torch.as_tensor(
         matches, dtype=torch.long).reshape(-1, 2).T
-    return data
+    return add_shift(data, config)
 
 
 def random_crops(n: int, gen: torch.Generator):
@@ -69,6 +82,8 @@ def random_pair(n_src: int, n_dst: int, seed: int, images: bool = True) -> Heter
 
 
 def permute(data: HeteroData, node_type: str, perm: torch.Tensor) -> HeteroData:
+    """``data`` with the nodes of one scan reordered; the alignment shifts are recomputed
+    from the reordered positions (what a user with that node order gets)."""
     out = data.clone()
     for key in ("pos", "radius", "cube", "views"):
         if key in out[node_type]:
@@ -78,7 +93,17 @@ def permute(data: HeteroData, node_type: str, perm: torch.Tensor) -> HeteroData:
     label = out["src", "cross", "dst"].edge_label_index.clone()
     label[row] = inverse[label[row]]
     out["src", "cross", "dst"].edge_label_index = label
-    return out
+    return add_shift(out)
+
+
+def moved_scan(data: HeteroData, rot: torch.Tensor | None = None,
+               offset: tuple[float, float, float] = (80.0, -20.0, 150.0)) -> HeteroData:
+    """``data`` with the later scan rotated by ``rot`` and translated by ``offset``, its
+    alignment shifts recomputed."""
+    moved = data.clone()
+    pos = data["dst"].pos if rot is None else data["dst"].pos @ rot.T
+    moved["dst"].pos = pos + torch.tensor(offset)
+    return add_shift(moved)
 
 
 @pytest.fixture(scope="module")
@@ -94,33 +119,56 @@ def geometry_model():
 
 
 def test_output_shapes_on_a_batch_of_unequal_pairs(model):
-    batch = Batch.from_data_list([random_pair(3, 4, 0), random_pair(0, 2, 1),
-                                  random_pair(5, 0, 2), random_pair(2, 2, 3)])
+    pairs = [random_pair(3, 4, 0), random_pair(0, 2, 1), random_pair(5, 0, 2),
+             random_pair(2, 2, 3)]
+    batch = Batch.from_data_list(pairs)
+    assert batch["src"].shift.shape == (10, 3) and batch["src"].shift.dtype == torch.float32
     out = model(batch)
-    assert out.similarity.shape == (4, 5, 4)
+    assert out.similarity.shape == out.match_logits.shape == out.score.shape == (4, 5, 4)
+    assert out.src_mask.sum(1).tolist() == [3, 0, 5, 2]
+    assert out.dst_mask.sum(1).tolist() == [4, 2, 0, 2]
     assert out.pair_mask.sum().item() == 3 * 4 + 0 + 0 + 2 * 2
-    assert out.src_matchability.shape == (10,) and out.dst_matchability.shape == (8,)
+    torch.testing.assert_close(out.score, torch.sigmoid(out.match_logits))
     assert out.candidates.shape == (2, 16) and out.scb_logits.shape == (16, 9)
     # Every candidate pairs nodes of the same graph.
     assert (batch["src"].batch[out.candidates[0]] == batch["dst"].batch[out.candidates[1]]).all()
-    # Per pair, S equals the similarity computed on that pair alone (in evaluation, where
-    # feature normalisation uses running statistics).
+    # Per pair, S and the matching logits (with the pair's own alignment shifts) equal those
+    # computed on that pair alone (in evaluation, where feature normalisation uses running
+    # statistics).
     model.eval()
     with torch.no_grad():
-        together, alone = model(batch), model(random_pair(3, 4, 0))
+        together = model(batch)
+        for b, (n1, n2) in ((0, (3, 4)), (3, (2, 2))):
+            alone = model(pairs[b])
+            for key in ("similarity", "match_logits"):
+                torch.testing.assert_close(getattr(together, key)[b, :n1, :n2],
+                                           getattr(alone, key)[0], rtol=1e-4, atol=1e-5)
     model.train()
-    torch.testing.assert_close(together.similarity[0, :3, :4], alone.similarity[0],
-                               rtol=1e-4, atol=1e-5)
     losses = model.loss(batch, out)
     assert set(losses) == {"se", "te", "seag", "scb", "total"}
     assert all(torch.isfinite(v) for v in losses.values())
     losses["total"].backward()
-    predictions = model.predict(batch)
+
+    matches = model.match(batch)
+    assert model.training    # match() evaluates in eval mode and restores the mode
+    assert matches.matches0.shape == (4, 5) and matches.matches1.shape == (4, 4)
+    assert matches.scores0.shape == (4, 5)
+    assert (matches.matches0[~out.src_mask] == -1).all()
+    assert (matches.matches1[~out.dst_mask] == -1).all()
+    # matches1 is the inverse of matches0, pair by pair.
+    for b in range(4):
+        for i, j in enumerate(matches.matches0[b].tolist()):
+            if j >= 0:
+                assert matches.matches1[b, j] == i
+        assert (matches.matches0[b] >= 0).sum() == (matches.matches1[b] >= 0).sum()
+    predictions = to_predictions(matches)
     assert [(p.n_src, p.n_dst) for p in predictions] == [(3, 4), (0, 2), (5, 0), (2, 2)]
     assert all(isinstance(p, PairPrediction) for p in predictions)
-    assert model.training    # predict() evaluates in eval mode and restores the mode
-    single = model.predict_pair(random_pair(3, 4, 0))
-    assert single.matches.tolist() == predictions[0].matches.tolist()
+    assert len(predictions[1].matches) == len(predictions[2].matches) == 0
+    single = model.match(pairs[0])
+    assert single.matches0.shape == (1, 3)
+    assert single.matches0[0].tolist() == matches.matches0[0, :3].tolist()
+    assert to_predictions(single)[0].matches.tolist() == predictions[0].matches.tolist()
 
 
 @pytest.mark.parametrize("node_type", ["src", "dst"])
@@ -128,12 +176,15 @@ def test_permuting_a_scan_permutes_similarity(model, node_type):
     data = random_pair(5, 6, 4)
     n = data[node_type].num_nodes
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(5))
+    moved_data = permute(data, node_type, perm)
     with torch.no_grad():
-        base, moved = model(data), model(permute(data, node_type, perm))
-    expected = base.similarity[0][perm] if node_type == "src" else base.similarity[0][:, perm]
-    torch.testing.assert_close(moved.similarity[0], expected, rtol=1e-4, atol=1e-5)
+        base, moved = model(data), model(moved_data)
+    for key in ("similarity", "match_logits"):
+        full = getattr(base, key)[0]
+        expected = full[perm] if node_type == "src" else full[:, perm]
+        torch.testing.assert_close(getattr(moved, key)[0], expected, rtol=1e-4, atol=1e-4)
     base_loss = model.loss(data, base)
-    moved_loss = model.loss(permute(data, node_type, perm), moved)
+    moved_loss = model.loss(moved_data, moved)
     for key in base_loss:
         torch.testing.assert_close(moved_loss[key], base_loss[key], rtol=1e-4, atol=1e-5)
 
@@ -143,8 +194,7 @@ def test_geometry_mode_is_invariant_to_a_rigid_motion_of_one_scan(geometry_model
     a = math.radians(33)
     rot = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0],
                         [0.0, 0.0, 1.0]])
-    moved = data.clone()
-    moved["dst"].pos = data["dst"].pos @ rot.T + torch.tensor([80.0, -20.0, 150.0])
+    moved = moved_scan(data, rot)
     with torch.no_grad():
         torch.testing.assert_close(geometry_model(moved).similarity,
                                    geometry_model(data).similarity, rtol=1e-4, atol=1e-5)
@@ -155,6 +205,8 @@ def test_geometry_mode_is_invariant_to_a_rigid_motion_of_one_scan(geometry_model
     with torch.no_grad():
         torch.testing.assert_close(plain(moved).match_logits, plain(data).match_logits,
                                    rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(plain(moved).score, plain(data).score,
+                                   rtol=1e-4, atol=1e-5)
 
 
 def test_geometry_mode_needs_no_crops_and_image_mode_says_so(model, geometry_model):
@@ -162,8 +214,20 @@ def test_geometry_mode_needs_no_crops_and_image_mode_says_so(model, geometry_mod
     out = geometry_model(data)
     assert out.scb_logits.shape == (0, 9) and out.src.views is None
     assert geometry_model.loss(data, out)["se"].item() == 0.0
-    prediction = geometry_model.predict_pair(data)
-    assert prediction.n_src == 4 and (prediction.scores >= TINY.model.similarity_threshold).all()
+    threshold = TINY.model.similarity_threshold
+    prediction = to_predictions(geometry_model.match(data))[0]
+    assert (prediction.n_src, prediction.n_dst) == (4, 4)
+    # Without SCB the rule is Hungarian on P, keeping the pairs with P >= the threshold.
+    geometry_model.eval()
+    with torch.no_grad():
+        score = geometry_model(data).score[0].double().numpy()
+    geometry_model.train()
+    expected = hungarian_max(score)
+    expected = expected[score[expected[:, 0], expected[:, 1]] >= threshold]
+    assert prediction.matches.tolist() == expected.tolist()
+    np.testing.assert_allclose(prediction.scores, score[expected[:, 0], expected[:, 1]],
+                               rtol=1e-6)
+    assert (prediction.scores >= threshold).all()
     with pytest.raises(ValueError, match="no crops"):
         model(data)
 
@@ -186,32 +250,95 @@ def test_a_few_steps_lower_the_loss(geometry_only):
     assert losses[-1] < 0.8 * losses[0]
 
 
-def test_predict_uses_scb_on_the_hungarian_pairs(model):
+def test_match_uses_scb_on_the_hungarian_pairs(model):
     data = random_pair(4, 5, 10)
-    prediction = model.predict_pair(data)
-    # The same by hand: Hungarian on P, Eq. 3 on those pairs, drop those below 0.5.
+    # The rule by hand: Hungarian on P, Eq. 3 on those pairs, drop those below the threshold.
     model.eval()
     with torch.no_grad():
-        sim = model(data).score[0].double().numpy()
-        hungarian = hungarian_max(sim)
-        out = model(data, torch.as_tensor(hungarian.T))
+        out = model(data)
+        hungarian = hungarian_max(out.score[0].double().numpy())
+        by_hand = model(data, torch.as_tensor(hungarian.T))
+        decision = model.scb_decision(out)[0].double().numpy()
     model.train()
-    s = scb_score(out.scb_prob).double().numpy()
-    keep = s >= model.config.model.scb_threshold
-    assert prediction.matches.tolist() == hungarian[keep].tolist()
-    np.testing.assert_allclose(prediction.scores, s[keep], rtol=1e-6)
-    # Reassigning on the combined score scores all 20 pairs and still gives a valid matching.
+    s = scb_score(torch.sigmoid(by_hand.scb_logits)).double().numpy()
+    assert len(hungarian) == 4
+    # scb_decision holds Eq. 3 on the assigned pairs and NaN on the other 16.
+    np.testing.assert_allclose(decision[hungarian[:, 0], hungarian[:, 1]], s, rtol=1e-6)
+    assert np.isnan(decision).sum() == 4 * 5 - 4
+    # Threshold 0 keeps every assigned pair with its SCB score; the config's threshold and
+    # one halfway across the widest gap between the scores keep those that reach it.
+    ordered = np.sort(s)
+    gap = int(np.argmax(np.diff(ordered)))
+    middle = float(ordered[gap:gap + 2].mean())
+    for threshold in (0.0, None, middle):
+        limit = model.config.model.scb_threshold if threshold is None else threshold
+        matches = model.match(data, threshold)
+        keep = s >= limit
+        prediction = to_predictions(matches)[0]
+        assert prediction.matches.tolist() == hungarian[keep].tolist(), threshold
+        np.testing.assert_allclose(prediction.scores, s[keep], rtol=1e-6)
+        expected0 = np.full(4, -1)
+        expected0[hungarian[keep, 0]] = hungarian[keep, 1]
+        assert matches.matches0[0].tolist() == expected0.tolist()
+    assert 0 < len(to_predictions(model.match(data, middle))[0].matches) < 4
+    assert model.training
+
+    # Reassigning scores all 20 pairs and assigns on (P + s) / 2.
     reassigning = AsymmetricMatcher(TINY.updated(model={"scb_reassign": True}))
     reassigning.load_state_dict(model.state_dict())
-    assert len(reassigning.predict_pair(data).matches) <= 4
-
-
-def test_matchability_is_the_best_score(model):
-    data = random_pair(3, 4, 11)
+    reassigning.eval()
     with torch.no_grad():
-        out = model(data)
-    torch.testing.assert_close(out.src_matchability, out.score[0].amax(1))
-    torch.testing.assert_close(out.dst_matchability, out.score[0].amax(0))
+        out = reassigning(data)    # SCB on every same-pair combination
+        decision = reassigning.scb_decision(out)[0].double().numpy()
+    every = scb_score(torch.sigmoid(out.scb_logits)).double().numpy().reshape(4, 5)
+    np.testing.assert_allclose(decision, every, rtol=1e-6)
+    pairs = hungarian_max((out.score[0].double().numpy() + decision) / 2)
+    keep = decision[pairs[:, 0], pairs[:, 1]] >= TINY.model.scb_threshold
+    prediction = to_predictions(reassigning.match(data))[0]
+    assert prediction.matches.tolist() == pairs[keep].tolist()
+    assert len(set(prediction.matches[:, 1].tolist())) == len(prediction.matches) <= 4
+
+
+def test_assign_on_a_padded_batch_is_hungarian_on_each_pair_score():
+    # With the position prior the assignment maximises P = sigmoid(logits) over the valid
+    # block of each pair; padded rows and columns are never assigned (no SCB here: P decides).
+    torch.manual_seed(0)
+    model = AsymmetricMatcher(TINY.updated(model={"use_scb": False})).eval()
+    batch = Batch.from_data_list([random_pair(3, 4, 11), random_pair(2, 1, 12),
+                                  random_pair(4, 2, 13)])
+    with torch.no_grad():
+        out = model(batch)
+    torch.testing.assert_close(out.score, torch.sigmoid(out.match_logits))
+    assert ((out.score >= 0) & (out.score <= 1)).all()
+    expected_mask = torch.zeros(3, 4, 4, dtype=torch.bool)
+    expected_mask[0, :3, :4] = expected_mask[1, :2, :1] = expected_mask[2, :4, :2] = True
+    assert torch.equal(out.pair_mask, expected_mask)
+    threshold = TINY.model.similarity_threshold
+    for limit in (0.0, threshold):
+        matches = model.assign(out, limit)
+        assert matches.matches0.shape == (3, 4) and matches.matches1.shape == (3, 4)
+        for b, (n1, n2) in enumerate(((3, 4), (2, 1), (4, 2))):
+            score = out.score[b, :n1, :n2].double().numpy()
+            pairs = hungarian_max(score)
+            pairs = pairs[score[pairs[:, 0], pairs[:, 1]] >= limit]
+            expected0 = np.full(4, -1)
+            expected0[pairs[:, 0]] = pairs[:, 1]
+            assert matches.matches0[b].tolist() == expected0.tolist(), (b, limit)
+            np.testing.assert_allclose(matches.scores0[b, pairs[:, 0]].numpy(),
+                                       score[pairs[:, 0], pairs[:, 1]], rtol=1e-6)
+    assert model.match(batch).matches0.tolist() == model.assign(out).matches0.tolist()
+
+
+def test_the_prior_needs_the_alignment_shifts(model):
+    data = random_pair(3, 4, 11)
+    del data["src"].shift
+    with pytest.raises(ValueError, match="no alignment shifts"):
+        model(data)
+    # Without the prior the graph needs none (matcher_graphs builds none for such a config).
+    torch.manual_seed(0)
+    plain = AsymmetricMatcher(TINY.updated(model={"position_prior": False}))
+    with torch.no_grad():
+        assert plain(data).score.shape == (1, 3, 4)
 
 
 def test_without_the_prior_the_score_is_the_similarity():
@@ -220,8 +347,8 @@ def test_without_the_prior_the_score_is_the_similarity():
     with torch.no_grad():
         out = plain(random_pair(3, 4, 11))
     torch.testing.assert_close(out.match_logits, (out.similarity - 0.5) / TAU)
-    torch.testing.assert_close(out.src_matchability, out.similarity[0].amax(1).clamp_min(0))
-    assert not any("prior" in name for name, _ in plain.named_parameters())
+    torch.testing.assert_close(out.score, out.similarity)
+    assert not any("fusion" in name or "prior" in name for name, _ in plain.named_parameters())
 
 
 def test_each_temperature_has_one_use():
@@ -249,12 +376,18 @@ def test_the_position_prior_is_invariant_to_translating_a_scan(geometry_only):
     torch.manual_seed(0)
     model = AsymmetricMatcher(TINY.updated(model={"geometry_only": geometry_only})).eval()
     data = random_pair(6, 5, 12, images=not geometry_only)
-    moved = data.clone()
-    moved["dst"].pos = data["dst"].pos + torch.tensor([80.0, -20.0, 150.0])
+    moved = moved_scan(data)
+    # The recomputed alignment shifts follow the translation.
+    torch.testing.assert_close(moved["src"].shift,
+                               data["src"].shift + torch.tensor([80.0, -20.0, 150.0]),
+                               rtol=0, atol=1e-3)
     with torch.no_grad():
         base, shifted = model(data), model(moved)
     torch.testing.assert_close(shifted.match_logits, base.match_logits, rtol=1e-4, atol=1e-4)
-    assert model.predict_pair(moved).matches.tolist() == model.predict_pair(data).matches.tolist()
+    a, b = model.match(moved, threshold=0.0), model.match(data, threshold=0.0)
+    assert a.matches0.tolist() == b.matches0.tolist()
+    torch.testing.assert_close(a.scores0, b.scores0, rtol=1e-4, atol=1e-5)
+    assert model.match(moved).matches0.tolist() == model.match(data).matches0.tolist()
 
 
 def test_the_position_prior_prefers_the_aligned_partner():
@@ -264,9 +397,13 @@ def test_the_position_prior_prefers_the_aligned_partner():
     pos = torch.tensor([[0.0, 0.0, 0.0], [40.0, 0.0, 0.0], [0.0, 40.0, 0.0], [0.0, 0.0, 40.0]])
     data = pair_graph(pos, pos[[2, 0, 3, 1]] + torch.tensor([5.0, 7.0, -3.0]),
                       [[0, 1], [1, 3], [2, 0], [3, 2]])
+    # The alignment recovers the translation for every node.
+    torch.testing.assert_close(data["src"].shift, torch.tensor([[5.0, 7.0, -3.0]]).expand(4, 3),
+                               rtol=0, atol=1e-3)
     with torch.no_grad():
         logits = model(data).match_logits[0]
     assert logits.argmax(1).tolist() == [1, 3, 0, 2]
+    assert model.match(data, threshold=0.0).matches0[0].tolist() == [1, 3, 0, 2]
 
 
 def test_fusion_terms_and_their_weights_make_the_logits():
@@ -289,6 +426,10 @@ def test_fusion_terms_and_their_weights_make_the_logits():
     cos = torch.nn.functional.normalize(z["src"], dim=-1) @ \
         torch.nn.functional.normalize(z["dst"], dim=-1).T
     torch.testing.assert_close(x[0, ..., 1], cos / TAU)
+    # distance term: ‖c_i + u_i - c_j‖ / gate, u the graph's alignment shifts
+    aligned = data["src"].pos + data["src"].shift
+    distance = (aligned[:, None, :] - data["dst"].pos[None, :, :]).norm(dim=-1)
+    torch.testing.assert_close(x[0, ..., 2], distance / config.model.position_gate_mm)
     # size term: |log r_i - log r_j|
     size = (data["src"].radius.log()[:, None] - data["dst"].radius.log()[None]).abs()
     torch.testing.assert_close(x[0, ..., 3], size)
@@ -315,8 +456,13 @@ def test_a_batch_whose_scans_on_one_side_are_all_empty_trains_and_predicts(sizes
     torch.manual_seed(0)
     model = AsymmetricMatcher(TINY).train()
     batch = Batch.from_data_list([random_pair(*sizes, seed=4)])
+    assert batch["src"].shift.shape == (sizes[0], 3)
     losses = model.loss(batch, model(batch))
     assert torch.isfinite(losses["total"])
     losses["total"].backward()
-    prediction = model.predict(batch)[0]
+    matches = model.match(batch)
+    assert matches.matches0.shape == (1, sizes[0]) and matches.matches1.shape == (1, sizes[1])
+    assert (matches.matches0 == -1).all() and (matches.matches1 == -1).all()
+    prediction = to_predictions(matches)[0]
     assert (prediction.n_src, prediction.n_dst) == sizes and len(prediction.matches) == 0
+    assert prediction.matches.shape == (0, 2) and len(prediction.scores) == 0

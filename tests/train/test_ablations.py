@@ -4,7 +4,8 @@ import torch.nn.functional as F
 from torch_geometric.data import HeteroData
 
 from lngraph.baselines.base import REGISTRY
-from lngraph.models import AsymmetricMatcher, MatcherConfig, preset
+from lngraph.data.geometry import pair_shifts
+from lngraph.models import AsymmetricMatcher, MatcherConfig, alignment_params, preset
 from lngraph.train.ablations import ABLATIONS, AppearanceHungarian, GeometryOnly
 from lngraph.train.method import AsymmetricMethod
 
@@ -63,7 +64,9 @@ def test_geometry_variant_runs_without_images():
     assert REGISTRY["asymmetric_geometry"] is GeometryOnly
 
 
-def pair(images: bool, seed: int = 0) -> HeteroData:
+def pair(images: bool, config: MatcherConfig, seed: int = 0) -> HeteroData:
+    """A 4 × 5 pair graph with the alignment shifts ``config`` needs (as the graph builders
+    add them)."""
     gen = torch.Generator().manual_seed(seed)
     data = HeteroData()
     for node_type, n in (("src", 4), ("dst", 5)):
@@ -78,6 +81,11 @@ def pair(images: bool, seed: int = 0) -> HeteroData:
         data[node_type, "intra", node_type].edge_index = torch.stack(
             [rows[rows != cols], cols[rows != cols]])
     data["src", "cross", "dst"].edge_label_index = torch.tensor([[0, 1], [0, 1]])
+    align = alignment_params(config)
+    if align is not None:
+        data["src"].shift = torch.as_tensor(
+            pair_shifts(data["src"].pos.numpy(), data["dst"].pos.numpy(), align),
+            dtype=torch.float32)
     return data
 
 
@@ -89,7 +97,7 @@ def test_without_seag_similarity_is_the_encoder_cosine(images):
     model = AsymmetricMatcher(config).eval()
     assert model.seag is None
     assert not any(name.startswith("seag.") for name, _ in model.named_parameters())
-    data = pair(images)
+    data = pair(images, config)
     with torch.no_grad():
         out = model(data)
     expected = F.normalize(out.src.feature, dim=-1) @ F.normalize(out.dst.feature, dim=-1).T

@@ -5,8 +5,8 @@ import pytest
 
 from lngraph.io.matches import PairPrediction
 from lngraph.metrics import evaluate_predictions
-from lngraph.models import preset
-from lngraph.train import calibrate_threshold, fit_matcher, load_checkpoint, predict_pairs
+from lngraph.models import load_checkpoint, matcher_graphs, predict_pairs, preset
+from lngraph.train import calibrate_threshold, fit_matcher
 from lngraph.train.calibrate import decision_key, threshold_predictions
 from lngraph.train.module import selection_score
 
@@ -51,7 +51,7 @@ def test_calibration_picks_the_best_validation_threshold_and_stores_it(fitted, g
     pairs = geometry_cohort.pairs(patients=val)
     again = evaluate_predictions(geometry_cohort, {
         (p.src.scan_id, p.dst.scan_id): q
-        for p, q in zip(pairs, predict_pairs(model, config, pairs), strict=True)}, pairs)
+        for p, q in zip(pairs, predict_pairs(model, pairs), strict=True)}, pairs)
     assert selection_score(again) == pytest.approx(result.val_metrics["score"])
     assert result.val_metrics["score"] == pytest.approx(max(cal["scores"].values()))
 
@@ -62,7 +62,7 @@ def test_calibration_agrees_with_predicting_at_each_threshold(fitted, geometry_c
     pairs = geometry_cohort.pairs(patients=val)
     cal = calibrate_threshold(model, config, geometry_cohort, pairs, grid=(0.3, 0.6))
     for theta in (0.3, 0.6):
-        direct = predict_pairs(model, config, pairs, threshold=theta)
+        direct = predict_pairs(model, pairs, threshold=theta)
         m = evaluate_predictions(geometry_cohort, {
             (p.src.scan_id, p.dst.scan_id): q for p, q in zip(pairs, direct, strict=True)}, pairs)
         assert cal.scores[theta] == pytest.approx(selection_score(m))
@@ -75,11 +75,10 @@ def _validation_bce(model, config, pairs):
     import torch
 
     from lngraph.nn.losses import class_balanced_bce
-    from lngraph.train import pair_graphs
 
     logits, targets = [], []
     with torch.no_grad():
-        for graph in pair_graphs(pairs, config):
+        for graph in matcher_graphs(pairs, config):
             out = model.eval()(graph)
             logits.append(out.match_logits[out.pair_mask])
             targets.append(model.match_targets(graph, out)[out.pair_mask])

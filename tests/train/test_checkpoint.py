@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from lngraph import __version__
+from lngraph.data.geometry import pair_shifts
 from lngraph.data.graph import pair_to_heterodata
 from lngraph.io.errors import InputError
-from lngraph.models import AsymmetricMatcher, preset
-from lngraph.train.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from lngraph.models import AsymmetricMatcher, alignment_params, preset, to_predictions
+from lngraph.models.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 
 CROP = 16
 TINY = preset("lite").updated(model={"encoder2d_widths": (4, 8, 8),
@@ -22,17 +23,30 @@ def crops(n, gen):
             torch.rand(n, 9, CROP, CROP, generator=gen).numpy())
 
 
+def predictions_equal(model, loaded, graph):
+    """Both models give the same matches and scores at the config's threshold and at 0."""
+    for threshold in (None, 0.0):
+        p, q = model.match(graph, threshold), loaded.match(graph, threshold)
+        assert torch.equal(p.matches0, q.matches0) and torch.equal(p.scores0, q.scores0)
+        (p,), (q,) = to_predictions(p), to_predictions(q)
+        assert np.array_equal(p.matches, q.matches) and np.array_equal(p.scores, q.scores)
+
+
 @pytest.fixture
 def image_graph(geometry_cohort):
+    """The first pair with random crops and the alignment shifts of TINY (the same alignment
+    settings as every config here)."""
     gen = torch.Generator().manual_seed(0)
     pair = geometry_cohort.pairs()[0]
+    shifts = pair_shifts(pair.src.nodes.pos, pair.dst.nodes.pos, alignment_params(TINY))
     return pair_to_heterodata(pair, crops(len(pair.src.nodes), gen),
-                              crops(len(pair.dst.nodes), gen))
+                              crops(len(pair.dst.nodes), gen), shifts)
 
 
 @pytest.mark.parametrize("geometry_only", [False, True])
 def test_round_trip_gives_identical_outputs(tmp_path, image_graph, geometry_only):
     config = TINY.with_values({"model.geometry_only": geometry_only, "protocol.seed": 5})
+    assert alignment_params(config) == alignment_params(TINY)    # image_graph's shifts fit
     torch.manual_seed(1)
     model = AsymmetricMatcher(config).eval()
     extra = {"val_metrics": {"f1": np.float64(0.5), "nlr": float("nan")},
@@ -47,9 +61,9 @@ def test_round_trip_gives_identical_outputs(tmp_path, image_graph, geometry_only
     with torch.no_grad():
         before, after = model(image_graph), loaded(image_graph)
     assert torch.equal(before.similarity, after.similarity)
+    assert torch.equal(before.match_logits, after.match_logits)
     assert torch.equal(before.scb_logits, after.scb_logits)
-    p, q = model.predict_pair(image_graph), loaded.predict_pair(image_graph)
-    assert np.array_equal(p.matches, q.matches) and np.array_equal(p.scores, q.scores)
+    predictions_equal(model, loaded, image_graph)
     assert not list(tmp_path.joinpath("run").glob(".*")), "a temporary file was left behind"
 
 
@@ -156,13 +170,13 @@ def test_format_2_file_is_migrated(tmp_path, image_graph):
                 "extra": {"seed": 3}}, path)
     loaded, config, extra = load_checkpoint(path)
     assert config == expected and extra == {"seed": 3}
+    assert alignment_params(config) == alignment_params(TINY)    # image_graph's shifts fit
     assert loaded.scb.temperature == 0.2
     with torch.no_grad():
         before, after = model(image_graph), loaded(image_graph)
     assert torch.equal(before.match_logits, after.match_logits)
     assert torch.equal(before.scb_logits, after.scb_logits)
-    p, q = model.predict_pair(image_graph), loaded.predict_pair(image_graph)
-    assert np.array_equal(p.matches, q.matches) and np.array_equal(p.scores, q.scores)
+    predictions_equal(model, loaded, image_graph)
     resaved = save_checkpoint(tmp_path / "v3.ckpt", loaded, config)
     assert torch.load(resaved, weights_only=True)["config"] == expected.to_dict()
     assert load_checkpoint(resaved)[1] == expected

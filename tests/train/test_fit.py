@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from lngraph.metrics import evaluate_predictions
-from lngraph.models import preset
-from lngraph.train import fit_matcher, load_checkpoint, predict_pairs, selection_score
+from lngraph.models import load_checkpoint, predict_pairs, preset
+from lngraph.train import fit_matcher, selection_score
 from lngraph.train.datamodule import PairDataModule, config_for_cohort
 
 GEOMETRY = preset("lite").with_values({"model.geometry_only": True, "optim.batch_size": 4,
@@ -38,7 +38,7 @@ def test_held_out_pairs_beat_chance(trained, geometry_cohort):
     model, config, extra = load_checkpoint(result.checkpoint)
     assert config.model.geometry_only and extra["train_patients"] == geometry_cohort.patients[:16]
     pairs = geometry_cohort.pairs(patients=test_patients)
-    predictions = predict_pairs(model, config, pairs)
+    predictions = predict_pairs(model, pairs)
     metrics = evaluate_predictions(geometry_cohort, {
         (p.src.scan_id, p.dst.scan_id): q for p, q in zip(pairs, predictions, strict=True)},
         pairs)
@@ -115,7 +115,10 @@ def test_augment_crops_changes_intensities_per_node_and_keeps_the_input():
     assert torch.equal(data["src"].cube, original)
     noisy = augment_crops(data.clone(), intensity=0.0, noise=0.02)["dst"].cube
     assert 0.01 < (noisy - 0.5).std() < 0.03
-    assert augment_crops(HeteroData(), 0.1, 0.02) is not None    # no crops: unchanged
+    empty = HeteroData()
+    empty["src"].pos = torch.zeros(2, 3)
+    same = augment_crops(empty, 0.1, 0.02)                     # no crops: unchanged
+    assert same is empty and "cube" not in same["src"] and same["src"].pos.abs().sum() == 0
 
 
 def test_flip_crops_applies_one_symmetry_to_both_scans_and_recomputes_the_views():
@@ -140,4 +143,8 @@ def test_flip_crops_applies_one_symmetry_to_both_scans_and_recomputes_the_views(
         torch.testing.assert_close(src.flatten(1).sort(1).values, cube.flatten(1).sort(1).values)
         seen.add(src.numpy().tobytes())
     assert len(seen) > 8    # many of the 16 symmetries occur
-    assert flip_crops(HeteroData()) is not None    # no crops: unchanged
+    empty = HeteroData()
+    empty["src"].pos = torch.ones(2, 3)
+    same = flip_crops(empty)                                   # no crops: unchanged
+    assert same is empty and "cube" not in same["src"] and "views" not in same["src"]
+    assert torch.equal(same["src"].pos, torch.ones(2, 3))

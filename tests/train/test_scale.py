@@ -15,7 +15,7 @@ import lngraph.train.datamodule as datamodule
 from lngraph.cli.main import main
 from lngraph.io import write_cohort, write_image
 from lngraph.io.cohort import NodeTable, Scan
-from lngraph.train import load_checkpoint
+from lngraph.models import load_checkpoint
 
 
 def make_cohort(path, patients=3, images=False, seed=0):

@@ -14,7 +14,8 @@ def complete_graph(n: int) -> torch.Tensor:
 
 
 def dense_reference(h: np.ndarray, pos: np.ndarray, length_scale: float, sigma: float):
-    """DESIGN §4 written with dense matrices (sums over all nodes, the node itself included)."""
+    """the SEAGConv update rule written with dense matrices (sums over all nodes, the node itself
+    included)."""
     def softmax_rows(a):
         e = np.exp(a - a.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)

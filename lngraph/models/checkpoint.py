@@ -29,7 +29,8 @@ from torch import nn
 from lngraph import __version__
 from lngraph.io.atomic import atomic_path
 from lngraph.io.errors import InputError
-from lngraph.models import AsymmetricMatcher, MatcherConfig
+from lngraph.models.asymmetric_matcher import AsymmetricMatcher
+from lngraph.models.config import MatcherConfig
 
 #: Identifies an lngraph matcher checkpoint.
 FORMAT = "lngraph-matcher"
