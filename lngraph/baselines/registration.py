@@ -56,7 +56,8 @@ class RegistrationParams:
             evaluations each).
         initializer: ``"moments"`` (centres of intensity mass) or ``"geometry"`` (image
             centres) for the initial translation.
-        seed: seed of the metric's random sampling.
+        seed: seed of the metric's random sampling, a positive integer (SimpleITK reads 0 as
+            "seed from the wall clock", which would make runs unrepeatable, so 0 is refused).
         threads: SimpleITK threads (``None``: SimpleITK's default).
     """
 
@@ -71,7 +72,7 @@ class RegistrationParams:
     bspline_shrink: tuple[int, ...] = (2, 1)
     bspline_iterations: int = 10
     initializer: str = "moments"
-    seed: int = 0
+    seed: int = 1
     threads: int | None = None
 
     def __post_init__(self):
@@ -80,6 +81,9 @@ class RegistrationParams:
         if self.initializer not in ("moments", "geometry"):
             raise ValueError(f"initializer must be 'moments' or 'geometry', got "
                              f"{self.initializer!r}")
+        if self.seed < 1:
+            raise ValueError(f"seed must be a positive integer (SimpleITK reads 0 as the wall "
+                             f"clock), got {self.seed}")
         if self.samples <= 0:
             raise ValueError(f"samples must be positive, got {self.samples}")
 

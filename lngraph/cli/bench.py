@@ -16,6 +16,10 @@ lngraph. ``--set dlt_lite.steps=50`` passes a constructor argument to one method
 read as YAML; :meth:`lngraph.baselines.Method.build` adds the seed and the epoch cap).
 ``--quick`` is a small version that runs in minutes: 2 folds, one seed, at most 2 epochs and
 lighter settings of the slow baselines.
+
+``DIR`` is written whole at the end (an interrupted run leaves an earlier ``DIR`` as it was);
+an existing non-empty ``DIR`` is refused unless ``--overwrite`` is given. The exit status is 1
+when a method failed (the leaderboard, with the failure noted, is still written).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+
+from lngraph.cli.main import OVERWRITE_HELP, one_line
 
 
 def _positive(text: str) -> int:
@@ -44,7 +50,7 @@ def parse_settings(items: list[str]) -> dict[str, dict]:
     """``METHOD.KEY=VALUE`` strings (values read as YAML) → ``{method: {key: value}}``.
 
     Raises:
-        ValueError: an item not of that form.
+        ValueError: an item not of that form, or a value that is not YAML.
     """
     import yaml
 
@@ -54,7 +60,12 @@ def parse_settings(items: list[str]) -> dict[str, dict]:
         method, dot, key = target.partition(".")
         if not sep or not dot or not method.strip() or not key.strip():
             raise ValueError(f"--set wants METHOD.KEY=VALUE, got {item!r}")
-        out.setdefault(method.strip(), {})[key.strip()] = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {target.strip()}: cannot read {value!r}: "
+                             f"{one_line(str(exc))}") from None
+        out.setdefault(method.strip(), {})[key.strip()] = parsed
     return out
 
 
@@ -75,7 +86,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
                         help="seeds: each reshuffles the folds and seeds the methods "
                         "(default 0)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="output folder (written whole at the end)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--quick", action="store_true",
                         help="small version: 2 folds, one seed, at most 2 epochs, lighter "
                         "slow baselines")
@@ -103,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lngraph.bench import import_methods, method_names, run_leaderboard
+    from lngraph.bench.leaderboard import QUICK_FOLDS
+    from lngraph.cli.main import UsageError, output_folder
+    from lngraph.io.cohort import read_cohort
     from lngraph.io.errors import InputError
+    from lngraph.train.folds import patient_folds
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -111,21 +128,25 @@ def run(args: argparse.Namespace) -> int:
         import_methods(args.imports)
         names = method_names(args.methods)
         options = parse_settings(args.settings)
+    except ValueError as exc:  # these three only check the arguments
+        raise UsageError(str(exc)) from None
+    cohort = read_cohort(args.cohort)
+    folds, seeds = (min(args.folds, QUICK_FOLDS), args.seeds[:1]) if args.quick \
+        else (args.folds, args.seeds)
+    try:  # the folds run_leaderboard will cut: refuse a cohort too small before any work
+        for seed in seeds:
+            patient_folds(cohort.patients, folds, seed, args.val_fraction)
     except ValueError as exc:
-        print(f"lngraph bench: error: {exc}", file=sys.stderr)
-        return 2
+        raise InputError(args.cohort, str(exc)) from None
     command = shlex.join(["lngraph", "bench", *sys.argv[2:]]) \
         if sys.argv[1:2] == ["bench"] else None
-    try:
-        rows = run_leaderboard(args.cohort, names, folds=args.folds, seeds=args.seeds,
-                               out_dir=args.out, quick=args.quick, max_epochs=args.max_epochs,
+    with output_folder(args.out, overwrite=args.overwrite,
+                       inputs=[("the cohort", args.cohort)]) as tmp:
+        rows = run_leaderboard(cohort, names, folds=args.folds, seeds=args.seeds,
+                               out_dir=tmp, quick=args.quick, max_epochs=args.max_epochs,
                                options=options, val_fraction=args.val_fraction,
                                pair_mode=args.pairs, command=command,
                                progress=not args.quiet)
-    except InputError:
-        raise
-    except ValueError as exc:
-        raise InputError(args.cohort, str(exc)) from exc
     failed = sorted(set(rows.loc[rows["status"] == "failed", "method"]))
     print(f"wrote {args.out / 'leaderboard.md'}" + (f"; failed: {', '.join(failed)}"
                                                      if failed else ""))

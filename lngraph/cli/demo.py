@@ -13,6 +13,10 @@
 
 The default sizes keep the demo to a few minutes on two CPU cores; the numbers it prints come
 from a short training run on a small cohort and are no benchmark (``benchmarks/`` has those).
+
+``OUT`` is written whole or not at all (:func:`lngraph.io.atomic.atomic_folder`). An earlier
+demo's output there is replaced (its cohort reused through hard links when the settings match);
+any other non-empty ``OUT`` is refused unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ print the metrics of both, and write the results. A few minutes on 2 cores
 with the defaults; the numbers come from a short run on a small cohort and
 are no benchmark.
 
-Output folder:
+Output folder (written whole at the end; an earlier demo's output there is
+replaced, any other non-empty folder only with --overwrite):
   OUT/cohort/        the synthetic cohort (reused by a rerun with the same
                      --patients and --seed)
   OUT/run/model.ckpt the trained model (use it with `lngraph match`)
@@ -74,6 +79,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         metavar="W", help="processes that synthesise the cohort and crop it "
                         "(default: the CPU cores, at most 4)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a non-empty output folder that is not an earlier demo's "
+                        "(default: refuse)")
     parser.set_defaults(func=run)
     return parser
 
@@ -115,13 +123,44 @@ def _matching_cohort(folder: Path, patients: int, seed: int):
         return None
 
 
-def _cohort(folder: Path, patients: int, seed: int, workers: int):
+#: What a demo writes into OUT: a folder holding only these is an earlier demo's output.
+DEMO_ENTRIES = frozenset({"cohort", "run", "metrics.json", "matches.csv", "figure.png"})
+
+
+def is_demo_output(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier demo's output (only :data:`DEMO_ENTRIES`, with
+    ``cohort/synth.json``), which a new demo may replace without ``--overwrite``."""
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return False
+    return bool(names) and names <= DEMO_ENTRIES and (folder / "cohort" / "synth.json").is_file()
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Copy a folder by hard links (files are never rewritten in place: new versions are
+    renamed over them), falling back to copies where links are not possible."""
+    import shutil
+
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link)
+
+
+def _cohort(folder: Path, earlier: Path, patients: int, seed: int, workers: int):
+    """The demo cohort in ``folder``: the one in ``earlier`` (a previous demo's) when it was
+    made with these settings, else a new one."""
     from lngraph.io.cohort import read_cohort
     from lngraph.synth import generate_cohort
 
-    cohort = _matching_cohort(folder, patients, seed)
-    if cohort is not None:
-        print(f"reusing the cohort in {folder} ({cohort!r})")
+    if _matching_cohort(earlier, patients, seed) is not None:
+        _link_tree(earlier, folder)
+        cohort = read_cohort(folder)
+        print(f"reusing the cohort in {earlier} ({cohort!r})")
         return cohort
     generate_cohort(folder, patients, seed, preset="default", workers=workers, progress=True)
     return read_cohort(folder)
@@ -144,6 +183,22 @@ def _check(args) -> None:
 
 
 def run(args) -> int:
+    from lngraph.cli.main import output_folder
+
+    _check(args)
+    out: Path = args.out
+    replace = args.overwrite or is_demo_output(out)
+    start = time.perf_counter()
+    with output_folder(out, overwrite=replace) as tmp:
+        written = _demo(args, out, tmp)
+    print(written)
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _demo(args, out: Path, tmp: Path) -> str:
+    """The demo, writing into ``tmp`` (which becomes ``out``); returns the lines naming the
+    outputs (printed once they are in ``out``)."""
     from lngraph.baselines import REGISTRY
     from lngraph.cli.match import pair_figure
     from lngraph.data.cache import default_cache_dir
@@ -152,11 +207,9 @@ def run(args) -> int:
     from lngraph.models import load_checkpoint, predict_pairs, preset
     from lngraph.train import fit_matcher, patient_folds
 
-    _check(args)
-    start = time.perf_counter()
-    out: Path = args.out
     print(f"[1/4] synthesising {args.patients} patients into {out / 'cohort'}")
-    cohort = _cohort(out / "cohort", args.patients, args.seed, args.workers)
+    cohort = _cohort(tmp / "cohort", out / "cohort", args.patients, args.seed, args.workers)
+    cohort.root = out / "cohort"  # where it will be: the checkpoint records the cohort folder
     split = patient_folds(cohort.patients, folds=SPLIT_FOLDS, seed=args.seed)[0]
     test_pairs = cohort.pairs("consecutive", split.test)
     print(f"      {len(split.train)} training, {len(split.val)} validation and "
@@ -165,7 +218,7 @@ def run(args) -> int:
     print(f"[2/4] training the lite model for at most {args.max_epochs} epochs")
     config = preset("lite")
     fit = fit_matcher(cohort, config, train_patients=split.train, val_patients=split.val,
-                      out_dir=out / "run", max_epochs=args.max_epochs, seed=args.seed,
+                      out_dir=tmp / "run", max_epochs=args.max_epochs, seed=args.seed,
                       progress=True, workers=args.workers)
     model, config, _ = load_checkpoint(fit.checkpoint)
 
@@ -183,17 +236,16 @@ def run(args) -> int:
     }
 
     print("[4/4] writing results")
-    metrics_path = write_metrics_json(out / "metrics.json", {
+    write_metrics_json(tmp / "metrics.json", {
         "methods": results, "test_patients": split.test, "val_patients": split.val,
         "train_patients": split.train, "patients": args.patients, "seed": args.seed,
         "max_epochs": args.max_epochs, "epochs_run": fit.epochs, "best_epoch": fit.best_epoch,
         "train_seconds": fit.train_seconds, "val_metrics": fit.val_metrics,
     })
-    matches_path = write_matches(out / "matches.csv", zip(test_pairs, predictions, strict=True))
+    write_matches(tmp / "matches.csv", zip(test_pairs, predictions, strict=True))
     shown = _figure_pair(test_pairs)
-    figure_path = pair_figure(out / "figure.png", shown,
-                              predictions[test_pairs.index(shown)], config.crops,
-                              cache_dir)
+    pair_figure(tmp / "figure.png", shown, predictions[test_pairs.index(shown)], config.crops,
+                cache_dir)
 
     print()
     print(f"Held-out patients {', '.join(split.test)}: {results[MODEL_NAME]['n_pairs']} scan "
@@ -204,9 +256,8 @@ def run(args) -> int:
     print(f"(a {fit.epochs}-epoch demo run on {len(split.train)} training patients; see "
           "benchmarks/ for cross-validated numbers)")
     print()
-    print(f"model:    {fit.checkpoint}")
-    print(f"metrics:  {metrics_path}")
-    print(f"matches:  {matches_path}")
-    print(f"figure:   {figure_path} ({shown.src.scan_id} -> {shown.dst.scan_id})")
-    print(f"done in {time.perf_counter() - start:.0f} s")
-    return 0
+    return "\n".join([
+        f"model:    {out / 'run' / fit.checkpoint.name}",
+        f"metrics:  {out / 'metrics.json'}",
+        f"matches:  {out / 'matches.csv'}",
+        f"figure:   {out / 'figure.png'} ({shown.src.scan_id} -> {shown.dst.scan_id})"])

@@ -50,6 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--model", type=Path, metavar="CKPT",
                         help="a trained matcher (model.ckpt of `lngraph train`): match the "
                         "cohort's pairs with it, then score them")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="with --predictions: accept a matches.csv with a header but no "
+                        "rows (scored as no predicted pairs); by default that is an error")
     parser.add_argument("cohort", type=Path, metavar="COHORT",
                         help="cohort folder (scans.csv + nodes.csv) holding the ground truth")
     parser.add_argument("--out", type=Path, required=True, metavar="metrics.json",
@@ -74,7 +77,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     model.add_argument("--matches", type=Path, default=None, metavar="OUT.csv",
                        help="also write the model's matchings as a matches.csv")
     model.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
-                       help="crop cache folder (default: COHORT/.lngraph_cache)")
+                       help="crop cache folder (default: the user cache, "
+                       "~/.cache/lngraph/crops)")
     parser.set_defaults(func=run)
     return parser
 
@@ -101,7 +105,7 @@ def _score_predictions(args, cohort) -> dict:
     from lngraph.io.matches import read_matches
     from lngraph.metrics import evaluate_predictions
 
-    predictions = read_matches(args.predictions, cohort)
+    predictions = read_matches(args.predictions, cohort, allow_empty=args.allow_empty)
     pairs = None if args.pairs == "predicted" else cohort.pairs(args.pairs)
     try:
         return evaluate_predictions(cohort, predictions, pairs)
@@ -141,6 +145,7 @@ def held_out_patients(args, cohort) -> list[str]:
 
 
 def _score_model(args, cohort) -> dict:
+    from lngraph.data.cache import default_cache_dir
     from lngraph.io.matches import write_matches
     from lngraph.metrics import evaluate_predictions
     from lngraph.models import load_checkpoint, predict_pairs
@@ -149,7 +154,7 @@ def _score_model(args, cohort) -> dict:
     pairs = cohort.pairs("all" if args.pairs == "all" else "consecutive",
                          held_out_patients(args, cohort))
     cache_dir = args.cache_dir if args.cache_dir is not None else (
-        None if config.model.geometry_only else args.cohort / ".lngraph_cache")
+        None if config.model.geometry_only else default_cache_dir(cohort))
     predictions = predict_pairs(model, pairs, cache_dir=cache_dir, progress=True)
     if args.matches is not None:
         write_matches(args.matches, zip(pairs, predictions, strict=True))
@@ -157,6 +162,22 @@ def _score_model(args, cohort) -> dict:
     return evaluate_predictions(cohort, {(p.src.scan_id, p.dst.scan_id): pred
                                          for p, pred in zip(pairs, predictions, strict=True)},
                                 pairs)
+
+
+def check_output_files(args) -> None:
+    """Refuse ``--out`` or ``--matches`` naming a folder, before any work.
+
+    Raises:
+        InputError: naming the option and the folder.
+    """
+    from lngraph.io.errors import InputError
+
+    for option, path in (("--out", args.out), ("--matches", args.matches)):
+        if path is not None and path.is_dir():
+            raise InputError(path, f"is a folder; {option} names the file to write, e.g. "
+                             f"{path / ('metrics.json' if option == '--out' else 'matches.csv')}")
+    if args.matches is not None and args.out.resolve() == args.matches.resolve():
+        raise InputError(args.out, "--out and --matches name the same file")
 
 
 def run(args) -> int:
@@ -167,6 +188,9 @@ def run(args) -> int:
     if args.model is None and (args.patients_from is not None or args.fold is not None
                                or args.matches is not None):
         raise InputError(args.cohort, "--patients-from, --fold and --matches need --model")
+    if args.model is not None and args.allow_empty:
+        raise InputError(args.cohort, "--allow-empty applies to --predictions only")
+    check_output_files(args)
     cohort = read_cohort(args.cohort, check_images=args.model is not None)
     metrics = (_score_model(args, cohort) if args.model is not None
                else _score_predictions(args, cohort))

@@ -3,6 +3,10 @@
 Formats: ``nih`` (NIH/TCIA CT Lymph Nodes), ``slicer`` (3D Slicer ``.mrk.json``) and ``dls``
 (DeepLesion DLS pairs). Each writes ``OUT/scans.csv`` and ``OUT/nodes.csv`` (coordinates in LPS
 mm) with :func:`lngraph.io.write_cohort`; the readers live in :mod:`lngraph.io`.
+
+``OUT`` is written whole at the end (:func:`lngraph.io.atomic.atomic_folder`); an existing
+non-empty ``OUT`` is refused unless ``--overwrite`` is given, and then replaced as a whole, so
+the input annotations and ``--images`` must lie outside it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ DESCRIPTION = """\
 Convert annotations into a cohort folder OUT (scans.csv + nodes.csv, centres
 in world LPS mm, sizes in mm; see docs/formats.md). Warnings about the input
 (e.g. an unmeasured size) are printed; any error names the file, the line or
-node, and the problem.
+node, and the problem. OUT is written whole at the end; a non-empty OUT is
+refused unless --overwrite is given (which replaces all of it, so keep the
+annotations and images outside OUT).
 
 formats:
   nih     NIH/TCIA "CT Lymph Nodes" annotation folders (one scan per patient)
@@ -78,9 +84,10 @@ def _positive(text: str) -> float:
 
 def _common(parser: argparse.ArgumentParser, src_help: str) -> None:
     parser.add_argument("src", metavar="SRC", help=src_help)
-    parser.add_argument("out", metavar="OUT", help="cohort folder to write (created if needed)")
+    parser.add_argument("out", metavar="OUT",
+                        help="cohort folder to write (created; written whole at the end)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace scans.csv/nodes.csv already in OUT (default: refuse)")
+                        help="replace a non-empty OUT as a whole (default: refuse)")
 
 
 def add_parser(subparsers) -> None:
@@ -137,21 +144,19 @@ def run(args) -> int:
     import warnings
     from pathlib import Path
 
+    from lngraph.cli.main import output_folder
     from lngraph.io.cohort import Cohort, write_cohort
-    from lngraph.io.errors import InputError
 
     out = Path(args.out)
-    existing = [n for n in ("scans.csv", "nodes.csv") if (out / n).exists()]
-    if existing and not args.overwrite:
-        raise InputError(out, f"already holds {', '.join(existing)}; pass --overwrite to "
-                         "replace them")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        scans = _read(args)
-    for warning in caught:
-        print(f"lngraph import: warning: {warning.message}", file=sys.stderr)
-    cohort = Cohort(scans)
-    write_cohort(out, cohort)
+    inputs = [("the annotations (SRC)", args.src), ("--images", getattr(args, "images", None))]
+    with output_folder(out, overwrite=args.overwrite, inputs=inputs) as tmp:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scans = _read(args)
+        for warning in caught:
+            print(f"lngraph import: warning: {warning.message}", file=sys.stderr)
+        cohort = Cohort(scans)
+        write_cohort(tmp, cohort)
     n_nodes = sum(len(s.nodes) for s in scans)
     print(f"wrote {out} ({args.format}): patients {len(cohort.patients)}, scans {len(scans)}, "
           f"nodes {n_nodes}")

@@ -9,8 +9,9 @@ labels.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
+
+from lngraph.cli.main import OVERWRITE_HELP
 
 #: Optional columns of a ``--src-nodes``/``--dst-nodes`` table.
 PAIR_NODE_OPTIONAL = ("long_axis_mm", "track_id")
@@ -30,7 +31,8 @@ and optionally long_axis_mm and track_id; centres in LPS mm; validated like
 nodes.csv. The scan ids are the file names without .csv. Images are needed
 unless the model is geometry-only.
 
-Output folder:
+Output folder (written whole at the end; an existing non-empty OUT is refused
+unless --overwrite is given, and then replaced as a whole):
   OUT/matches.csv                        one row per node of each pair:
                                          src_scan, src_node, dst_scan, dst_node,
                                          score, status (matched|disappeared|new)
@@ -41,6 +43,10 @@ In the markups each scan's nodes form three point lists (matched, disappeared,
 new), coloured as in the figures; a point's label names the node, its status
 and partner ("n3 -> m5" in the earlier scan, "m5 <- n3" in the later one,
 "n4 (disappeared)", "m7 (new)"); its description keeps track_id and sizes.
+
+File and folder names come from the scan ids: characters other than letters,
+digits, '.', '_' and '-' become '_', and a name changed that way (or cut to 96
+characters) gets 8 hex digits of the id's hash, so no two ids share a name.
 """
 
 
@@ -64,12 +70,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="earlier scan's CT (NIfTI, NRRD, MHA or a DICOM folder)")
     parser.add_argument("--dst-image", type=Path, metavar="IMG", help="later scan's CT")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="output folder")
+                        help="output folder (written whole at the end)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--figure", action="store_true",
                         help="also draw each pair (OUT/figures/<src>__<dst>.png)")
     parser.add_argument("--cache", type=Path, metavar="DIR",
-                        help="crop cache folder (default: COHORT/.lngraph_cache; a temporary "
-                        "folder for a single pair)")
+                        help="crop cache folder (default: the user cache, "
+                        "~/.cache/lngraph/crops, for a cohort; a temporary folder for a single "
+                        "pair)")
     parser.add_argument("--device", default="cpu",
                         help="torch device to run the model on (default cpu; e.g. cuda)")
     parser.set_defaults(func=run)
@@ -132,8 +140,12 @@ def _check_arguments(args) -> None:
 
 
 def pair_folder_name(pair) -> str:
-    """``<src>__<dst>``, file-name safe."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{pair.src.scan_id}__{pair.dst.scan_id}")
+    """``<src>__<dst>`` from the pair's scan ids, each made file-name safe with
+    :func:`~lngraph.io.atomic.safe_name` (never a path out of the folder; a changed id gets a
+    hash)."""
+    from lngraph.io.atomic import safe_name
+
+    return f"{safe_name(pair.src.scan_id)}__{safe_name(pair.dst.scan_id)}"
 
 
 def markup_labels(pair, pred) -> tuple[list[str], list[str]]:
@@ -177,13 +189,13 @@ def write_pair_markups(folder: Path, pair, pred) -> list[Path]:
     """Write both scans' markups of a pair into ``folder``; returns the paths."""
     import json
 
-    from lngraph.io.atomic import write_text_atomic
+    from lngraph.io.atomic import safe_name, unique_name, write_text_atomic
     from lngraph.viz import node_status
 
-    paths = []
+    paths, used = [], set()
     for scan, labels, status in zip((pair.src, pair.dst), markup_labels(pair, pred),
                                     node_status(pred), strict=True):
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", scan.scan_id)
+        name = unique_name(safe_name(scan.scan_id), scan.scan_id, used)
         document = scan_markups_document(scan, labels, status)
         paths.append(write_text_atomic(folder / f"{name}.mrk.json",
                                        json.dumps(document, indent=2) + "\n"))
@@ -219,13 +231,17 @@ def match_pairs(model, config, pairs, out: Path, *, figure: bool, cache_dir,
     ``out``; returns ``[(pair, prediction)]``."""
     from tqdm.auto import tqdm
 
+    from lngraph.io.atomic import unique_name
     from lngraph.io.matches import write_matches
     from lngraph.models import predict_pairs
 
     predictions = predict_pairs(model, pairs, cache_dir=cache_dir, progress=progress)
     results = list(zip(pairs, predictions, strict=True))
+    used: set[str] = set()
     for pair, pred in tqdm(results, desc="write", unit="pair", disable=not progress):
-        name = pair_folder_name(pair)
+        # distinct pairs can share a name only on a case-insensitive file system: keep apart
+        name = unique_name(pair_folder_name(pair), f"{pair.src.scan_id}\0{pair.dst.scan_id}",
+                           used)
         write_pair_markups(out / "markups" / name, pair, pred)
         if figure:
             pair_figure(out / "figures" / f"{name}.png", pair, pred, config.crops, cache_dir)
@@ -259,14 +275,19 @@ def _load_pairs(args, config):
 def run(args) -> int:
     import tempfile
 
+    from lngraph.cli.main import output_folder
     from lngraph.models import load_checkpoint
 
     model, config, _ = load_checkpoint(args.model, map_location=args.device)
     pairs, cache_dir = _load_pairs(args, config)
-    with tempfile.TemporaryDirectory(prefix="lngraph-match-") as scratch:
+    inputs = [("the model", args.model), ("the cohort", args.cohort),
+              ("--src-nodes", args.src_nodes), ("--dst-nodes", args.dst_nodes),
+              ("--src-image", args.src_image), ("--dst-image", args.dst_image),
+              ("the crop cache", args.cache)]
+    with output_folder(args.out, overwrite=args.overwrite, inputs=inputs) as tmp, \
+            tempfile.TemporaryDirectory(prefix="lngraph-match-") as scratch:
         cache = cache_dir if cache_dir is not None else Path(scratch)
-        results = match_pairs(model, config, pairs, args.out, figure=args.figure,
-                              cache_dir=cache)
+        results = match_pairs(model, config, pairs, tmp, figure=args.figure, cache_dir=cache)
     print(_summary(results))
     print(f"matches: {args.out / 'matches.csv'}")
     print(f"3D Slicer markups: {args.out / 'markups'}")

@@ -3,12 +3,18 @@
 ``lngraph synth OUT --patients N --seed S --preset easy|default|hard [--layouts prior|nih]
 [--workers K]`` writes the cohort folder contract (``scans.csv``, ``nodes.csv``,
 ``images/*.nii.gz``, plus ``synth.json``) with a progress bar; see :mod:`lngraph.synth`.
+
+``OUT`` is written whole or not at all; an existing non-empty ``OUT`` (such as an earlier
+cohort) is refused unless ``--overwrite`` is given, and then replaced as a whole only once the
+new cohort is complete.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from lngraph.cli.main import OVERWRITE_HELP
 
 
 def _positive(text: str) -> int:
@@ -27,7 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "move, deform, change size, disappear and appear, and their annotations with "
         "ground-truth track_id. Deterministic by seed (independent of --workers).",
     )
-    parser.add_argument("out", type=Path, metavar="OUT", help="cohort folder to write")
+    parser.add_argument("out", type=Path, metavar="OUT",
+                        help="cohort folder to write (whole, at the end)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--patients", type=_positive, default=20, help="patients (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
     parser.add_argument("--preset", choices=("easy", "default", "hard"), default="default",
@@ -47,10 +55,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lngraph.cli.main import check_outside
     from lngraph.synth import generate_cohort
 
+    if args.layouts == "nih":
+        check_outside(args.out, [("the NIH annotations", args.nih_root)])
     out = generate_cohort(args.out, args.patients, args.seed, preset=args.preset,
                           layouts=args.layouts, workers=args.workers, progress=True,
-                          images=not args.no_images, nih_root=args.nih_root)
+                          images=not args.no_images, nih_root=args.nih_root,
+                          overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0

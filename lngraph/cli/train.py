@@ -10,6 +10,10 @@
 * ``RUN/split.json`` — the training, validation and test patients;
 * ``RUN/logs/`` — Lightning's CSV logs.
 
+The run folder is written whole or not at all (:func:`lngraph.io.atomic.atomic_folder`): an
+interrupted or failed run leaves an earlier ``RUN`` as it was. An existing non-empty ``RUN``
+is refused unless ``--overwrite`` is given.
+
 Patients: with ``--fold K`` (0-based) the cohort is split into ``--folds`` patient-level folds
 (:func:`lngraph.train.patient_folds`, shuffled by ``--split-seed``), fold K is held out as the
 test set and the validation patients come from the rest; without it every patient is used,
@@ -25,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from lngraph.cli.main import OVERWRITE_HELP
 
 
 def _positive(text: str) -> int:
@@ -50,7 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("cohort", type=Path, metavar="COHORT", help="cohort folder")
     parser.add_argument("--out", type=Path, required=True, metavar="RUN",
                         help="output folder (model.ckpt, config.yaml, metrics.json, split.json, "
-                        "logs/)")
+                        "logs/), written whole at the end")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--config", default="lite", metavar="lite|paper|FILE.yaml",
                         help="a preset name or a YAML file of config sections (default: lite)")
     parser.add_argument("--set", dest="settings", nargs="+", default=[],
@@ -67,7 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "`lngraph evaluate --fold` uses the same")
     parser.add_argument("--max-epochs", type=_positive, default=None, metavar="E",
                         help="maximum epochs (default: the config's)")
-    parser.add_argument("--seed", type=int, default=None, metavar="S",
+    parser.add_argument("--seed", type=seed_value, default=None, metavar="S",
                         help="training seed (default: the config's)")
     parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
                         help="train on consecutive scan pairs (default) or on all "
@@ -82,7 +89,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=_positive, default=1, metavar="K",
                         help="processes that fill the crop cache (default 1)")
     parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
-                        help="crop cache folder (default: COHORT/.lngraph_cache)")
+                        help="crop cache folder (default: the user cache, "
+                        "~/.cache/lngraph/crops)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
     return parser
@@ -154,12 +162,39 @@ def split_patients(patients: list[str], fold: int | None, folds: int, seed: int,
     return {"train": list(split.train), "val": list(split.val), "test": list(split.test)}
 
 
+def seed_value(text: str) -> int:
+    """An argparse type: an integer seed in ``0 .. 2**32 - 1``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in 0 .. {2**32 - 1}, got {value}")
+    return value
+
+
+def check_training_pairs(cohort, patients: list[str], pair_mode: str, source) -> None:
+    """Refuse a split whose training patients have no scan pair with nodes (nothing to learn
+    from), before any output is written.
+
+    Raises:
+        InputError: naming ``source`` (the cohort folder).
+    """
+    from lngraph.io.errors import InputError
+
+    if not any(len(p.src.nodes) + len(p.dst.nodes) for p in cohort.pairs(pair_mode, patients)):
+        raise InputError(source, f"no {pair_mode} scan pair with nodes among the "
+                         f"{len(patients)} training patient(s); training needs patients with "
+                         "at least two scans and some nodes")
+
+
 def run(args: argparse.Namespace) -> int:
+    from lngraph.cli.main import UsageError, output_folder
     from lngraph.io.atomic import write_text_atomic
     from lngraph.io.cohort import read_cohort
     from lngraph.io.errors import InputError
     from lngraph.metrics import write_metrics_json
-    from lngraph.train import fit_matcher
+    from lngraph.train import TrainingDiverged, fit_matcher
     from lngraph.train.datamodule import config_for_cohort
 
     config = configure(args.config, args.settings)
@@ -173,29 +208,56 @@ def run(args: argparse.Namespace) -> int:
                                effective.protocol.val_fraction, effective.protocol.seed)
     except ValueError as exc:
         raise InputError(args.cohort, str(exc)) from None
-    result = fit_matcher(
-        cohort, effective, train_patients=split["train"], val_patients=split["val"],
-        out_dir=args.out, max_epochs=args.max_epochs, seed=args.seed,
-        progress=not args.quiet, accelerator=args.accelerator, devices=args.devices,
-        strategy=args.strategy, num_nodes=args.num_nodes, cache_dir=args.cache_dir,
-        pair_mode=args.pairs, workers=args.workers)
-    effective.to_yaml(args.out / "config.yaml")
-    write_metrics_json(args.out / "metrics.json", result.val_metrics)
-    write_text_atomic(args.out / "split.json", json.dumps(
-        {"cohort": str(args.cohort), "fold": args.fold,
-         "folds": folds if args.fold is not None else None, "split_seed": args.split_seed,
-         **split}, indent=2) + "\n")
+    check_training_pairs(cohort, split["train"], args.pairs, args.cohort)
+    config_file = None if args.config in _presets() else args.config
+    out: Path = args.out
+    with output_folder(out, overwrite=args.overwrite,
+                       inputs=[("the cohort", args.cohort), ("the --config file", config_file),
+                               ("the crop cache", args.cache_dir)]) as tmp:
+        try:
+            result = fit_matcher(
+                cohort, effective, train_patients=split["train"], val_patients=split["val"],
+                out_dir=tmp, max_epochs=args.max_epochs, seed=args.seed,
+                progress=not args.quiet, accelerator=args.accelerator, devices=args.devices,
+                strategy=args.strategy, num_nodes=args.num_nodes, cache_dir=args.cache_dir,
+                pair_mode=args.pairs, workers=args.workers)
+        except TrainingDiverged as exc:
+            raise UsageError(str(exc)) from None
+        effective.to_yaml(tmp / "config.yaml")
+        write_metrics_json(tmp / "metrics.json", result.val_metrics)
+        write_text_atomic(tmp / "split.json", json.dumps(
+            {"cohort": str(args.cohort), "fold": args.fold,
+             "folds": folds if args.fold is not None else None, "split_seed": args.split_seed,
+             **split}, indent=2) + "\n")
+        checkpoint = out / result.checkpoint.relative_to(tmp)
+        log_dir = out / Path(result.log_dir).relative_to(tmp) if result.log_dir else None
     print(f"trained {result.epochs} epoch(s) in {result.train_seconds:.1f} s "
           f"({result.pairs_per_second:.1f} training pairs/s); best epoch {result.best_epoch}")
     if result.val_metrics:
         m = result.val_metrics
         print(f"validation: F1 {_pct(m['f1'])}, NLR {_pct(m['nlr'])}, DLR {_pct(m['dlr'])}")
-    print(f"model:   {result.checkpoint}")
-    print(f"config:  {args.out / 'config.yaml'}")
-    print(f"metrics: {args.out / 'metrics.json'} (validation)")
-    print(f"split:   {args.out / 'split.json'}")
-    print(f"logs:    {result.log_dir}")
+    else:
+        print(NO_VALIDATION.format(why="no validation patients" if not split["val"] else
+                                   "no usable validation pair (see the warning above)"))
+    print(f"model:   {checkpoint}")
+    print(f"config:  {out / 'config.yaml'}")
+    print(f"metrics: {out / 'metrics.json'}"
+          + (" (validation)" if result.val_metrics else " (empty: no validation)"))
+    print(f"split:   {out / 'split.json'}")
+    print(f"logs:    {log_dir}")
     return 0
+
+
+#: Printed after a run without validation patients (``FitResult.val_metrics == {}``):
+#: :func:`~lngraph.train.fit_matcher` then keeps the epoch with the lowest training loss.
+NO_VALIDATION = ("{why}: the model is the epoch with the lowest training loss (the best "
+                 "epoch above), not validated")
+
+
+def _presets() -> tuple[str, ...]:
+    from lngraph.models.config import PRESETS
+
+    return tuple(PRESETS)
 
 
 def _pct(value: float) -> str:

@@ -15,12 +15,18 @@ Patients are chosen exactly as ``lngraph train`` chooses them for the same ``--f
 ``--folds`` and ``--split-seed``: with ``--fold K`` fold K's test patients are left out and its
 validation patients score the trials. Running the command again with the same storage and study
 name resumes the study; several commands (processes or machines) with one storage share it.
+
+Unlike the other commands' output folders, ``DIR`` is not replaced as a whole: it holds the
+study (the default storage) that a rerun resumes. Every report file is written atomically, and
+a Ctrl-C marks the running trials failed, writes the report and exits with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from lngraph.cli import train as train_cmd
 
 
 def _positive(text: str) -> int:
@@ -83,7 +89,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--split-seed", type=int, default=0, metavar="S",
                         help="seed of the patient shuffle behind the folds (default 0), as in "
                         "`lngraph train`")
-    parser.add_argument("--seed", type=int, default=None, metavar="S",
+    parser.add_argument("--seed", type=train_cmd.seed_value, default=None, metavar="S",
                         help="sampler seed (worker k uses S + k) and training seed of every "
                         "trial (default: unseeded sampler, the config's training seed)")
     parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
@@ -92,7 +98,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="Lightning accelerator of every trial, one device each (default: "
                         "cpu)")
     parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
-                        help="crop cache folder (default: COHORT/.lngraph_cache)")
+                        help="crop cache folder (default: the user cache, "
+                        "~/.cache/lngraph/crops)")
     parser.set_defaults(func=run)
     return parser
 
@@ -100,7 +107,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import optuna
 
-    from lngraph.cli.train import configure, split_patients
+    from lngraph.cli.train import check_training_pairs, configure, split_patients
     from lngraph.io.cohort import read_cohort
     from lngraph.io.errors import InputError
     from lngraph.tune.objective import OBJECTIVE, TuneObjective
@@ -114,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
         write_report,
     )
 
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(args.out, "exists and is not a folder; give a folder for the report "
+                         "and the trials")
     base = configure(args.config, args.settings)
     cohort = read_cohort(args.cohort)
     folds = args.folds or base.protocol.folds
@@ -126,11 +136,21 @@ def run(args: argparse.Namespace) -> int:
                                   pair_mode=args.pairs)
     except ValueError as exc:
         raise InputError(args.cohort, str(exc)) from None
+    check_training_pairs(cohort, split["train"], args.pairs, args.cohort)
     url = args.storage or default_storage_url(args.out)
+    where = "--storage" if args.storage else f"--out {args.out}"
     try:
-        study = open_study(open_storage(url), args.study_name, objective, seed=args.seed)
+        storage = open_storage(url)
     except ValueError as exc:
-        raise InputError("--storage", str(exc)) from None
+        raise InputError(where, str(exc)) from None
+    except OSError as exc:  # the folder of an SQLite or journal file cannot be made
+        raise InputError(where, f"cannot create the folder of {display_url(url)}: "
+                         f"{exc.strerror or exc}"
+                         + (f" ({exc.filename})" if exc.filename else "")) from None
+    try:
+        study = open_study(storage, args.study_name, objective, seed=args.seed)
+    except ValueError as exc:
+        raise InputError(where, str(exc)) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     mode = "geometry-only" if objective.base.model.geometry_only else "appearance"
     print(f"study {args.study_name!r} in {display_url(url)}: {finished_trials(study)} of "

@@ -1,7 +1,9 @@
 """On-disk cache of each scan's crops and views (docs/design.md, *Crops and views*).
 
-One ``.npz`` file per scan and crop setting, under a cache folder (by default
-``<cohort>/.lngraph_cache/``), named ``<scan_id>-<hash of the crop parameters>.npz`` and holding
+One ``.npz`` file per scan and crop setting, under a cache folder (by default the user's
+cache, ``$XDG_CACHE_HOME/lngraph/crops`` or ``~/.cache/lngraph/crops``, see
+:func:`default_cache_dir`), named ``<scan_id>-<hash>.npz`` with the hash of the crop parameters
+and the image content (so cohorts that share scan ids keep separate entries), and holding
 ``cubes [N, S, S, S]``, ``views [N, 9, S, S]`` (float32) and the entry's key.
 
 **Key.** SHA-256 of: a format version, the SHA-256 of the image's *content* (every byte of the
@@ -22,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -41,7 +44,6 @@ from lngraph.io.image import read_image
 
 #: Bumped whenever the crop or view computation changes, so old entries are recomputed.
 CACHE_VERSION = 1
-CACHE_FOLDER = ".lngraph_cache"
 _CHUNK = 1 << 20
 
 
@@ -95,19 +97,41 @@ def cache_key(image_sha256: str, scan: Scan, params: CropParams) -> str:
     return digest.hexdigest()
 
 
-def entry_path(cache_dir: str | os.PathLike, scan_id: str, params: CropParams) -> Path:
-    """Where a scan's entry for ``params`` lives (scan ids are made file-name safe)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", scan_id)
+def entry_path(cache_dir: str | os.PathLike, scan_id: str, params: CropParams,
+               image_sha256: str = "") -> Path:
+    """Where a scan's entry for ``params`` lives: ``<scan id>-<hash>.npz``, the scan id made
+    file-name safe (and at most 64 characters) and the hash of the crop parameters and the
+    image content, so that scans of different cohorts that share an id (every synthetic cohort
+    has a ``P0001_T0``) keep separate entries in the shared cache folder; a changed node table
+    of the same image rewrites its entry in place."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", scan_id)[:64]
     if safe != scan_id:
         safe += "_" + hashlib.sha256(scan_id.encode()).hexdigest()[:8]
-    return Path(cache_dir) / f"{safe}-{params_digest(params)[:12]}.npz"
+    tag = hashlib.sha256(f"{params_digest(params)};{image_sha256}".encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{safe}-{tag}.npz"
 
 
-def default_cache_dir(cohort: Cohort) -> Path:
-    """``<cohort folder>/.lngraph_cache``."""
-    if cohort.root is None:
-        raise ValueError("the cohort was not read from a folder; pass cache_dir")
-    return cohort.root / CACHE_FOLDER
+def default_cache_dir(cohort: Cohort | None = None) -> Path:
+    """The user's crop cache folder, shared by every cohort: ``lngraph/crops`` in the user
+    cache directory.
+
+    That directory is ``$XDG_CACHE_HOME`` when set (on any system), else ``~/.cache`` on
+    Linux and other Unix systems, ``~/Library/Caches`` on macOS and ``%LOCALAPPDATA%`` on
+    Windows. Sharing one folder is safe: an entry's key covers the image content, the node
+    table and the crop parameters, and a stale entry is recomputed. ``cohort`` is accepted for
+    compatibility and not used; the cache no longer lives in the cohort folder (an output
+    folder replaced as a whole would take it along).
+    """
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        base = Path(xdg)
+    elif sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        base = Path(os.environ["LOCALAPPDATA"])
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path.home() / ".cache"
+    return base / "lngraph" / "crops"
 
 
 def compute_crops(scan: Scan, params: CropParams) -> tuple[np.ndarray, np.ndarray]:
@@ -149,8 +173,9 @@ def scan_crops(scan: Scan, params: CropParams | None = None, *,
     if scan.image is None or cache_dir is None:
         cubes, views = compute_crops(scan, params)
         return ScanCrops(cubes, views, key="", from_cache=False)
-    key = cache_key(image_digest(scan.image), scan, params)
-    path = entry_path(cache_dir, scan.scan_id, params)
+    image_sha256 = image_digest(scan.image)
+    key = cache_key(image_sha256, scan, params)
+    path = entry_path(cache_dir, scan.scan_id, params, image_sha256)
     if path.is_file() and (hit := _load(path, key)) is not None:
         return hit
     cubes, views = compute_crops(scan, params)

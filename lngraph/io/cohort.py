@@ -6,11 +6,17 @@ long_axis_mm, track_id`` — centres in world LPS mm; ``long_axis_mm`` and ``tra
 empty. Two nodes of a patient with the same ``track_id`` are the same lymph node.
 
 Reading validates everything and raises :class:`~lngraph.io.errors.InputError` naming the file,
-line and problem; writing is atomic.
+line and problem; writing is atomic. Among the checks: no column name twice in a header (pandas
+would silently rename the second ``x`` to ``x.1``); coordinates finite and within
+``±MAX_ABS_MM`` (100 m: anything beyond is not a position in millimetres); sizes finite,
+positive and at most ``MAX_ABS_MM``; ``long_axis_mm`` not smaller than ``short_axis_mm``. The
+other node readers (:mod:`lngraph.io.nih`, :mod:`lngraph.io.slicer`, :mod:`lngraph.io.dls`) apply
+the same rules through :func:`position_problem` and :func:`size_problem`.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import itertools
 import os
@@ -27,6 +33,36 @@ from lngraph.io.errors import InputError
 
 SCAN_COLUMNS = ("patient_id", "scan_id", "timepoint", "image")
 NODE_COLUMNS = ("scan_id", "node_id", "x", "y", "z", "short_axis_mm", "long_axis_mm", "track_id")
+#: Largest coordinate magnitude and size (mm) a node may have: 100 m, far beyond any CT.
+MAX_ABS_MM = 1e5
+
+
+def position_problem(pos) -> str | None:
+    """What is wrong with a node centre ``(x, y, z)`` in mm, or ``None`` if it is fine."""
+    for axis, value in zip("xyz", np.asarray(pos, dtype=np.float64).reshape(3), strict=True):
+        if not np.isfinite(value):
+            return f"{axis} is not a finite number: {value!r}"
+        if abs(value) > MAX_ABS_MM:
+            return (f"{axis} = {value:g} mm is outside the sane range ±{MAX_ABS_MM:g} mm (not a "
+                    "world position in millimetres)")
+    return None
+
+
+def size_problem(short_axis_mm: float, long_axis_mm: float) -> str | None:
+    """What is wrong with a node's diameters (``long_axis_mm`` NaN = unknown), or ``None``."""
+    for name, value in (("short_axis_mm", short_axis_mm), ("long_axis_mm", long_axis_mm)):
+        if name == "long_axis_mm" and np.isnan(value):
+            continue
+        if not np.isfinite(value):
+            return f"{name} is not a finite number: {value!r}"
+        if value <= 0:
+            return f"{name} must be positive, got {value:g}"
+        if value > MAX_ABS_MM:
+            return f"{name} = {value:g} mm is above the sane maximum of {MAX_ABS_MM:g} mm"
+    if long_axis_mm < short_axis_mm:
+        return (f"long_axis_mm {long_axis_mm:g} is smaller than short_axis_mm "
+                f"{short_axis_mm:g} (the long axis is the larger diameter; columns swapped?)")
+    return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,7 +261,26 @@ class Cohort:
         return ScanPair(self.scans[src_scan], self.scans[dst_scan])
 
 
+def _check_header(path: Path) -> None:
+    """Raise if a column name occurs twice in the header (pandas renames the second ``x`` to
+    ``x.1`` and would read the first one silently). Empty names are not compared."""
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        header = next(csv.reader(fh, skipinitialspace=True), [])
+    seen = set()
+    for name in (n.strip() for n in header):
+        if name and name in seen:
+            raise InputError(path, f"column {name!r} appears twice in the header", line=1)
+        seen.add(name)
+
+
 def read_csv_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """``path`` as a table of stripped strings holding at least ``columns`` (trailing blank rows
+    dropped).
+
+    Raises:
+        InputError: the file is missing or not CSV, a column is missing or named twice, or a
+            blank row lies inside the table.
+    """
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
@@ -236,6 +291,7 @@ def read_csv_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError,
             UnicodeDecodeError) as exc:
         raise InputError(path, f"not a readable CSV file ({exc})") from None
+    _check_header(path)
     frame.columns = [c.strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -249,20 +305,31 @@ def read_csv_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     return frame.iloc[:n_rows]
 
 
+def _node_what(frame: pd.DataFrame, row: int) -> str:
+    return f"node {frame['node_id'].iat[row]!s} of scan {frame['scan_id'].iat[row]!s}"
+
+
 def _numbers(frame: pd.DataFrame, column: str, path: Path, *, required: bool,
              positive: bool = False) -> np.ndarray:
+    """The column as floats: finite, within ``±MAX_ABS_MM``, and ``> 0`` if ``positive``."""
     raw = frame[column]
     values = pd.to_numeric(raw.replace("", np.nan), errors="coerce").to_numpy(np.float64)
     for row, (text, value) in enumerate(zip(raw, values, strict=True)):
-        what = f"node {frame['node_id'].iat[row]!s} of scan {frame['scan_id'].iat[row]!s}"
         if text == "" and not required:
             continue
         if text == "" or not np.isfinite(value):
             problem = "is empty" if text == "" else f"is not a finite number: {text!r}"
-            raise InputError(path, f"{column} {problem}", line=row + 2, what=what)
+            raise InputError(path, f"{column} {problem}", line=row + 2,
+                             what=_node_what(frame, row))
         if positive and value <= 0:
             raise InputError(path, f"{column} must be positive, got {text}", line=row + 2,
-                             what=what)
+                             what=_node_what(frame, row))
+        if abs(value) > MAX_ABS_MM:
+            problem = (f"is above the sane maximum of {MAX_ABS_MM:g} mm" if positive else
+                       f"is outside the sane range ±{MAX_ABS_MM:g} mm (not a world position in "
+                       "millimetres)")
+            raise InputError(path, f"{column} = {text} {problem}", line=row + 2,
+                             what=_node_what(frame, row))
     return values
 
 
@@ -279,6 +346,13 @@ def read_nodes_frame(frame: pd.DataFrame, path: Path, known_scans: Iterable[str]
     xyz = [_numbers(frame, c, path, required=True) for c in ("x", "y", "z")]
     short = _numbers(frame, "short_axis_mm", path, required=True, positive=True)
     long_ = _numbers(frame, "long_axis_mm", path, required=False, positive=True)
+    swapped = np.flatnonzero(long_ < short)  # NaN (an unknown long axis) compares False
+    if len(swapped):
+        row = int(swapped[0])
+        raise InputError(path, f"long_axis_mm {frame['long_axis_mm'].iat[row]} is smaller than "
+                         f"short_axis_mm {frame['short_axis_mm'].iat[row]} (the long axis is "
+                         "the larger diameter; columns swapped?)", line=row + 2,
+                         what=_node_what(frame, row))
     pos = np.stack(xyz, axis=1)
     tables = {}
     for scan, rows in frame.groupby("scan_id", sort=False).indices.items():

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lngraph.io.cohort import NodeTable, Scan
+from lngraph.io.cohort import NodeTable, Scan, position_problem, size_problem
 from lngraph.io.errors import InputError, read_json
 
 _VOLUME = re.compile(r"^(\d+)_(\d+)_(\d+)_(\d+)-(\d+)\.nii(\.gz)?$")
@@ -80,11 +80,15 @@ def _lesion(record: dict, side: str, path, what: str) -> DLSLesion:
         raise InputError(path, f"'{side} recist diameter' must be positive, got "
                          f"{[long_px, short_px]}", what=what)
     short_px, long_px = sorted((short_px, long_px))
+    pos = (cx * sx, cy * sy, (int(first) + cz) * sz)
+    problem = position_problem(pos) or size_problem(short_px * sx, long_px * sx)
+    if problem:
+        raise InputError(path, f"{side}: {problem}", what=what)
     return DLSLesion(
         patient_id=patient,
         scan_id=f"{patient}_{study}_{series}",
         timepoint=str(100 * int(study) + int(series)),
-        pos=(cx * sx, cy * sy, (int(first) + cz) * sz),
+        pos=pos,
         long_axis_mm=long_px * sx,
         short_axis_mm=short_px * sx,
     )

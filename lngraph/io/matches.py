@@ -214,7 +214,7 @@ class _PairRows:
                               np.asarray(self.scores, np.float64))
 
 
-def read_matches(path: str | os.PathLike, cohort: Cohort
+def read_matches(path: str | os.PathLike, cohort: Cohort, *, allow_empty: bool = False
                  ) -> dict[tuple[str, str], PairPrediction]:
     """Read a ``matches.csv`` and validate it against ``cohort``.
 
@@ -222,16 +222,28 @@ def read_matches(path: str | os.PathLike, cohort: Cohort
     node of such a pair needs exactly one row. A matched row with an empty score gets a NaN
     score; the score of an unmatched row is not kept.
 
+    Args:
+        path: the file.
+        cohort: the cohort the predictions are for.
+        allow_empty: accept a file with a header but no rows (e.g. the output for pairs
+            without nodes) and return ``{}``; by default that is an error, as it usually
+            means a method wrote nothing.
+
     Returns:
         ``{(src_scan, dst_scan): PairPrediction}`` in the order pairs first appear.
 
     Raises:
         InputError: naming the file, line and problem (missing column, unknown scan or node,
             a node used twice, a bad status, a status inconsistent with the empty node columns,
-            a non-numeric score, a node of a predicted pair without a row).
+            a non-numeric score, a node of a predicted pair without a row, no rows at all
+            unless ``allow_empty``).
     """
     path = Path(path)
     frame = read_csv_table(path, MATCH_COLUMNS)[list(MATCH_COLUMNS)]
+    if len(frame) == 0 and not allow_empty:
+        raise InputError(path, "the file holds no predictions (a header but no rows); if that "
+                         "is intended, pass --allow-empty to lngraph evaluate (allow_empty=True "
+                         "to read_matches)")
     pairs: dict[tuple[str, str], _PairRows] = {}
     for row, (src, src_node, dst, dst_node, score, status) in enumerate(
             frame.itertuples(index=False)):

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lngraph.io.cohort import NodeTable, Scan
+from lngraph.io.cohort import NodeTable, Scan, position_problem, size_problem
 from lngraph.io.errors import InputError
 
 POINTS_SUFFIX = "_lymphnodes_physicalPoints"
@@ -68,8 +68,8 @@ def _rows(path: Path) -> list[tuple[int, list[str]]]:
 def read_point_list(path: str | os.PathLike) -> np.ndarray:
     """Read a whitespace-separated ``x y z`` file (one point per line) → ``[N, 3]`` float64.
 
-    Blank lines are skipped; anything else that is not three finite numbers is an
-    :class:`InputError` naming the line.
+    Blank lines are skipped; anything else that is not three finite numbers within
+    ``±MAX_ABS_MM`` (:mod:`lngraph.io.cohort`) is an :class:`InputError` naming the line.
     """
     path = Path(path)
     points = []
@@ -78,6 +78,9 @@ def read_point_list(path: str | os.PathLike) -> np.ndarray:
             raise InputError(path, f"expected three numbers 'x y z', got {len(fields)} "
                              f"field(s): {' '.join(fields)!r}", line=n)
         points.append([_parse_number(f, path, n) for f in fields])
+        problem = position_problem(points[-1])
+        if problem:
+            raise InputError(path, problem, line=n)
     return np.asarray(points, dtype=np.float64).reshape(-1, 3)
 
 
@@ -114,6 +117,9 @@ def read_mps(path: str | os.PathLike) -> np.ndarray:
         if any(c is None for c in coords):
             raise InputError(path, "a point needs <x>, <y> and <z>", what=what)
         points.append([_parse_number(c.strip(), path, None, what) for c in coords])
+        problem = position_problem(points[-1])
+        if problem:
+            raise InputError(path, problem, what=what)
     return np.asarray(points, dtype=np.float64).reshape(-1, 3)
 
 
@@ -146,6 +152,9 @@ def read_nih_sizes(path: str | os.PathLike, *,
                           f"{fields[1]}; read as short {fields[1]}, long {fields[0]}",
                           stacklevel=2)
             values = sorted(values)
+        problem = size_problem(values[0], values[1] if len(values) == 2 else np.nan)
+        if problem:
+            raise InputError(path, problem, line=n)
         short.append(values[0])
         long_.append(values[1] if len(values) == 2 else np.nan)
     return np.asarray(short, dtype=np.float64), np.asarray(long_, dtype=np.float64)

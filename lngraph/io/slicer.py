@@ -18,7 +18,9 @@ curves, planes, ROIs) and unplaced points are skipped. Per control point:
     ``short`` and ``long`` (diameters in mm), e.g. ``track=LN7; short=8.5; long=12``.
 
   A node needs a short axis: without ``short=`` the ``default_short_axis_mm`` is used, and
-  with no default that is an error naming the file and control point.
+  with no default that is an error naming the file and control point. A long axis smaller than
+  the short axis, a size above 100 m or a position beyond ±100 m (``MAX_ABS_MM`` of
+  :mod:`lngraph.io.cohort`) is an error too.
 
 **Writing.** :func:`write_markups` writes one scan's nodes as a single point list in LPS mm,
 label = ``node_id``, description in the ``key=value`` form above, so that the file opens in
@@ -40,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from lngraph.io.atomic import write_text_atomic
-from lngraph.io.cohort import NodeTable, Scan
+from lngraph.io.cohort import NodeTable, Scan, position_problem, size_problem
 from lngraph.io.coords import ras_to_lps
 from lngraph.io.errors import InputError, read_json
 
@@ -180,8 +182,15 @@ def read_markups(path: str | os.PathLike, *, default_short_axis_mm: float | None
                                      "point description or give a default short axis",
                                      what=what)
                 short_mm = default_short_axis_mm
+            problem = size_problem(short_mm, long_mm)
+            if problem:
+                raise InputError(path, problem, what=what)
+            lps = to_lps(position)
+            problem = position_problem(lps)
+            if problem:
+                raise InputError(path, f"position {position}: {problem}", what=what)
             ids.append(label)
-            pos.append(to_lps(position))
+            pos.append(lps)
             short.append(short_mm)
             long_.append(long_mm)
             tracks.append(track)

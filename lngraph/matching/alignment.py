@@ -7,7 +7,8 @@ robustly —
 1. *vote*: every candidate shift (the centroid difference and each displacement
    ``dst_j - src_i``) scores :math:`\sum_i \exp(-e_i^2 / 2\sigma^2)`, with :math:`e_i` the
    distance from the shifted ``src_i`` to its nearest later node and :math:`\sigma` = gate / 2;
-   the best candidate wins (ties go to the one nearest the centroid difference);
+   the best candidate wins (ties go to the one nearest the centroid difference, then to the
+   lexicographically smallest offset from it, so the result depends on no node order);
 2. *refine*: Hungarian on the shifted distances, gated; :math:`t` becomes the median
    displacement of the matched pairs; repeated until :math:`t` stops moving.
 
@@ -68,7 +69,13 @@ def robust_translation(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAUL
                .reshape(len(chunk), len(src)) ** 2 / (2 * sigma ** 2)).sum(axis=1)
         for chunk in np.array_split(candidates, max(1, len(candidates) // 256))])
     best = np.flatnonzero(votes >= votes.max() - 1e-9)
-    t = candidates[best[np.argmin(np.linalg.norm(candidates[best] - centroid, axis=1))]]
+    offsets = candidates[best] - centroid
+    distance = np.linalg.norm(offsets, axis=1)
+    near = distance <= distance.min() + 1e-9
+    # Symmetric layouts tie exactly (vote and distance): take the lexicographically smallest
+    # offset from the centroid shift, a rule that depends on neither node order nor position.
+    key = np.round(offsets[near], 6)
+    t = candidates[best[near][np.lexsort(key.T[::-1])[0]]]
     for _ in range(iterations):
         pairs = hungarian(pairwise_distances(src + t, dst), max_cost=gate_mm)
         if len(pairs) == 0:

@@ -13,7 +13,11 @@ free-form metadata (training patients, validation metrics, …) made of the same
 Files of version 2 (the same weights, with the config as one flat dict) are read by moving each
 field to its section (:meth:`~lngraph.models.MatcherConfig.from_legacy_dict`); a file of any
 other version, a corrupt file or any other file is refused with an
-:class:`~lngraph.io.errors.InputError` naming it and the problem. Files are written atomically.
+:class:`~lngraph.io.errors.InputError` naming it and the problem. So is a checkpoint whose
+weights hold a NaN or an infinity (:func:`nonfinite_weights`: such a model scores every node
+pair NaN and matches nothing) or whose decision thresholds (``model.similarity_threshold``,
+``model.scb_threshold``) are not in [0, 1] — NaN included (the config's own validation);
+:func:`save_checkpoint` refuses to write non-finite weights. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -64,6 +68,25 @@ def plain(value, where: str = "extra"):
     raise TypeError(f"{where}: {type(value).__name__} cannot be stored in a checkpoint")
 
 
+def nonfinite_weights(state_dict: Mapping) -> str | None:
+    """What in ``state_dict`` is not finite — the first few floating-point tensors holding NaN
+    or ±inf, by name, with their counts — or ``None`` when every value is finite."""
+    bad = [(name, t) for name, t in state_dict.items()
+           if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())
+           and not bool(torch.isfinite(t).all())]
+    if not bad:
+        return None
+    parts = []
+    for name, t in bad[:3]:
+        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        counts = " and ".join(text for count, text in ((nan, f"{nan} NaN"),
+                                                       (inf, f"{inf} infinite"))
+                              if count)
+        parts.append(f"{name!r} ({counts} of {t.numel()} value{'s' * (t.numel() != 1)})")
+    more = f" and {len(bad) - 3} more tensor(s)" if len(bad) > 3 else ""
+    return f"non-finite weights in {', '.join(parts)}{more}"
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: MatcherConfig,
                     extra: Mapping | None = None) -> Path:
     """Write ``model``'s weights, ``config`` and ``extra`` as an lngraph checkpoint (atomic).
@@ -72,13 +95,19 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: MatcherCo
 
     Raises:
         TypeError: ``extra`` holds a value that is not plain data.
+        ValueError: a weight is NaN or infinite (:func:`nonfinite_weights`); nothing is
+            written, since :func:`load_checkpoint` would refuse the file.
     """
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    problem = nonfinite_weights(state)
+    if problem:
+        raise ValueError(f"cannot save {os.fspath(path)}: {problem}")
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "lngraph_version": __version__,
         "config": config.to_dict(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "extra": plain(dict(extra or {})),
     }
     with atomic_path(path) as tmp:
@@ -117,7 +146,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"
 
     Raises:
         InputError: naming the file — missing, corrupt or not a checkpoint, another format
-            version, an invalid config, or weights that do not fit the config's model.
+            version, an invalid config (a decision threshold outside [0, 1] or NaN among
+            others, named by its key), non-finite weights (named by tensor), or weights that
+            do not fit the config's model.
     """
     path = Path(path)
     payload = _read(path, map_location)
@@ -127,6 +158,10 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"
         config = read(payload["config"])
     except (TypeError, ValueError) as exc:
         raise InputError(path, f"invalid config in the checkpoint: {exc}") from None
+    problem = nonfinite_weights(payload["state_dict"])
+    if problem:
+        raise InputError(path, f"{problem}: the model is unusable (it would match nothing); "
+                         "its training diverged or the file was damaged — retrain it")
     model = AsymmetricMatcher(config)
     try:
         model.load_state_dict(payload["state_dict"])

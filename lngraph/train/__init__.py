@@ -17,7 +17,8 @@ from importlib import import_module
 
 #: Public name → the submodule that defines it.
 _EXPORTS = {
-    "AsymmetricMethod": "method", "Calibration": "calibrate", "FitResult": "fit",
+    "AsymmetricMethod": "method", "Calibration": "calibrate",
+    "CalibrationWarning": "calibrate", "FitResult": "fit", "TrainingDiverged": "fit",
     "FoldSplit": "folds", "MatcherModule": "module", "PairDataModule": "datamodule",
     "calibrate_threshold": "calibrate", "fit_fusion": "calibrate", "fit_matcher": "fit",
     "holdout_split": "folds", "patient_folds": "folds", "selection_score": "selection",

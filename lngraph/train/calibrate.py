@@ -11,10 +11,18 @@ selection score (F1 + mean of the new and disappeared F1s,
 :func:`~lngraph.train.selection.selection_score`) and returns the best; ties go to the threshold
 nearest the config's own. The class-balanced loss weighs matched and unmatched pairs equally,
 which says nothing about where *new versus moved* is best decided; the validation patients do.
+
+**Too few or one-sided validation pairs.** The fusion fit needs matched and unmatched node pairs
+(:func:`fusion_problem`); the threshold needs matched nodes to keep and new or disappeared nodes
+to drop (:func:`threshold_problem`). When the validation pairs lack either, the step is skipped
+and its documented default stands — the trained fusion weights, the config's threshold — with a
+:class:`CalibrationWarning` (:func:`~lngraph.train.fit.fit_matcher` records why in the
+checkpoint's ``extra["calibration_skipped"]``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +41,56 @@ from lngraph.train.selection import selection_score
 
 #: Thresholds tried by default: 0.05, 0.10, …, 0.95.
 DEFAULT_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2).tolist())
+
+
+class CalibrationWarning(UserWarning):
+    """Validation on held-out pairs, or a calibration on them, was skipped because the
+    validation pairs are missing, too few or one-sided; the documented default was used instead
+    (the trained fusion weights, the config's threshold, selection on the training loss). The
+    message says what was skipped and why."""
+
+
+def _patients(pairs: Sequence[ScanPair]) -> str:
+    names = sorted({p.patient_id for p in pairs})
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def fusion_problem(pairs: Sequence[ScanPair]) -> str | None:
+    """Why ``pairs`` cannot calibrate the fusion weights (:func:`fit_fusion`), or ``None``: the
+    logistic regression needs node pairs of both classes, matched (same ``track_id``) and
+    unmatched, pooled over the pairs."""
+    pairs = list(pairs)
+    if not pairs:
+        return "no validation scan pair"
+    node_pairs = sum(len(p.src.nodes) * len(p.dst.nodes) for p in pairs)
+    matched = sum(len(p.gt_matches()) for p in pairs)
+    if node_pairs == 0:
+        return f"the validation scan pairs (patients {_patients(pairs)}) have no node pair"
+    if matched == 0:
+        return (f"no matched node pair in the validation scan pairs (patients "
+                f"{_patients(pairs)}): no node has its partner in the other scan")
+    if matched == node_pairs:
+        return (f"no unmatched node pair in the validation scan pairs (patients "
+                f"{_patients(pairs)}): each scan has a single node, and it is matched")
+    return None
+
+
+def threshold_problem(pairs: Sequence[ScanPair]) -> str | None:
+    """Why ``pairs`` cannot calibrate the decision threshold (:func:`calibrate_threshold`), or
+    ``None``: the threshold trades kept matches against found new and disappeared nodes, so the
+    pairs need a matched node and a new or disappeared one (with only one kind, the score is
+    best at one end of the grid whatever the model does)."""
+    pairs = list(pairs)
+    if not pairs:
+        return "no validation scan pair"
+    matched = sum(len(p.gt_matches()) for p in pairs)
+    unmatched = sum(len(p.gt_new()) + len(p.gt_disappeared()) for p in pairs)
+    if matched == 0:
+        return (f"no matched node in the validation scan pairs (patients {_patients(pairs)})")
+    if unmatched == 0:
+        return (f"no new or disappeared node in the validation scan pairs (patients "
+                f"{_patients(pairs)}): nothing for the threshold to drop")
+    return None
 
 
 @dataclass(frozen=True)
@@ -131,8 +189,11 @@ def fit_logistic(data: Sequence[tuple[torch.Tensor, torch.Tensor]], weight: torc
     ``l2``·:math:`\lVert w\rVert^2`, L-BFGS in float64 from ``weight``, ``bias``.
 
     Raises:
-        ValueError: the labels hold only one class.
+        ValueError: the labels hold only one class (or none), or the fit is not finite.
     """
+    if not data:
+        raise ValueError("fusion calibration needs matched and unmatched node pairs, got no "
+                         "node pair")
     x = torch.cat([f.reshape(-1, f.shape[-1]) for f, _ in data]).detach().double().cpu()
     y = torch.cat([t.reshape(-1) for _, t in data]).detach().double().cpu()
     positives = int(y.sum())
@@ -149,7 +210,10 @@ def fit_logistic(data: Sequence[tuple[torch.Tensor, torch.Tensor]], weight: torc
         return loss
 
     optimizer.step(closure)
-    return w.detach(), float(b.detach())
+    w, b = w.detach(), float(b.detach())
+    if not (bool(torch.isfinite(w).all()) and math.isfinite(b)):
+        raise ValueError("fusion calibration did not converge (non-finite weights)")
+    return w, b
 
 
 def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[ScanPair], *,
@@ -170,8 +234,9 @@ def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[
         ``{term: weight}`` and ``"bias"``, as set in the model.
 
     Raises:
-        ValueError: the config has no position prior (nothing to fuse) or the pairs hold no
-            matched and no unmatched node pair.
+        ValueError: the config has no position prior (nothing to fuse), the pairs hold no
+            matched or no unmatched node pair (:func:`fusion_problem`), or the fit is not
+            finite; the model is then left as it was.
     """
     if not config.model.position_prior:
         raise ValueError("fusion calibration needs model.position_prior: true")

@@ -5,8 +5,15 @@ crops through the on-disk cache unless the config is geometry-only, alignment sh
 position prior). :class:`PairDataModule` is the Lightning data module over a cohort's training
 and validation patients; its graphs are built once and kept in memory (a ``lite`` crop set is
 about 75 kB per node), so the geometry of a pair is computed once, not at every step.
-Training batches (only they) are augmented by :func:`augment_crops` when the config asks for
-it.
+Training batches (only they) are augmented by :func:`flip_crops` and :func:`augment_crops` when
+the config asks for it.
+
+**Randomness.** Nothing here draws from the global random generators: the training order is
+shuffled by a generator seeded with the run's seed, and each training batch is augmented with
+a generator seeded from ``(seed, process rank, epoch, batch index)``
+(:func:`augment_generator`), so the batches and their augmentation depend on the seed alone —
+not on what else consumed random numbers (model initialisation, callbacks) nor on the order of
+earlier calls.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
@@ -28,25 +36,51 @@ from lngraph.models import MatcherConfig, matcher_graphs
 PAIR_MODES = ("consecutive", "all")
 
 
-def augment_crops(batch: HeteroData, intensity: float, noise: float) -> HeteroData:
+def augment_generator(seed: int, epoch: int, batch: int, rank: int = 0,
+                      device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on ``device`` seeded from ``(seed, rank, epoch, batch)`` (numpy
+    ``SeedSequence``): the random numbers of one training batch's augmentation. On another
+    device type the same seed gives other numbers (CUDA has its own generator)."""
+    state = np.random.SeedSequence([int(seed) % 2**32, int(rank), int(epoch), int(batch)])
+    value = int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    try:
+        generator = torch.Generator(device=device)
+    except RuntimeError:     # a device type without its own generator
+        generator = torch.Generator()
+    return generator.manual_seed(value)
+
+
+def _randn(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normal numbers on ``device``, drawn from ``generator`` (the global generator of
+    ``device`` when ``None``)."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+def augment_crops(batch: HeteroData, intensity: float, noise: float,
+                  generator: torch.Generator | None = None) -> HeteroData:
     """Random intensity changes of every node's crops (new tensors; the input's are kept).
 
     Each node's cube and views get one gain ``1 + intensity·N(0, 1)`` and one offset
     ``intensity·N(0, 1)`` (the same for the cube and its views, which are computed from it),
     then Gaussian noise of standard deviation ``noise`` per voxel. Graphs without crops pass
-    unchanged.
+    unchanged. ``generator``: where the numbers come from (best on the crops' device; default:
+    the global generator of that device).
     """
     for node_type in ("src", "dst"):
         store = batch[node_type]
         if getattr(store, "cube", None) is None:
             continue
         n = store.cube.shape[0]
-        gain = 1.0 + intensity * torch.randn(n, device=store.cube.device)
-        offset = intensity * torch.randn(n, device=store.cube.device)
+        device = store.cube.device
+        gain = 1.0 + intensity * _randn(n, generator, device)
+        offset = intensity * _randn(n, generator, device)
         for key in ("cube", "views"):
             x = store[key]
             shape = (n,) + (1,) * (x.dim() - 1)
-            store[key] = x * gain.view(shape) + offset.view(shape) + noise * torch.randn_like(x)
+            store[key] = (x * gain.view(shape) + offset.view(shape)
+                          + noise * _randn(x.shape, generator, device).to(x.dtype))
     return batch
 
 
@@ -58,8 +92,11 @@ def flip_crops(batch: HeteroData, generator: torch.Generator | None = None) -> H
     cubes (:func:`~lngraph.data.nine_views`). Since both scans of every pair get the same
     symmetry, matched nodes still look alike while each node's look changes: an
     augmentation of identities, not of their comparison. Graphs without crops pass unchanged.
+    ``generator``: where the four coin flips come from (any device; default: the global CPU
+    generator).
     """
-    flips = torch.rand(4, generator=generator) < 0.5
+    device = generator.device if generator is not None else "cpu"
+    flips = (torch.rand(4, generator=generator, device=device) < 0.5).cpu()
     dims = [d for d, f in zip((2, 3, 4), flips[:3].tolist(), strict=True) if f]
     for node_type in ("src", "dst"):
         store = batch[node_type]
@@ -96,6 +133,61 @@ def uses_images(cohort: Cohort, config: MatcherConfig) -> bool:
     return True
 
 
+def _names(patients: list[str]) -> str:
+    return ", ".join(patients[:5]) + (f" and {len(patients) - 5} more" if len(patients) > 5
+                                      else "")
+
+
+def patient_problem(cohort: Cohort, train_patients: Iterable[str],
+                    val_patients: Iterable[str] = ()) -> str | None:
+    """Why ``train_patients`` and ``val_patients`` are no split of ``cohort`` (a patient not in
+    it, or in both), or ``None``."""
+    train, val = list(train_patients), list(val_patients)
+    unknown = sorted(set(train + val) - set(cohort.patients))
+    if unknown:
+        return f"patient(s) {', '.join(unknown)} are not in the cohort"
+    overlap = sorted(set(train) & set(val))
+    if overlap:
+        return f"patient(s) {', '.join(overlap)} are both training and validation"
+    return None
+
+
+def training_pair_problem(cohort: Cohort, patients: Iterable[str],
+                          pair_mode: str = "consecutive") -> str | None:
+    """Why ``patients`` (all in ``cohort``) give nothing to train on, or ``None``: training
+    needs a scan pair with a node in either scan."""
+    patients = list(patients)
+    if not patients:
+        return "no training patients"
+    pairs = cohort.pairs(pair_mode, patients)
+    if not pairs:
+        return (f"no training pair: the {len(patients)} training patient(s) ({_names(patients)}) "
+                "have one scan each")
+    if not any(len(p.src.nodes) + len(p.dst.nodes) for p in pairs):
+        return (f"no training pair with nodes among the training patients: the scans of the "
+                f"{len(patients)} training patient(s) ({_names(patients)}) have no annotated "
+                "node")
+    return None
+
+
+def validation_problem(cohort: Cohort, patients: Iterable[str],
+                       pair_mode: str = "consecutive") -> str | None:
+    """Why ``patients`` (all in ``cohort``) give nothing to validate on, or ``None``:
+    validation needs a scan pair with a node in either scan (pairs without nodes score the
+    same whatever the model does)."""
+    patients = list(patients)
+    if not patients:
+        return "no validation patients"
+    pairs = cohort.pairs(pair_mode, patients)
+    if not pairs:
+        return (f"no validation pair: the {len(patients)} validation patient(s) "
+                f"({_names(patients)}) have one scan each")
+    if not any(len(p.src.nodes) + len(p.dst.nodes) for p in pairs):
+        return (f"no validation pair with nodes: the scans of the {len(patients)} validation "
+                f"patient(s) ({_names(patients)}) have no annotated node")
+    return None
+
+
 class PairDataModule(L.LightningDataModule):
     """Training and validation pair graphs of one cohort.
 
@@ -105,10 +197,13 @@ class PairDataModule(L.LightningDataModule):
             ``optim.augment_*`` are used.
         train_patients, val_patients: patients whose pairs train and validate.
         pair_mode: ``"consecutive"`` timepoints (default) or ``"all"`` earlier/later pairs.
-        cache_dir: crop cache folder (default ``<cohort>/.lngraph_cache``; without a cohort
+        cache_dir: crop cache folder (default: the user's,
+            :func:`~lngraph.data.cache.default_cache_dir`; without a cohort
             folder crops are computed in memory).
         workers: processes that fill the crop cache.
         progress: show progress bars while cropping.
+        seed: seed of the training order and of the augmentation (module docstring; default
+            ``config.protocol.seed``).
 
     Training pairs with no node in either scan are left out (they carry no signal);
     validation keeps every pair.
@@ -117,7 +212,7 @@ class PairDataModule(L.LightningDataModule):
     def __init__(self, cohort: Cohort, config: MatcherConfig, *,
                  train_patients: Iterable[str], val_patients: Iterable[str] = (),
                  pair_mode: str = "consecutive", cache_dir: str | os.PathLike | None = None,
-                 workers: int = 1, progress: bool = True):
+                 workers: int = 1, progress: bool = True, seed: int | None = None):
         super().__init__()
         if pair_mode not in PAIR_MODES:
             raise ValueError(f"pair_mode must be one of {PAIR_MODES}, got {pair_mode!r}")
@@ -125,12 +220,9 @@ class PairDataModule(L.LightningDataModule):
         self.config = config
         self.train_patients = list(train_patients)
         self.val_patients = list(val_patients)
-        unknown = sorted(set(self.train_patients + self.val_patients) - set(cohort.patients))
-        if unknown:
-            raise ValueError(f"patient(s) {', '.join(unknown)} are not in the cohort")
-        overlap = sorted(set(self.train_patients) & set(self.val_patients))
-        if overlap:
-            raise ValueError(f"patient(s) {', '.join(overlap)} are both training and validation")
+        problem = patient_problem(cohort, self.train_patients, self.val_patients)
+        if problem:
+            raise ValueError(problem)
         self.pair_mode = pair_mode
         self.images = uses_images(cohort, config)
         if self.images and cache_dir is None and cohort.root is not None:
@@ -138,6 +230,8 @@ class PairDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.workers = workers
         self.progress = progress
+        self.seed = config.protocol.seed if seed is None else int(seed)
+        self._augmented = (-1, 0)     # (epoch, training batches augmented in it)
         self.train_pairs = [p for p in cohort.pairs(pair_mode, self.train_patients)
                             if len(p.src.nodes) + len(p.dst.nodes) > 0]
         self.val_pairs = cohort.pairs(pair_mode, self.val_patients)
@@ -166,14 +260,27 @@ class PairDataModule(L.LightningDataModule):
         c = self.config.optim
         if self.trainer is None or not self.trainer.training:
             return batch
+        if not (c.augment_flip or c.augment_intensity > 0 or c.augment_noise > 0):
+            return batch
+        epoch = self.trainer.current_epoch
+        index = self._augmented[1] if self._augmented[0] == epoch else 0
+        self._augmented = (epoch, index + 1)
+        cubes = [cube for cube in (getattr(batch[t], "cube", None) for t in ("src", "dst"))
+                 if cube is not None]
+        if not cubes:       # no crops (geometry-only): nothing to augment
+            return batch
+        generator = augment_generator(self.seed, epoch, index, self.trainer.global_rank,
+                                      cubes[0].device)
         if c.augment_flip:
-            batch = flip_crops(batch)
+            batch = flip_crops(batch, generator)
         if c.augment_intensity > 0 or c.augment_noise > 0:
-            batch = augment_crops(batch, c.augment_intensity, c.augment_noise)
+            batch = augment_crops(batch, c.augment_intensity, c.augment_noise, generator)
         return batch
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_graphs, batch_size=self.config.optim.batch_size, shuffle=True)
+        # its own generator: the order depends on the seed and the epoch only
+        return DataLoader(self.train_graphs, batch_size=self.config.optim.batch_size,
+                          shuffle=True, generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_graphs, batch_size=self.config.optim.batch_size, shuffle=False)

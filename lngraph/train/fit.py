@@ -21,7 +21,38 @@ Output folder::
     out_dir/logs/version_N/        CSV logs (metrics.csv: losses and validation metrics)
 
 Without validation patients there is nothing to select on: training runs ``max_epochs``
-epochs and keeps the epoch with the lowest training loss.
+epochs and keeps the epoch with the lowest training loss, nothing is calibrated, and the result
+says so (``FitResult.validated`` and ``extra["validated"]`` are false, ``val_metrics`` is
+empty). Validation patients without a scan pair with nodes
+(:func:`~lngraph.train.datamodule.validation_problem`) are treated the same, with a
+:class:`~lngraph.train.calibrate.CalibrationWarning`.
+
+**Small or one-sided validation.** A calibration step whose validation pairs lack what it needs
+(no matched or no unmatched node pair for the fusion weights,
+:func:`~lngraph.train.calibrate.fusion_problem`; no matched or no new/disappeared node for the
+threshold, :func:`~lngraph.train.calibrate.threshold_problem`) is skipped with a
+:class:`~lngraph.train.calibrate.CalibrationWarning`: the trained fusion weights and the
+config's threshold are kept. ``extra["calibration_skipped"]`` (and
+``FitResult.calibration_skipped``) maps each skipped step (``"fusion"``, ``"threshold"``) to
+the reason. Training patients without a scan pair with nodes are an
+:class:`~lngraph.io.errors.InputError` (a ``ValueError``) before anything is written; a
+training that diverged to non-finite weights is a :class:`TrainingDiverged` (a ``ValueError``)
+and writes no
+``model.ckpt``.
+
+**Determinism.** ``seed`` fixes every random draw: the weights' initialisation
+(``seed_everything``), the training order (the data loader's own generator) and the
+augmentation of each batch (a generator seeded from ``(seed, rank, epoch, batch)``,
+:func:`~lngraph.train.datamodule.augment_generator`); calibration has no randomness (L-BFGS
+from the trained weights, grid ties broken by a fixed rule). So two runs with the same cohort,
+config, seed and patients, on the same machine and software, with the same number of torch
+threads, give bitwise-identical weights, the same epochs (early stopping included) and the
+same validation metrics, in one process or in two. What is *not* reproducible bitwise: runs
+with another ``torch.get_num_threads()`` (parallel reductions add in another order), on
+another CPU type or with other torch / PyG builds, on a GPU against the CPU, and GPU runs
+among themselves (scatter additions use atomics; cuDNN may pick other kernels) — those
+agree to rounding, and rounding can move early stopping by an epoch. Several devices (DDP)
+split the batches by rank and so differ from one device.
 """
 
 from __future__ import annotations
@@ -41,11 +72,31 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from lngraph.io.cohort import Cohort
+from lngraph.io.errors import InputError
 from lngraph.metrics import evaluate_predictions
 from lngraph.models import AsymmetricMatcher, MatcherConfig, predict_graphs, save_checkpoint
-from lngraph.train.calibrate import calibrate_threshold, decision_key, fit_fusion
-from lngraph.train.datamodule import PairDataModule, config_for_cohort
+from lngraph.models.checkpoint import nonfinite_weights
+from lngraph.train.calibrate import (
+    CalibrationWarning,
+    calibrate_threshold,
+    decision_key,
+    fit_fusion,
+    fusion_problem,
+    threshold_problem,
+)
+from lngraph.train.datamodule import (
+    PairDataModule,
+    config_for_cohort,
+    training_pair_problem,
+    validation_problem,
+)
 from lngraph.train.module import MatcherModule, selection_score
+
+
+class TrainingDiverged(ValueError):
+    """The selected epoch's weights are not finite: the run produced no usable model (a
+    setting the user can change, e.g. a lower learning rate, usually fixes it)."""
+
 
 #: File name of the lngraph checkpoint inside the output folder.
 CHECKPOINT_NAME = "model.ckpt"
@@ -58,14 +109,21 @@ class FitResult:
     Args:
         checkpoint: ``out_dir/model.ckpt``.
         val_metrics: every metric (docs/design.md, *Metrics*) of the saved model on the
-            validation pairs, plus ``score`` (the selection score); empty without validation
-            patients.
+            validation pairs, plus ``score`` (the selection score); empty when not
+            ``validated``.
         train_seconds: wall-clock time of Lightning's fit (training and validation epochs).
         pairs_per_second: training pairs per second of training steps (forward, backward and
             optimiser step; validation and data preparation excluded).
         best_epoch: the selected epoch (0-based).
         epochs: epochs run.
         log_dir: the CSV log folder.
+        extra: what the checkpoint stores as ``extra``.
+        validated: whether validation pairs selected the epoch (and could calibrate); false
+            without validation patients or when theirs have no scan pair with nodes (the
+            epoch with the lowest training loss is kept; module docstring).
+        calibration_skipped: ``{step: reason}`` for each calibration the config asked for
+            but the validation pairs could not support (``"fusion"``, ``"threshold"``);
+            empty when every requested step ran.
     """
 
     checkpoint: Path
@@ -76,6 +134,8 @@ class FitResult:
     epochs: int = 0
     log_dir: Path | None = None
     extra: dict = field(default_factory=dict)
+    validated: bool = False
+    calibration_skipped: dict = field(default_factory=dict)
 
 
 class _Throughput(Callback):
@@ -118,6 +178,19 @@ def _best_state(path: str) -> dict:
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
+def _skipped_message(skipped: dict[str, str], config: MatcherConfig) -> str:
+    """The :class:`CalibrationWarning` text for the calibration steps ``skipped``."""
+    parts = []
+    if "fusion" in skipped:
+        parts.append(f"fusion weights not calibrated ({skipped['fusion']}): the trained fusion "
+                     "weights are kept")
+    if "threshold" in skipped:
+        key = decision_key(config)
+        parts.append(f"decision threshold not calibrated ({skipped['threshold']}): the "
+                     f"config's {key} = {config.flat()[key]:g} is kept")
+    return "; ".join(parts)
+
+
 def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterable[str],
                 val_patients: Iterable[str], out_dir: str | os.PathLike,
                 max_epochs: int | None = None, seed: int | None = None, progress: bool = True,
@@ -139,26 +212,42 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
         max_epochs, seed: override the config's values.
         progress: show progress bars and Lightning's messages.
         accelerator, devices, strategy, num_nodes: passed to ``lightning.Trainer``.
-        cache_dir: crop cache (default ``<cohort>/.lngraph_cache``).
+        cache_dir: crop cache (default: the user's,
+            :func:`~lngraph.data.cache.default_cache_dir`).
         pair_mode: ``"consecutive"`` or ``"all"`` scan pairs of each patient.
         workers: processes that fill the crop cache.
         callbacks: extra Lightning callbacks (e.g. Optuna pruning,
             :class:`~lngraph.tune.objective.PruningCallback`).
 
+    Warns:
+        CalibrationWarning: validation patients without a usable scan pair, or validation
+            pairs too one-sided for a requested calibration (module docstring).
+
     Raises:
-        ValueError: no training pair, or unknown or overlapping patients.
+        InputError: (a ``ValueError`` naming the cohort folder) the training patients have no
+            scan pair with a node in either scan; nothing is written.
+        ValueError: unknown or overlapping patients, a seed outside ``0 .. 2**32 - 1``, or a
+            training that diverged to non-finite weights (no ``model.ckpt`` is written).
     """
     config = config_for_cohort(config, cohort)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     max_epochs = config.optim.max_epochs if max_epochs is None else int(max_epochs)
     seed = config.protocol.seed if seed is None else int(seed)
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"the seed must be in 0 .. {2**32 - 1}, got {seed}")
     data = PairDataModule(cohort, config, train_patients=train_patients,
                           val_patients=val_patients, pair_mode=pair_mode, cache_dir=cache_dir,
-                          workers=workers, progress=progress)
-    if not data.train_pairs:
-        raise ValueError("no training pair with nodes among the training patients")
-    validate = bool(data.val_pairs)
+                          workers=workers, progress=progress, seed=seed)
+    problem = training_pair_problem(cohort, data.train_patients, pair_mode)
+    if problem:
+        raise InputError(cohort.root if cohort.root is not None else "cohort", problem)
+    unusable = validation_problem(cohort, data.val_patients, pair_mode)
+    validate = unusable is None
+    if data.val_patients and not validate:
+        warnings.warn(f"validation skipped: {unusable}; training runs {max_epochs} epoch(s), "
+                      "keeps the epoch with the lowest training loss and calibrates nothing",
+                      CalibrationWarning, stacklevel=2)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "lightning" / "best.ckpt").unlink(missing_ok=True)  # a previous run's
     with _quiet_lightning(not progress):
         L.seed_everything(seed, workers=True, verbose=progress)
@@ -188,15 +277,33 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
     model.to(device)
     best_epoch = int(torch.load(best.best_model_path, map_location="cpu",
                                 weights_only=True)["epoch"])
+    diverged = nonfinite_weights(model.state_dict())
+    if diverged:
+        raise TrainingDiverged(f"training diverged: the best epoch ({best_epoch}) has {diverged}; "
+                         f"no {CHECKPOINT_NAME} was written — try a lower optim.lr")
     val_metrics: dict = {}
     calibration = fusion = None
-    if validate and config.protocol.calibrate_fusion and config.model.position_prior:
-        fusion = fit_fusion(model, config, data.val_pairs, graphs=data.val_graphs)
-    if validate and config.protocol.calibrate_threshold:
-        calibration = calibrate_threshold(model, config, cohort, data.val_pairs,
-                                          graphs=data.val_graphs)
-        config = config.with_values({decision_key(config): calibration.threshold})
-        model.config = config
+    skipped: dict[str, str] = {}
+    if config.protocol.calibrate_fusion and config.model.position_prior:
+        problem = unusable or fusion_problem(data.val_pairs)
+        if problem is None:
+            try:
+                fusion = fit_fusion(model, config, data.val_pairs, graphs=data.val_graphs)
+            except ValueError as exc:   # the fit did not converge; the model is unchanged
+                problem = str(exc)
+        if problem:
+            skipped["fusion"] = problem
+    if config.protocol.calibrate_threshold:
+        problem = unusable or threshold_problem(data.val_pairs)
+        if problem is None:
+            calibration = calibrate_threshold(model, config, cohort, data.val_pairs,
+                                              graphs=data.val_graphs)
+            config = config.with_values({decision_key(config): calibration.threshold})
+            model.config = config
+        else:
+            skipped["threshold"] = problem
+    if validate and skipped:       # (without validation the warning above said it all)
+        warnings.warn(_skipped_message(skipped, config), CalibrationWarning, stacklevel=2)
     if calibration is not None:    # the metrics at the chosen threshold, already computed
         val_metrics = calibration.metrics
     elif validate:
@@ -215,6 +322,8 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
             "key": decision_key(config), "threshold": calibration.threshold,
             "scores": {f"{t:g}": v for t, v in calibration.scores.items()}},
         "cohort": str(cohort.root) if cohort.root is not None else None,
+        "validated": validate,
+        "calibration_skipped": skipped,
     }
     checkpoint = out_dir / CHECKPOINT_NAME
     if trainer.is_global_zero:
@@ -223,4 +332,4 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
         checkpoint=checkpoint, val_metrics=val_metrics, train_seconds=train_seconds,
         pairs_per_second=throughput.pairs / throughput.seconds if throughput.seconds else 0.0,
         best_epoch=best_epoch, epochs=trainer.current_epoch, log_dir=Path(logger.log_dir),
-        extra=extra)
+        extra=extra, validated=validate, calibration_skipped=skipped)

@@ -27,7 +27,8 @@ class AsymmetricMethod(Method):
             long as this object).
         max_epochs, seed: override the config's values.
         progress: show training progress.
-        cache_dir: crop cache (default: the training cohort's ``.lngraph_cache``).
+        cache_dir: crop cache (default: the user cache folder,
+            :func:`~lngraph.data.cache.default_cache_dir`).
         trainer_flags: ``accelerator``, ``devices``, ``strategy``, ``num_nodes`` for Lightning.
 
     Without a validation cohort, :meth:`fit` carves ``config.protocol.val_fraction`` of the training

@@ -24,7 +24,10 @@ r"""The Lightning module that trains :class:`~lngraph.models.AsymmetricMatcher`.
   (:func:`~lngraph.train.calibrate.fit_logistic`), and with ``protocol.calibrate_threshold``
   the threshold too, before the metrics are computed; the model's own weights are not
   touched (:func:`~lngraph.train.fit.fit_matcher` fits them once training has picked its
-  epoch).
+  epoch). Validation pairs too one-sided for a step
+  (:func:`~lngraph.train.calibrate.fusion_problem`,
+  :func:`~lngraph.train.calibrate.threshold_problem`) keep its default, as ``fit_matcher``
+  does: the trained fusion weights, the config's threshold.
 * **Optimiser**: Adam with the config's ``optim.lr`` and ``optim.weight_decay``; the position
   prior's fusion weights and bias use ``optim.fusion_lr`` and no weight decay.
 
@@ -34,6 +37,7 @@ data module's ``pair(src_scan, dst_scan)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import lightning as L
@@ -46,7 +50,13 @@ from lngraph.metrics import pair_counts, summarize
 from lngraph.metrics.matching import COUNT_FIELDS, PairCounts
 from lngraph.models import AsymmetricMatcher, MatcherConfig, to_predictions
 from lngraph.models.asymmetric_matcher import MatcherOutput
-from lngraph.train.calibrate import choose_threshold, fit_logistic, fusion_data
+from lngraph.train.calibrate import (
+    choose_threshold,
+    fit_logistic,
+    fusion_data,
+    fusion_problem,
+    threshold_problem,
+)
 from lngraph.train.selection import selection_score
 
 #: Metrics logged each validation epoch (``val_`` + key).
@@ -118,17 +128,17 @@ class MatcherModule(L.LightningModule):
         ``calibrate_threshold``, the threshold) on this epoch's validation pairs; the model
         itself is left as it is."""
         c = self.config
-        try:
-            w, b = fit_logistic(self._val_fusion, self.model.fusion_weight,
-                                self.model.fusion_bias.item())
-        except ValueError:    # one class only: keep the trained fusion
-            w, b = self.model.fusion_weight.detach().double().cpu(), self.model.fusion_bias.item()
+        w, b = self.model.fusion_weight.detach().double().cpu(), self.model.fusion_bias.item()
+        if fusion_problem(self._val_pairs) is None:     # else keep the trained fusion
+            with contextlib.suppress(ValueError):       # a fit that does not converge, too
+                w, b = fit_logistic(self._val_fusion, self.model.fusion_weight,
+                                    self.model.fusion_bias.item())
         predictions = [to_predictions(batched_assignment(torch.sigmoid(f @ w + b),
                                                          threshold=0.0))[0]
                        for f, _ in self._val_fusion]
         cohort = self.trainer.datamodule.cohort
         threshold = c.model.similarity_threshold
-        if c.protocol.calibrate_threshold:
+        if c.protocol.calibrate_threshold and threshold_problem(self._val_pairs) is None:
             return choose_threshold(predictions, self._val_pairs, cohort,
                                     current=threshold).metrics
         return choose_threshold(predictions, self._val_pairs, cohort, grid=(threshold,),

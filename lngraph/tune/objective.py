@@ -23,8 +23,18 @@ so the report needs no synchronisation between processes.
 Each trial writes its training run (``model.ckpt``, Lightning logs) to
 ``OUT/trials/trial_NNNN/`` and records on the trial, as user attributes: ``config`` (the
 sampled :class:`~lngraph.models.MatcherConfig` as a dict), ``worker`` (``host:pid`` of the
-process that ran it), ``val_metrics``, ``checkpoint``, ``best_epoch``, ``epochs`` and
-``train_seconds``.
+process that ran it), ``val_metrics``, ``checkpoint``, ``best_epoch``, ``epochs``,
+``train_seconds`` and ``calibration_skipped`` (``{step: reason}`` of the calibrations the
+validation pairs could not support, :func:`~lngraph.train.fit.fit_matcher`).
+
+**Failures.** A split that cannot be tuned on — unknown or overlapping patients, training
+patients without a scan pair with nodes, validation patients without one — is a ``ValueError``
+when the objective is made, before any trial. A trial whose training fails with a
+``ValueError`` (a sampled config that diverged to non-finite weights, a cohort problem that
+training reports) is a failed trial, not a traceback: the objective logs one line (``Trial N
+failed: …``), records the message as the user attribute ``error`` and returns NaN, which Optuna
+records as ``FAIL``; the study goes on. Other errors are handled by
+:func:`lngraph.tune.study.optimize`.
 """
 
 from __future__ import annotations
@@ -108,7 +118,8 @@ class TuneObjective:
             config recorded for the trial keeps the base's ``max_epochs``.
         seed: training seed of every trial (default: the config's).
         accelerator: Lightning accelerator of every trial (one device each).
-        cache_dir: crop cache (default ``<cohort>/.lngraph_cache``).
+        cache_dir: crop cache (default: the user's,
+            :func:`~lngraph.data.cache.default_cache_dir`).
         pair_mode: ``"consecutive"`` or ``"all"`` scan pairs.
     """
 
@@ -124,7 +135,12 @@ class TuneObjective:
     pair_mode: str = "consecutive"
 
     def __post_init__(self):
-        from lngraph.train.datamodule import config_for_cohort
+        from lngraph.train.datamodule import (
+            config_for_cohort,
+            patient_problem,
+            training_pair_problem,
+            validation_problem,
+        )
 
         self.base = config_for_cohort(self.base, self.cohort)
         self.train_patients = tuple(self.train_patients)
@@ -133,6 +149,15 @@ class TuneObjective:
         if not self.val_patients:
             raise ValueError("tuning needs validation patients: the objective is measured on "
                              "them")
+        problem = patient_problem(self.cohort, self.train_patients, self.val_patients)
+        problem = problem or training_pair_problem(self.cohort, self.train_patients,
+                                                   self.pair_mode)
+        if problem:
+            raise ValueError(problem)
+        problem = validation_problem(self.cohort, self.val_patients, self.pair_mode)
+        if problem:
+            raise ValueError(f"tuning needs validation pairs with nodes (the objective is "
+                             f"measured on them): {problem}")
 
     def trial_dir(self, number: int) -> Path:
         """``out_dir/trials/trial_NNNN``."""
@@ -151,9 +176,19 @@ class TuneObjective:
                 max_epochs=self.max_epochs, seed=self.seed, progress=False,
                 accelerator=self.accelerator, devices=1, cache_dir=self.cache_dir,
                 pair_mode=self.pair_mode, callbacks=[PruningCallback(trial)])
+            if not result.validated:    # __post_init__ checked the patients: not expected
+                raise ValueError("the validation patients gave no validation pair with nodes, "
+                                 "so there is no objective")
         except SystemExit as exc:
             raise _interrupted() from exc
+        except ValueError as exc:    # InputError included
+            trial.set_user_attr("error", str(exc))
+            # under optuna's logger: its format, its verbosity (`optuna.logging.set_verbosity`)
+            optuna.logging.get_logger("optuna.lngraph").warning(
+                f"Trial {trial.number} failed: {exc}")
+            return float("nan")
         trial.set_user_attr("val_metrics", _plain_metrics(result.val_metrics))
+        trial.set_user_attr("calibration_skipped", dict(result.calibration_skipped))
         trial.set_user_attr("checkpoint", os.fspath(result.checkpoint))
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("epochs", result.epochs)

@@ -192,7 +192,8 @@ def _run_trials(url: str, study_name: str, objective: TuneObjective, trials: int
     study = open_study(open_storage(url), study_name, objective, seed=seed)
     remaining = trials - finished_trials(study)
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(RuntimeError,),
+        study.optimize(objective, n_trials=remaining, timeout=timeout,
+                       catch=(RuntimeError, ValueError),
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED)])
 
 
@@ -215,9 +216,12 @@ def optimize(url: str, study_name: str, objective: TuneObjective, *, trials: int
     ``trials`` finished trials or ``timeout`` seconds pass (module docstring). Worker
     processes share the CPU cores: each uses ``cpu_count // n_jobs`` torch threads.
 
-    A trial that raises ``RuntimeError`` (e.g. out of GPU memory for a large sampled model) is
-    recorded as failed and the search goes on; other errors stop the worker and are raised
-    here.
+    A trial that raises ``RuntimeError`` (e.g. out of GPU memory for a large sampled model) or
+    ``ValueError`` (e.g. a sampled learning rate that makes training diverge, or a cohort
+    problem training reports) is recorded as failed, with Optuna's warning naming the error,
+    and the search goes on; failed trials do not count towards ``trials``, but each worker
+    stops after as many attempts as it had trials to run. Other errors stop the worker and
+    are raised here.
 
     Raises:
         ValueError: the storage cannot be opened or the study does not fit ``objective``.

@@ -76,3 +76,25 @@ def test_demo_end_to_end(run_cli, tmp_path, capsys):
     assert (out / "figure.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "run" / "model.ckpt").is_file()
     assert _matching_cohort(out / "cohort", 3, 3) is not None  # a rerun reuses the cohort
+    images = {p.name: p.stat().st_ino for p in (out / "cohort" / "images").iterdir()}
+
+    # a rerun replaces the earlier demo's output without --overwrite, reusing its cohort
+    assert run_cli(["demo", "--out", str(out), "--patients", "3", "--max-epochs", "1",
+                    "--workers", "1", "--seed", "3"]) == 0
+    assert "reusing the cohort" in capsys.readouterr().out
+    assert {p.name: p.stat().st_ino for p in (out / "cohort" / "images").iterdir()} == images
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no temporary folder left
+
+
+def test_a_rerun_links_the_earlier_cohort(tmp_path, capsys):
+    from lngraph.cli.demo import _cohort
+    from lngraph.synth import DEFAULT_GRID, generate_cohort
+
+    earlier = generate_cohort(tmp_path / "old" / "cohort", 1, seed=0, progress=False,
+                              grid=DEFAULT_GRID.scaled(0.25))
+    cohort = _cohort(tmp_path / "new" / "cohort", earlier, 1, 0, 1)
+    assert "reusing the cohort" in capsys.readouterr().out
+    assert cohort.root == tmp_path / "new" / "cohort" and cohort.has_images
+    for image in (earlier / "images").iterdir():
+        assert (tmp_path / "new" / "cohort" / "images" / image.name).stat().st_ino == \
+            image.stat().st_ino  # a hard link, not a copy

@@ -62,7 +62,8 @@ def test_evaluate_predictions(run_cli, cohort, tmp_path, capsys):
 def test_all_pairs_mode_needs_every_pair(run_cli, cohort, tmp_path, capsys):
     matches = write_matches(tmp_path / "matches.csv", [])
     out = tmp_path / "metrics.json"
-    args = ["evaluate", "--predictions", str(matches), str(cohort.root), "--out", str(out)]
+    args = ["evaluate", "--predictions", str(matches), str(cohort.root), "--out", str(out),
+            "--allow-empty"]
     assert run_cli(args) == 0
     metrics = json.loads(out.read_text(encoding="utf-8"))
     assert metrics["n_pairs"] == 0 and metrics["precision"] is None
@@ -70,6 +71,27 @@ def test_all_pairs_mode_needs_every_pair(run_cli, cohort, tmp_path, capsys):
     assert run_cli([*args, "--pairs", "consecutive"]) == 2
     err = capsys.readouterr().err
     assert f"lngraph evaluate: error: {matches}: no prediction for pair p1 -> p2" in err
+
+
+def test_empty_predictions_need_allow_empty(run_cli, cohort, tmp_path, capsys):
+    matches = write_matches(tmp_path / "matches.csv", [])
+    out = tmp_path / "metrics.json"
+    args = ["evaluate", "--predictions", str(matches), str(cohort.root), "--out", str(out)]
+    assert run_cli(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lngraph evaluate: error: {matches}: the file holds no predictions "
+                          "(a header but no rows); if that is intended, pass --allow-empty")
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert not out.exists()
+    assert run_cli([*args, "--allow-empty"]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["n_pairs"] == 0
+
+
+def test_allow_empty_is_refused_with_a_model(run_cli, cohort, tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    assert run_cli(["evaluate", "--model", str(tmp_path / "model.ckpt"), str(cohort.root),
+                    "--out", str(out), "--allow-empty"]) == 2
+    assert "--allow-empty applies to --predictions only" in capsys.readouterr().err
 
 
 def test_bad_predictions_file(run_cli, cohort, tmp_path, capsys):

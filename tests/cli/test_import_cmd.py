@@ -80,9 +80,25 @@ def test_slicer_without_coordinate_system_fails_cleanly(tmp_path, capsys):
 def test_refuses_to_overwrite_without_flag(tmp_path, capsys):
     src, out = str(PROJECT_DATA / "example_markups"), tmp_path / "cohort"
     assert main(["import", "slicer", src, str(out)]) == 0
+    (out / "notes.txt").write_text("mine")
     assert main(["import", "slicer", src, str(out)]) == 2
-    assert "already holds scans.csv, nodes.csv; pass --overwrite" in capsys.readouterr().err
+    assert f"{out}: already exists and is not empty; pass --overwrite" in capsys.readouterr().err
+    assert (out / "notes.txt").exists()
     assert main(["import", "slicer", src, str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["nodes.csv", "scans.csv"]  # replaced whole
+    assert [p.name for p in tmp_path.iterdir()] == ["cohort"]  # no temporary folder left
+
+
+def test_refuses_images_inside_the_output_folder(tmp_path, capsys):
+    src = tmp_path / "case9_1.mrk.json"
+    src.write_text((TEST_DATA / "lymph_nodes_ras.mrk.json").read_text(encoding="utf-8"))
+    out = tmp_path / "cohort"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "case9_1.nii.gz").write_bytes(b"")
+    assert main(["import", "slicer", str(src), str(out), "--default-short-axis", "7",
+                 "--images", str(out / "images"), "--overwrite"]) == 2
+    assert f"{out}: holds --images ({out / 'images'})" in capsys.readouterr().err
+    assert (out / "images" / "case9_1.nii.gz").exists()
 
 
 def test_rejects_a_non_positive_size_option(tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from lngraph.data import CropParams, default_cache_dir, precompute_crops, scan_crops
-from lngraph.data.cache import entry_path
+from lngraph.data.cache import entry_path, image_digest
 from lngraph.data.crops import crop_cubes
 from lngraph.data.views import nine_views
 from lngraph.io import InputError, NodeTable, Scan, read_cohort, write_cohort, write_image
@@ -45,7 +45,8 @@ def test_second_call_is_a_hit_with_the_same_arrays(tmp_path):
     np.testing.assert_array_equal(second.views, first.views)
     assert first.cubes.shape == (2, 8, 8, 8) and second.views.shape == (2, 9, 8, 8)
     assert second.cubes.dtype == second.views.dtype == np.float32
-    assert entry_files(cache) == [entry_path(cache, "s1", SMALL).name]  # no temporary left
+    # one entry, named by the scan id and a hash of the parameters and image; no temporary left
+    assert entry_files(cache) == [entry_path(cache, "s1", SMALL, image_digest(scan.image)).name]
 
 
 def test_crops_equal_a_direct_computation(tmp_path):
@@ -96,7 +97,7 @@ def test_changed_parameters_use_their_own_entry(tmp_path):
 def test_corrupt_entry_is_recomputed(tmp_path):
     scan, cache = make_scan(tmp_path), tmp_path / "cache"
     scan_crops(scan, SMALL, cache_dir=cache)
-    path = entry_path(cache, "s1", SMALL)
+    path = entry_path(cache, "s1", SMALL, image_digest(scan.image))
     path.write_bytes(path.read_bytes()[:100])
     assert not scan_crops(scan, SMALL, cache_dir=cache).from_cache
     assert scan_crops(scan, SMALL, cache_dir=cache).from_cache
@@ -109,10 +110,23 @@ def test_without_cache_dir_nothing_is_written(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s1.nrrd"]
 
 
+def test_scans_of_two_cohorts_with_one_id_keep_their_own_entries(tmp_path):
+    cache = tmp_path / "cache"
+    a = make_scan(tmp_path / "a")
+    b = make_scan(tmp_path / "b", peak=900.0)       # same scan id, another image
+    first = scan_crops(a, SMALL, cache_dir=cache)
+    scan_crops(b, SMALL, cache_dir=cache)
+    assert len(entry_files(cache)) == 2
+    again = scan_crops(a, SMALL, cache_dir=cache)
+    assert again.from_cache and again.key == first.key
+
+
 def test_scan_ids_become_safe_file_names(tmp_path):
     odd = entry_path(tmp_path, "p1/scan 2", SMALL)
     assert odd.parent == tmp_path and odd.name.startswith("p1_scan_2_")
     assert odd != entry_path(tmp_path, "p1_scan_2", SMALL)
+    long = entry_path(tmp_path, "x" * 400, SMALL)
+    assert len(long.name) < 100
 
 
 def test_node_outside_the_image_names_node_scan_and_image(tmp_path):
@@ -154,7 +168,8 @@ def test_precompute_fills_the_default_cache(tmp_path):
     assert precompute_crops(cohort, SMALL, progress=False) == {"s1": False, "s2": False}
     assert precompute_crops(cohort, SMALL, progress=False) == {"s1": True, "s2": True}
     cache = default_cache_dir(cohort)
-    assert cache == tmp_path / ".lngraph_cache" and len(entry_files(cache)) == 2
+    assert cache == default_cache_dir() and len(entry_files(cache)) == 2
+    assert not (tmp_path / ".lngraph_cache").exists()       # nothing in the cohort folder
     assert scan_crops(cohort.scans["s2"], SMALL, cache_dir=cache).from_cache
 
 

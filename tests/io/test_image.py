@@ -210,7 +210,8 @@ def test_unreadable_image_names_the_file(tmp_path):
 def test_truncated_image_names_the_file(tmp_path):
     _write_nrrd(tmp_path / "cut.nrrd", "space: left-posterior-superior\n")
     (tmp_path / "cut.nrrd").write_bytes((tmp_path / "cut.nrrd").read_bytes()[:-10])
-    with pytest.raises(InputError, match=r"cut\.nrrd: not a readable image"):
+    with pytest.raises(InputError, match=r"cut\.nrrd: truncated or corrupt image: the file ends "
+                                         r"after 38 of the 48 bytes of voxel data"):
         read_image(tmp_path / "cut.nrrd")
 
 

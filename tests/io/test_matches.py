@@ -67,13 +67,27 @@ def test_round_trip_many_pairs(cohort, tmp_path):
 def test_empty_file_round_trip(cohort, tmp_path):
     path = write_matches(tmp_path / "m.csv", [])
     assert path.read_text(encoding="utf-8").strip() == HEADER
-    assert read_matches(path, cohort) == {}
+    assert read_matches(path, cohort, allow_empty=True) == {}
+
+
+def test_file_without_rows_is_refused_unless_allowed(cohort, tmp_path):
+    path = write_matches(tmp_path / "m.csv", [])
+    with pytest.raises(InputError) as info:
+        read_matches(path, cohort)
+    assert str(info.value).startswith(f"{path}: the file holds no predictions (a header but no "
+                                      "rows); if that is intended, pass --allow-empty")
+    path.write_text(f"{HEADER}\n\n\n")  # trailing blank lines are no rows either
+    with pytest.raises(InputError, match="holds no predictions"):
+        read_matches(path, cohort)
+    assert read_matches(path, cohort, allow_empty=True) == {}
 
 
 def test_pair_with_no_nodes_has_no_rows(cohort, tmp_path):
     empty = Cohort([_scan("R", "r1", "1", []), _scan("R", "r2", "2", [])])
     path = write_matches(tmp_path / "m.csv", [(empty.pair("r1", "r2"), PairPrediction(0, 0))])
-    assert read_matches(path, empty) == {}
+    assert read_matches(path, empty, allow_empty=True) == {}
+    with pytest.raises(InputError, match="holds no predictions"):
+        read_matches(path, empty)
 
 
 def test_failed_write_keeps_old_file(cohort, tmp_path):
@@ -120,6 +134,8 @@ BAD_ROWS = [
     ("q2,n,q1,m,1,matched\n", 2, "src_scan 'q2' (timepoint 2) must be earlier than dst_scan 'q1'"),
     ("q1,m,q1,m,1,matched\n", 2, "must be earlier than"),
     ("q1,m,q2,n,1,matched\n\nq1,,q2,o,,new\n", 3, "blank row inside the table"),
+    (f"{HEADER},status\nq1,m,q2,n,1,matched,new\n", 1, "column 'status' appears twice"),
+    (f"{HEADER}, src_node\nq1,m,q2,n,1,matched,\n", 1, "column 'src_node' appears twice"),
 ]
 
 

@@ -1,8 +1,11 @@
-"""Fixtures of the training tests: small in-memory geometry-only cohorts."""
+"""Fixtures of the training tests: small in-memory geometry-only cohorts, and tiny cohort
+folders with noise images."""
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
+from lngraph.io import write_cohort, write_image
 from lngraph.io.cohort import Cohort, NodeTable, Scan
 
 
@@ -37,3 +40,34 @@ def make_geometry_cohort(patients: int, seed: int = 0) -> Cohort:
 def geometry_cohort() -> Cohort:
     """24 patients, one pair each."""
     return make_geometry_cohort(24)
+
+
+def make_cohort_folder(path, patients=3, images=False, seed=0):
+    """Per patient two scans of four nodes (one disappears, one is new); with ``images`` each
+    scan gets a 40×40×30 noise volume of 2 mm voxels that holds every node."""
+    rng = np.random.default_rng(seed)
+    scans = []
+    for p in range(patients):
+        pos = rng.uniform(-15, 15, (4, 3))
+        tracks = np.array([f"t{p}_{k}" for k in range(4)], object)
+        later = np.vstack([pos[:3] + rng.normal(0, 2, (3, 3)), rng.uniform(-15, 15, (1, 3))])
+        for scan_id, t, centres, track in ((f"p{p}a", "0", pos, tracks),
+                                           (f"p{p}b", "1", later,
+                                            np.append(tracks[:3], f"t{p}_new").astype(object))):
+            image = None
+            if images:
+                volume = sitk.GetImageFromArray(
+                    rng.normal(40, 80, (30, 40, 40)).astype(np.int16))
+                volume.SetSpacing((2.0, 2.0, 2.0))
+                volume.SetOrigin((-39.0, -39.0, -29.0))
+                image = write_image(volume, path / "images" / f"{scan_id}.nrrd")
+            scans.append(Scan(f"p{p}", scan_id, t, image, NodeTable.from_arrays(
+                centres, np.full(4, 8.0), track_id=track)))
+    return write_cohort(path, scans)
+
+
+@pytest.fixture
+def make_cohort():
+    """:func:`make_cohort_folder`: ``make_cohort(path, patients=3, images=False, seed=0)``
+    writes a cohort folder and returns it."""
+    return make_cohort_folder

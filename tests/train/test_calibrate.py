@@ -128,3 +128,118 @@ def test_validation_scores_each_epoch_as_calibrated_and_fit_reproduces_the_best(
     # The checkpoint's fusion and threshold are fitted the same way after training.
     assert result.val_metrics["score"] == pytest.approx(best, abs=1e-6)
     assert log["val_score"].iloc[result.best_epoch] == pytest.approx(best)
+
+
+# too few or one-sided validation pairs --------------------------------------------------------
+def _pair(src_tracks, dst_tracks, patient="V"):
+    """A scan pair whose nodes carry the given track ids (positions are irrelevant here)."""
+    from lngraph.io.cohort import NodeTable, Scan, ScanPair
+
+    def scan(name, tracks):
+        pos = np.arange(3 * len(tracks), dtype=float).reshape(-1, 3)
+        return Scan(patient, f"{patient}{name}", name, None, NodeTable.from_arrays(
+            pos, np.full(len(tracks), 8.0), track_id=np.array(tracks, object)))
+
+    return ScanPair(scan("a", src_tracks), scan("b", dst_tracks))
+
+
+def test_fusion_and_threshold_problems_name_what_the_pairs_lack():
+    from lngraph.train.calibrate import fusion_problem, threshold_problem
+
+    both = _pair(["a", "b", "c"], ["a", "b", "d"])      # matches, one gone, one new
+    assert fusion_problem([both]) is None and threshold_problem([both]) is None
+    assert fusion_problem([]) == threshold_problem([]) == "no validation scan pair"
+    single = _pair(["a"], ["a"])                        # one node, matched
+    assert "no unmatched node pair" in fusion_problem([single])
+    assert "no new or disappeared node" in threshold_problem([single])
+    persist = _pair(["a", "b"], ["b", "a"])             # every node persists
+    assert fusion_problem([persist]) is None           # wrong pairs are unmatched node pairs
+    assert "no new or disappeared node" in threshold_problem([persist])
+    unrelated = _pair(["a", "b"], ["c"], patient="W")   # nothing matched
+    assert "no matched node pair" in fusion_problem([unrelated])
+    assert "(patients W)" in fusion_problem([unrelated])
+    assert "no matched node" in threshold_problem([unrelated])
+    assert "no node pair" in fusion_problem([_pair([], ["a"])])
+    assert fusion_problem([single, unrelated]) is None   # pooled over the pairs
+    assert threshold_problem([single, unrelated]) is None
+
+
+def test_fit_logistic_refuses_one_class_and_no_data():
+    import torch
+
+    from lngraph.train.calibrate import fit_logistic
+
+    ones = [(torch.zeros(2, 2, 3), torch.ones(2, 2))]
+    with pytest.raises(ValueError, match="needs matched and unmatched node pairs"):
+        fit_logistic(ones, torch.zeros(3), 0.0)
+    with pytest.raises(ValueError, match="got no node pair"):
+        fit_logistic([], torch.zeros(3), 0.0)
+
+
+@pytest.fixture(scope="module")
+def three_patients(tmp_path_factory):
+    """``lngraph synth`` with 3 patients (geometry only): the validation patient P0003 has
+    single-node scans whose node persists — too one-sided for either calibration."""
+    from lngraph.io.cohort import read_cohort
+    from lngraph.synth import generate_cohort
+
+    root = generate_cohort(tmp_path_factory.mktemp("synth3"), 3, 0, images=False,
+                           progress=False)
+    cohort = read_cohort(root)
+    assert [(len(p.src.nodes), len(p.dst.nodes)) for p in cohort.pairs(patients=["P0003"])] \
+        == [(1, 1), (1, 1)]
+    return cohort
+
+
+def test_one_sided_validation_keeps_the_defaults_with_a_warning(three_patients, tmp_path):
+    import torch
+
+    from lngraph.train.calibrate import CalibrationWarning
+    from lngraph.train.fit import _best_state
+
+    config = GEOMETRY.updated(protocol={"calibrate_threshold": True, "calibrate_fusion": True},
+                              model={"similarity_threshold": 0.35})
+    with pytest.warns(CalibrationWarning) as record:
+        result = fit_matcher(three_patients, config, train_patients=["P0001", "P0002"],
+                             val_patients=["P0003"], out_dir=tmp_path, max_epochs=2, seed=0,
+                             progress=False)
+    (warning,) = [w for w in record if w.category is CalibrationWarning]
+    text = str(warning.message)
+    assert "fusion weights not calibrated (no unmatched node pair" in text
+    assert "the trained fusion weights are kept" in text
+    assert "decision threshold not calibrated (no new or disappeared node" in text
+    assert "model.similarity_threshold = 0.35 is kept" in text
+    assert result.validated and result.val_metrics["n_pairs"] == 2
+    assert set(result.calibration_skipped) == {"fusion", "threshold"}
+    model, loaded, extra = load_checkpoint(result.checkpoint)
+    assert extra["validated"] is True
+    assert extra["calibration_skipped"] == result.calibration_skipped
+    assert extra["fusion"] is None and extra["calibration"] is None
+    assert loaded.model.similarity_threshold == 0.35
+    trained = _best_state(str(tmp_path / "lightning" / "best.ckpt"))
+    assert torch.equal(model.fusion_weight, trained["fusion_weight"])
+    assert torch.equal(model.fusion_bias, trained["fusion_bias"])
+
+
+def test_validation_patients_without_a_pair_train_without_validation(three_patients, tmp_path):
+    from lngraph.io.cohort import Cohort
+    from lngraph.train.calibrate import CalibrationWarning
+
+    # P0003 keeps only its first scan: a validation patient without a scan pair
+    scans = [s for s in three_patients.scans.values()
+             if s.patient_id != "P0003" or s.timepoint == three_patients.scans_of("P0003")[0]
+             .timepoint]
+    cohort = Cohort(scans)
+    with pytest.warns(CalibrationWarning, match=r"validation skipped: no validation pair: the 1 "
+                                                r"validation patient\(s\) \(P0003\) have one "
+                                                r"scan each; training runs 2 epoch\(s\)"):
+        result = fit_matcher(cohort, GEOMETRY, train_patients=["P0001", "P0002"],
+                             val_patients=["P0003"], out_dir=tmp_path, max_epochs=2,
+                             progress=False)
+    assert not result.validated and result.val_metrics == {} and result.epochs == 2
+    _, _, extra = load_checkpoint(result.checkpoint)
+    assert extra["validated"] is False and extra["val_metrics"] == {}
+    assert extra["calibration_skipped"] == {
+        "fusion": result.calibration_skipped["fusion"],
+        "threshold": result.calibration_skipped["threshold"]}
+    assert result.calibration_skipped["threshold"].startswith("no validation pair: ")

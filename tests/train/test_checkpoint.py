@@ -192,3 +192,46 @@ def test_format_2_file_with_a_bad_config_is_refused(tmp_path):
                     "config": config, "state_dict": model.state_dict(), "extra": {}}, path)
         with pytest.raises(InputError, match=f"invalid config in the checkpoint: {problem}"):
             load_checkpoint(path)
+
+
+def _first_weight(model) -> str:
+    """The name of the model's first floating-point parameter (an encoder weight)."""
+    return next(name for name, p in model.named_parameters() if p.is_floating_point())
+
+
+@pytest.mark.parametrize("case", ["nan_weight", "inf_fusion_weight"])
+def test_non_finite_weights_are_refused(tmp_path, case):
+    model = AsymmetricMatcher(TINY)
+    path = save_checkpoint(tmp_path / "m.ckpt", model, TINY)
+    payload = torch.load(path, weights_only=True)
+    name = _first_weight(model) if case == "nan_weight" else "fusion_weight"
+    payload["state_dict"][name].view(-1)[0] = float("nan") if case == "nan_weight" else float("inf")
+    torch.save(payload, path)
+    kind = "1 NaN" if case == "nan_weight" else "1 infinite"
+    with pytest.raises(InputError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: non-finite weights in {name!r} ({kind} of ")
+    assert "retrain" in message
+    # and nothing of the kind is ever written
+    with torch.no_grad():
+        dict(model.named_parameters())[name].view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match=rf"cannot save .*bad\.ckpt: non-finite weights in "
+                                         rf"{name!r} \(1 NaN"):
+        save_checkpoint(tmp_path / "bad.ckpt", model, TINY)
+    assert not (tmp_path / "bad.ckpt").exists()
+
+
+@pytest.mark.parametrize(("key", "value"), [("similarity_threshold", float("nan")),
+                                            ("scb_threshold", float("nan")),
+                                            ("similarity_threshold", float("inf")),
+                                            ("scb_threshold", 1.5),
+                                            ("similarity_threshold", -0.1)])
+def test_bad_decision_threshold_is_refused(tmp_path, key, value):
+    path = save_checkpoint(tmp_path / "m.ckpt", AsymmetricMatcher(TINY), TINY)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["model"][key] = value
+    torch.save(payload, path)
+    with pytest.raises(InputError, match=rf"m\.ckpt: invalid config in the checkpoint: .*"
+                                         rf"{key} must be in \[0, 1\], got {value}"):
+        load_checkpoint(path)

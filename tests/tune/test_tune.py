@@ -38,6 +38,7 @@ from lngraph.tune.study import (
     finished_trials,
     open_storage,
     open_study,
+    optimize,
     write_report,
 )
 
@@ -200,7 +201,7 @@ def _objective(tmp_path, cohort, base=GEOMETRY_BASE, val=("p2",)):
 
 
 def test_study_refuses_to_resume_with_other_settings(tmp_path):
-    cohort = read_cohort(make_cohort(tmp_path / "cohort", patients=3))
+    cohort = read_cohort(make_cohort(tmp_path / "cohort", patients=4))
     url = f"journal:{tmp_path / 'study.log'}"
     open_study(open_storage(url), "s", _objective(tmp_path, cohort))
     open_study(open_storage(url), "s", _objective(tmp_path, cohort))  # same settings: fine
@@ -210,7 +211,7 @@ def test_study_refuses_to_resume_with_other_settings(tmp_path):
                        match=r"different base_config \(optim\.batch_size: 4 there, 2 now\)"):
         open_study(open_storage(url), "s", other)
     with pytest.raises(ValueError, match="different val_patients"):
-        open_study(open_storage(url), "s", _objective(tmp_path, cohort, val=("p1",)))
+        open_study(open_storage(url), "s", _objective(tmp_path, cohort, val=("p3",)))
     with pytest.raises(ValueError, match="tuning needs validation patients"):
         _objective(tmp_path, cohort, val=())
     # an image config on a cohort without images becomes geometry-only, as training would
@@ -233,6 +234,86 @@ def test_report_of_a_study_without_complete_trials(tmp_path):
     assert (tmp_path / "trials.csv").read_text(encoding="utf-8").startswith("number,state,value")
 
 
+# small, one-sided and empty cohorts -----------------------------------------------------------
+def _write(path: Path, nodes: dict[str, list[list[str]]]) -> Path:
+    """A geometry-only cohort folder: ``{patient: [track ids of each scan]}``."""
+    scans = []
+    for patient, per_scan in nodes.items():
+        for t, tracks in enumerate(per_scan):
+            pos = np.arange(3 * len(tracks), dtype=float).reshape(-1, 3) * 7.0
+            scans.append(Scan(patient, f"{patient}_{t}", str(t), None, NodeTable.from_arrays(
+                pos, np.full(len(tracks), 8.0), track_id=np.array(tracks, object))))
+    return write_cohort(path, scans)
+
+
+def test_objective_refuses_a_split_without_nodes_or_validation_pairs(tmp_path):
+    empty = read_cohort(_write(tmp_path / "empty", {f"p{k}": [[], []] for k in range(3)}))
+    with pytest.raises(ValueError, match=r"no training pair with nodes among the training "
+                                         r"patients: the scans of the 2 training patient\(s\) "
+                                         r"\(p0, p1\) have no annotated node"):
+        TuneObjective(empty, GEOMETRY_BASE, ("p0", "p1"), ("p2",), tmp_path / "out")
+    lonely = read_cohort(_write(tmp_path / "lonely", {"p0": [["a", "b"], ["a", "c"]],
+                                                      "p1": [["a", "b"], ["b"]],
+                                                      "p2": [["a", "b"]]}))
+    with pytest.raises(ValueError, match=r"tuning needs validation pairs with nodes .*: no "
+                                         r"validation pair: the 1 validation patient\(s\) "
+                                         r"\(p2\) have one scan each"):
+        TuneObjective(lonely, GEOMETRY_BASE, ("p0", "p1"), ("p2",), tmp_path / "out")
+    with pytest.raises(ValueError, match="are both training and validation"):
+        TuneObjective(lonely, GEOMETRY_BASE, ("p0", "p1"), ("p1",), tmp_path / "out")
+    code = main(["tune", str(tmp_path / "empty"), "--trials", "1", "--out",
+                 str(tmp_path / "cli")])
+    assert code == 2    # the CLI reports the ValueError as an input error, no traceback
+
+
+def test_one_sided_validation_completes_the_trial(tmp_path):
+    from lngraph.train.calibrate import CalibrationWarning
+
+    cohort = read_cohort(_write(tmp_path / "cohort", {
+        "p0": [["a", "b", "c"], ["a", "b", "d"]], "p1": [["a", "b"], ["a", "c"]],
+        "p2": [["a"], ["a"]]}))     # validation: one node that persists
+    objective = TuneObjective(cohort, GEOMETRY_BASE, ("p0", "p1"), ("p2",), tmp_path / "out",
+                              max_epochs=1)
+    study = optuna.create_study(direction="maximize")
+    with pytest.warns(CalibrationWarning):
+        study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert set(trial.user_attrs["calibration_skipped"]) == {"fusion", "threshold"}
+
+
+def test_a_trial_whose_training_fails_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    import lngraph.train
+
+    calls = []
+
+    def diverges(*args, **kwargs):
+        calls.append(kwargs["out_dir"])
+        raise ValueError("training diverged: the best epoch (0) has non-finite weights")
+
+    monkeypatch.setattr(lngraph.train, "fit_matcher", diverges)
+    cohort = read_cohort(make_cohort(tmp_path / "cohort", patients=3))
+    url = f"journal:{tmp_path / 'study.log'}"
+    optimize(url, "s", _objective(tmp_path, cohort), trials=2)
+    study = _load(url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert study.trials[0].user_attrs["error"].startswith("training diverged")
+    assert len(calls) == 2 and finished_trials(study) == 0
+
+
+@pytest.mark.slow
+def test_tune_on_a_small_easy_synthetic_cohort(tmp_path):
+    from lngraph.synth import generate_cohort
+
+    cohort = generate_cohort(tmp_path / "cohort", 6, 0, preset="easy", images=False,
+                             progress=False)
+    code = main(["tune", str(cohort), "--trials", "2", "--max-epochs", "2", "--out",
+                 str(tmp_path / "out")])
+    assert code == 0
+    study = _load(f"sqlite:///{tmp_path / 'out' / 'study.db'}", name="lngraph")
+    assert finished_trials(study) == 2
+
+
 # end to end -----------------------------------------------------------------------------------
 def _tune(cohort, out, url, trials, *extra, **popen):
     return subprocess.Popen(
@@ -242,8 +323,8 @@ def _tune(cohort, out, url, trials, *extra, **popen):
         env={**os.environ, "OMP_NUM_THREADS": "1"}, **popen)
 
 
-def _load(url):
-    return optuna.load_study(study_name="s", storage=open_storage(url))
+def _load(url, name="s"):
+    return optuna.load_study(study_name=name, storage=open_storage(url))
 
 
 @pytest.mark.slow
