@@ -152,40 +152,35 @@ def patient_problem(cohort: Cohort, train_patients: Iterable[str],
     return None
 
 
-def training_pair_problem(cohort: Cohort, patients: Iterable[str],
-                          pair_mode: str = "consecutive") -> str | None:
-    """Why ``patients`` (all in ``cohort``) give nothing to train on, or ``None``: training
-    needs a scan pair with a node in either scan."""
+def pairs_problem(cohort: Cohort, patients: Iterable[str], pair_mode: str = "consecutive",
+                  role: str = "training") -> str | None:
+    """Why ``patients`` (all in ``cohort``) give nothing to train or validate on (``role``),
+    or ``None``: both need a scan pair with a node in either scan (pairs without nodes carry
+    no signal and score the same whatever the model does)."""
     patients = list(patients)
     if not patients:
-        return "no training patients"
+        return f"no {role} patients"
     pairs = cohort.pairs(pair_mode, patients)
     if not pairs:
-        return (f"no training pair: the {len(patients)} training patient(s) ({_names(patients)}) "
+        return (f"no {role} pair: the {len(patients)} {role} patient(s) ({_names(patients)}) "
                 "have one scan each")
     if not any(len(p.src.nodes) + len(p.dst.nodes) for p in pairs):
-        return (f"no training pair with nodes among the training patients: the scans of the "
-                f"{len(patients)} training patient(s) ({_names(patients)}) have no annotated "
+        return (f"no {role} pair with nodes among the {role} patients: the scans of the "
+                f"{len(patients)} {role} patient(s) ({_names(patients)}) have no annotated "
                 "node")
     return None
 
 
+def training_pair_problem(cohort: Cohort, patients: Iterable[str],
+                          pair_mode: str = "consecutive") -> str | None:
+    """:func:`pairs_problem` of the training patients."""
+    return pairs_problem(cohort, patients, pair_mode, "training")
+
+
 def validation_problem(cohort: Cohort, patients: Iterable[str],
                        pair_mode: str = "consecutive") -> str | None:
-    """Why ``patients`` (all in ``cohort``) give nothing to validate on, or ``None``:
-    validation needs a scan pair with a node in either scan (pairs without nodes score the
-    same whatever the model does)."""
-    patients = list(patients)
-    if not patients:
-        return "no validation patients"
-    pairs = cohort.pairs(pair_mode, patients)
-    if not pairs:
-        return (f"no validation pair: the {len(patients)} validation patient(s) "
-                f"({_names(patients)}) have one scan each")
-    if not any(len(p.src.nodes) + len(p.dst.nodes) for p in pairs):
-        return (f"no validation pair with nodes: the scans of the {len(patients)} validation "
-                f"patient(s) ({_names(patients)}) have no annotated node")
-    return None
+    """:func:`pairs_problem` of the validation patients."""
+    return pairs_problem(cohort, patients, pair_mode, "validation")
 
 
 class PairDataModule(L.LightningDataModule):
