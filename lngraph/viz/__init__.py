@@ -3,23 +3,31 @@
 :mod:`lngraph.viz.slabs` resamples and projects a scan onto a world-aligned panel (numpy and
 SimpleITK only); :mod:`lngraph.viz.figure` draws the pair with matplotlib (node statuses,
 match lines, ground-truth judgement, crop gallery). Reads :mod:`lngraph.io` types; knows no
-model. Importing this package imports matplotlib (:mod:`lngraph.io` does not).
+model. Names are imported on first use, so ``from lngraph.viz import node_status`` (what
+``lngraph match`` needs for its markups) does not import matplotlib until a figure is drawn.
 """
 
-from lngraph.viz.figure import (
-    DISPLAY_WINDOW,
-    STATUS_COLOURS,
-    WRONG_COLOUR,
-    draw_match_figure,
-    match_figure,
-    missed_matches,
-    node_status,
-    wrong_matches,
-)
-from lngraph.viz.slabs import PLANES, Box, Slab, central_slice, choose_plane, panel_boxes, slab
+from importlib import import_module
 
-__all__ = [
-    "DISPLAY_WINDOW", "PLANES", "STATUS_COLOURS", "WRONG_COLOUR", "Box", "Slab",
-    "central_slice", "choose_plane", "draw_match_figure", "match_figure", "missed_matches",
-    "node_status", "panel_boxes", "slab", "wrong_matches",
-]
+#: Public name → the submodule that defines it.
+_EXPORTS = {
+    **dict.fromkeys(("DISPLAY_WINDOW", "STATUS_COLOURS", "WRONG_COLOUR", "draw_match_figure",
+                     "match_figure"), "figure"),
+    **dict.fromkeys(("missed_matches", "node_status", "wrong_matches"), "status"),
+    **dict.fromkeys(("PLANES", "Box", "Slab", "central_slice", "choose_plane", "panel_boxes",
+                     "slab"), "slabs"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lngraph.viz' has no attribute {name!r}")
+    value = getattr(import_module(f"lngraph.viz.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -51,6 +51,7 @@ from lngraph.viz.slabs import (
     panel_boxes,
     slab,
 )
+from lngraph.viz.status import missed_matches, node_status, wrong_matches
 
 #: Colour of each status (Okabe–Ito palette, distinguishable with colour-vision deficiency).
 STATUS_COLOURS = {"matched": "#009E73", "disappeared": "#E69F00", "new": "#56B4E9"}
@@ -92,23 +93,6 @@ class _Panel:
     def up(self) -> float:
         """+1 where the vertical display coordinate grows upwards (coronal), -1 (axial)."""
         return 1.0 if self.plane == "coronal" else -1.0
-
-
-def node_status(pred: PairPrediction) -> tuple[np.ndarray, np.ndarray]:
-    """The predicted status of every src node and every dst node (object arrays of strings)."""
-    src = np.full(pred.n_src, "disappeared", dtype=object)
-    dst = np.full(pred.n_dst, "new", dtype=object)
-    src[pred.matches[:, 0]] = "matched"
-    dst[pred.matches[:, 1]] = "matched"
-    return src, dst
-
-
-def wrong_matches(pair: ScanPair, pred: PairPrediction) -> np.ndarray | None:
-    """``[M]`` True where the ground truth contradicts a predicted match; None without GT."""
-    if not pair.has_ground_truth:
-        return None
-    truth = {tuple(m) for m in pair.gt_matches().tolist()}
-    return np.array([tuple(m) not in truth for m in pred.matches.tolist()], dtype=bool)
 
 
 def _draw_background(ax, panel: _Panel, window: Sequence[float]) -> None:
@@ -224,15 +208,6 @@ def _connect(fig, ax_src, ax_dst, xy_src, xy_dst, pred: PairPrediction,
             xyB=tuple(xy_dst[j]), coordsB=ax_dst.transData,
             color=MISSED_COLOURS[0 if on_image else 1], linewidth=1.0, linestyle=":",
             alpha=0.9, zorder=5))
-
-
-def missed_matches(pair: ScanPair, pred: PairPrediction) -> np.ndarray:
-    """``[K, 2]`` ground-truth matches absent from the prediction (empty without GT)."""
-    if not pair.has_ground_truth:
-        return np.zeros((0, 2), dtype=np.int64)
-    predicted = {tuple(m) for m in pred.matches.tolist()}
-    return np.asarray([m for m in pair.gt_matches().tolist() if tuple(m) not in predicted],
-                      dtype=np.int64).reshape(-1, 2)
 
 
 def _check_crops(crops, pair: ScanPair) -> tuple[np.ndarray, np.ndarray]:

@@ -163,6 +163,7 @@ code = main(sys.argv[1:])
 heavy = sorted(m for m in ("lightning", "pytorch_lightning", "optuna", "lngraph.train",
                            "lngraph.bench", "lngraph.tune") if m in sys.modules)
 print("LOADED:" + ",".join(heavy))
+print("MATPLOTLIB:" + str("matplotlib" in sys.modules))
 sys.exit(code)
 """
 
@@ -173,10 +174,14 @@ def test_match_loads_no_training_code(geometry_model, tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run(
-        [sys.executable, "-c", MATCH_WITHOUT_LIGHTNING, "match", "--model", str(geometry_model),
-         "--cohort", str(EXAMPLE), "--out", str(tmp_path / "out"), "--figure"],
-        capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "LOADED:\n" in result.stdout, result.stdout
-    assert (tmp_path / "out" / "matches.csv").is_file()
+    for figure in (True, False):
+        out = tmp_path / f"out-{figure}"
+        result = subprocess.run(
+            [sys.executable, "-c", MATCH_WITHOUT_LIGHTNING, "match", "--model",
+             str(geometry_model), "--cohort", str(EXAMPLE), "--out", str(out)]
+            + (["--figure"] if figure else []), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "LOADED:\n" in result.stdout, result.stdout
+        # matplotlib only when a figure is drawn
+        assert f"MATPLOTLIB:{figure}" in result.stdout, result.stdout
+        assert (out / "matches.csv").is_file()
