@@ -1,13 +1,19 @@
 """Scan pairs as HeteroData: contents of one graph and every index after PyG batching."""
 
+import tempfile
+from dataclasses import replace
+
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from torch_geometric.loader import DataLoader
 
+from lngraph.data.crops import CropParams
 from lngraph.data.geometry import AlignmentParams, alignment_key, pair_shifts
 from lngraph.data.graph import complete_edge_index, pair_graphs, pair_to_heterodata
 from lngraph.io.cohort import NodeTable, Scan, ScanPair
+from lngraph.io.image import write_image
 from lngraph.matching.alignment import alignment_shifts
 
 SRC_INTRA = ("src", "intra", "src")
@@ -158,3 +164,20 @@ def test_pair_graphs_compute_shifts_once_and_cache_them(tmp_path):
     assert "shift" not in plain["src"] and "cube" not in plain["src"]
     with pytest.raises(ValueError, match="gate_mm must be > 0"):
         AlignmentParams(gate_mm=0.0)
+
+
+def test_two_scans_sharing_an_id_keep_their_own_crops():
+    """Two different ``Scan`` objects with one ``scan_id`` (e.g. edited node tables) never
+    share crops inside one ``pair_graphs`` call."""
+    image = sitk.GetImageFromArray(np.linspace(-200, 300, 20 * 20 * 20, dtype=np.float32)
+                                   .reshape(20, 20, 20))
+    image.SetSpacing((2.0, 2.0, 2.0))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_image(image, f"{tmp}/ct.nrrd")
+        a = Scan("P", "s1", "1", path, NodeTable.from_arrays([[10.0, 10.0, 10.0]], [6.0]))
+        b = replace(a, nodes=NodeTable.from_arrays([[30.0, 30.0, 30.0]], [6.0]))
+        later = Scan("P", "s2", "2", path, NodeTable.from_arrays([[12.0, 10.0, 10.0]], [6.0]))
+        crops = CropParams(size=6)
+        first, second = pair_graphs([ScanPair(a, later), ScanPair(b, later)], crops=crops)
+        assert not torch.equal(first["src"].cube, second["src"].cube)
+        assert torch.equal(first["dst"].cube, second["dst"].cube)
