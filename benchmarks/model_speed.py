@@ -23,8 +23,11 @@ Three studies, each the median of a few repeats, wall time and this process's CP
    outputs), with and without ``--figure``. In the same run and on the same inputs, a
    **floor**: a fresh ``python -c`` process that imports torch, torch_geometric and SimpleITK
    and reads the two images with ``SimpleITK.ReadImage``, nothing else; the floor and the
-   subprocess without figure alternate within each repeat, so load changes hit both. Also the
-   import time of ``lngraph.cli.main`` and ``lngraph.models`` in fresh processes, as context.
+   subprocess without figure alternate within each repeat, so load changes hit both. Then
+   where the time over the floor goes: the imports the floor does not make (``python -X
+   importtime``, by the lngraph module that imports them) and the in-process work besides
+   reading the images (``lngraph.io.read_image``'s checks apart). Also the import time of
+   ``lngraph.cli.main`` and ``lngraph.models`` in fresh processes, as context.
 3. **Training throughput**: forward, loss, backward and Adam step on batches of
    ``config.optim.batch_size`` pairs of 10 × 10 nodes (about a synthetic ``default`` pair), pairs/s.
 
@@ -45,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,7 +61,15 @@ from torch_geometric.data import Batch, HeteroData
 from lngraph.cli import main as cli_main
 from lngraph.data.geometry import pair_shifts
 from lngraph.data.graph import pair_to_heterodata
-from lngraph.io import NodeTable, Scan, ScanPair, atomic_path, write_image, write_text_atomic
+from lngraph.io import (
+    NodeTable,
+    Scan,
+    ScanPair,
+    atomic_path,
+    read_image,
+    write_image,
+    write_text_atomic,
+)
 from lngraph.matching.batched import batched_assignment
 from lngraph.models import (
     AsymmetricMatcher,
@@ -78,11 +90,10 @@ RATIO_TARGET = 1.3
 #: The floor process: interpreter, torch + PyG + SimpleITK imports, reading the two images.
 FLOOR = ("import sys, torch, torch_geometric, SimpleITK as sitk\n"
          "for path in sys.argv[1:]:\n    sitk.ReadImage(path)")
-#: Import-time rows (label, ``python -c`` code).
-IMPORTS = (("import lngraph.cli.main", "import lngraph.cli.main"),
-           ("import lngraph.models", "import lngraph.models"),
-           ("import torch, torch_geometric, SimpleITK (floor's imports)",
-            "import torch, torch_geometric, SimpleITK"))
+#: Import-time rows: ``python -c`` code and a note.
+IMPORTS = (("import lngraph.cli.main", "what `lngraph --help` pays"),
+           ("import lngraph.models", "the inference path (torch, PyG, SciPy, lngraph.data)"),
+           ("import torch, torch_geometric, SimpleITK", "the floor's imports"))
 
 
 def synthetic_scan_pair(n_src: int, n_dst: int, seed: int = 0) -> ScanPair:
@@ -276,10 +287,56 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
 
 
+def import_tree(command: list[str], env: dict[str, str]) -> dict[str, tuple[float, str]]:
+    """Per module a child imports (``python -X importtime``): its self import time (s) and
+    the nearest ``lngraph`` module above it in the import tree (``""`` if none)."""
+    done = subprocess.run([command[0], "-X", "importtime", *command[1:]], capture_output=True,
+                          text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command[:4])} … failed:\n{done.stderr}")
+    rows = []   # (self µs, depth, module), children before their parent
+    for line in done.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if line.startswith("import time:") and len(parts) == 3 and parts[0].strip().isdigit():
+            name = parts[2].rstrip()
+            rows.append((int(parts[0]), len(name) - len(name.lstrip()), name.strip()))
+    out: dict[str, tuple[float, str]] = {}
+    for k, (micro, depth, name) in enumerate(rows):
+        importer = ""
+        for _, up_depth, up in rows[k + 1:]:
+            if up_depth < depth:
+                depth = up_depth
+                if up.startswith("lngraph"):
+                    importer = up
+                    break
+        out[name] = (micro / 1e6, importer)
+    return out
+
+
+def import_excess(match: Callable[[int], list[str]], floor: list[str], env: dict[str, str],
+                  repeats: int) -> tuple[float, dict[tuple[str, str], float]]:
+    """The self import time (s, under ``-X importtime``, median of ``repeats``) of the modules
+    the command ``match(repeat)`` imports and ``floor`` does not: in all, and by (importing
+    lngraph module, top-level package)."""
+    totals, parts = [], {}
+    for r in range(repeats):
+        ours, base = import_tree(match(r), env), import_tree(floor, env)
+        extra = Counter()
+        for name, (seconds, importer) in ours.items():
+            if name not in base:
+                extra[(importer or name, name.split(".")[0])] += seconds
+        totals.append(sum(extra.values()))
+        for key in set(extra) | set(parts):
+            parts.setdefault(key, [0.0] * r).append(extra.get(key, 0.0))
+    return statistics.median(totals), {k: statistics.median(v) for k, v in parts.items()}
+
+
 def match_end_to_end(config: MatcherConfig, device: torch.device, repeats: int, folder: Path
-                     ) -> tuple[dict[str, tuple[float, float]], list[float]]:
+                     ) -> tuple[dict[str, tuple[float, float]], list[float], dict]:
     """Median (wall, CPU) seconds of ``lngraph match`` on the two volumes, four ways, and of
-    the floor process; and the subprocess / floor wall-time ratio of each repeat."""
+    the floor process; the subprocess / floor wall-time ratio of each repeat; and where the
+    time over the floor goes (:func:`import_excess`, and this process's time to read the two
+    images, which the in-process run also pays)."""
     torch.manual_seed(0)
     checkpoint = save_checkpoint(folder / "model.ckpt", AsymmetricMatcher(config), config)
     inputs = write_match_inputs(folder)
@@ -291,7 +348,7 @@ def match_end_to_end(config: MatcherConfig, device: torch.device, repeats: int, 
                 "--out", str(out)] + (["--figure"] if figure else [])
 
     samples: dict[str, list[tuple[float, float]]] = {}
-    ratios = []
+    ratios = []   # (wall ratio, CPU ratio) of each repeat
     for r in range(repeats):
         # The floor and the plain subprocess back to back, in alternating order.
         pair = {}
@@ -300,14 +357,26 @@ def match_end_to_end(config: MatcherConfig, device: torch.device, repeats: int, 
                        [sys.executable, "-m", "lngraph", *argv(folder / f"sub{r}0", False)])
             pair[way] = run_child(command, env)
             samples.setdefault(way, []).append(pair[way])
-        ratios.append(pair["subprocess"][0] / pair["floor"][0])
+        ratios.append((pair["subprocess"][0] / pair["floor"][0],
+                       pair["subprocess"][1] / pair["floor"][1]))
         samples.setdefault("subprocess --figure", []).append(run_child(
             [sys.executable, "-m", "lngraph", *argv(folder / f"sub{r}1", True)], env))
         for figure in (False, True):
             suffix = " --figure" if figure else ""
             _, w, c = timed(device, cli_main.main, argv(folder / f"in{r}{int(figure)}", figure))
             samples.setdefault(f"in-process{suffix}", []).append((w, c))
-    return median_times(samples), ratios
+    profile_repeats = min(repeats, 3)
+    total, parts = import_excess(
+        lambda r: [sys.executable, "-m", "lngraph", *argv(folder / f"profile{r}", False)],
+        [sys.executable, "-c", FLOOR, *images], env, profile_repeats)
+    cpu = torch.device("cpu")
+    reads, checked = [], []
+    for _ in range(profile_repeats):
+        reads.append(timed(cpu, lambda: [sitk.ReadImage(p) for p in images])[1])
+        checked.append(timed(cpu, lambda: [read_image(p) for p in images])[1])
+    profile = {"imports": total, "parts": parts, "read": statistics.median(reads),
+               "read_image": statistics.median(checked), "repeats": profile_repeats}
+    return median_times(samples), ratios, profile
 
 
 def import_times(repeats: int) -> dict[str, tuple[float, float]]:
@@ -316,8 +385,8 @@ def import_times(repeats: int) -> dict[str, tuple[float, float]]:
     env = child_env()
     samples: dict[str, list[tuple[float, float]]] = {}
     for _ in range(repeats):
-        for label, code in IMPORTS:
-            samples.setdefault(label, []).append(run_child([sys.executable, "-c", code], env))
+        for code, _ in IMPORTS:
+            samples.setdefault(code, []).append(run_child([sys.executable, "-c", code], env))
     return median_times(samples)
 
 
@@ -344,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="20,50,100,200",
                         help="nodes per scan of the latency study, comma-separated")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--match-repeats", type=int, default=5,
+    parser.add_argument("--match-repeats", type=int, default=7,
                         help="repeats of the lngraph match study and of the import times")
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -391,18 +460,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n}x{n}: alignment {ms(align)} ms, predict {ms(stages['predict_total'][0])} "
               f"ms, geometry-only {ms(geo['predict_total'][0])} ms", flush=True)
 
-    match_times, ratios, imports = {}, [], {}
+    match_times, ratios, imports, profile = {}, [], {}, {}
     if not args.skip_match:
         with tempfile.TemporaryDirectory(prefix="lngraph-speed-") as folder:
-            match_times, ratios = match_end_to_end(config, device, args.match_repeats,
-                                                   Path(folder))
+            match_times, ratios, profile = match_end_to_end(config, device, args.match_repeats,
+                                                            Path(folder))
         for name, (wall, cpu) in match_times.items():
             record("lngraph_match", 20, name, wall, cpu, args.match_repeats)
-        record("lngraph_match", 20, "subprocess / floor (median of per-repeat ratios)", 0, 0,
-               args.match_repeats, round(statistics.median(ratios), 3))
+        for k, clock in enumerate(("wall", "CPU")):
+            record("lngraph_match", 20, f"subprocess / floor, {clock} time (median of "
+                   "per-repeat ratios)", 0, 0, args.match_repeats,
+                   round(statistics.median(r[k] for r in ratios), 3))
+        record("lngraph_match", 20, "imports over the floor (-X importtime self time)",
+               profile["imports"], 0, profile["repeats"])
+        for (importer, package), seconds in sorted(profile["parts"].items(),
+                                                   key=lambda kv: -kv[1]):
+            if seconds < 0.001:
+                continue
+            record("lngraph_match_imports", 20, f"{importer} -> {package}", seconds, 0,
+                   profile["repeats"])
+        record("lngraph_match", 20, "reading both images (SimpleITK, in-process)",
+               profile["read"], 0, profile["repeats"])
+        record("lngraph_match", 20, "reading both images (lngraph.io.read_image, in-process)",
+               profile["read_image"], 0, profile["repeats"])
         print("lngraph match: " + ", ".join(f"{k} {v[0]:.2f} s" for k, v in
                                             match_times.items())
-              + f"; subprocess/floor {statistics.median(ratios):.2f}", flush=True)
+              + f"; subprocess/floor {statistics.median(r[0] for r in ratios):.2f} (wall), "
+              f"{statistics.median(r[1] for r in ratios):.2f} (CPU)", flush=True)
         imports = import_times(args.match_repeats)
         for name, (wall, cpu) in imports.items():
             record("imports", "", name, wall, cpu, args.match_repeats)
@@ -414,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     record("training", 10, "pairs_per_second", train[0], train[1], args.train_steps)
     record("training_geometry_only", 10, "pairs_per_second", train_geo[0], train_geo[1],
            args.train_steps)
-    print(f"training: {train[0]:.1f} pairs/s, geometry-only {train_geo[0]:.1f} pairs/s")
+    print(f"training: {train[0]:.3g} pairs/s, geometry-only {train_geo[0]:.3g} pairs/s")
     load_after = os.getloadavg()
 
     lines = [
@@ -472,17 +556,21 @@ def main(argv: list[str] | None = None) -> int:
         target_lines.append(
             f"- {n}×{n}: whole predict {ms(predict)} ms against ≤ {ms(limit)} ms: "
             f"{verdict(predict <= limit)}; with the alignment of graph build added "
-            f"{ms(total)} ms: {verdict(total <= limit)}")
+            f"{ms(total)} ms: {verdict(total <= limit)} (the crop encoders alone: "
+            f"{ms(sizes[n]['encoders'][0])} ms)")
     if target_lines:
         lines += ["", "### Targets (lite, one CPU thread)", ""]
         if (config.name, device.type, args.threads) != ("lite", "cpu", 1):
             lines += [f"(This run is `{config.name}` on {device.type} with {args.threads} "
                       "thread(s): the targets are stated for lite on one CPU thread.)", ""]
         lines += target_lines + [
-            "- before the refactor the whole predict at 200×200 took 1260.6 ms (alignment "
-            "inside the forward pass); see the git history of this file"]
+            "- before the refactor (commit `380dd06`, alignment inside the forward pass) the "
+            "whole predict took 50.3 ms at 20×20 and 1260.6 ms at 200×200 on another VM "
+            "instance (that commit's `benchmarks/results/model_speed.md`); the crop encoders, "
+            "unchanged since, vary by ±20 % between runs on this shared 2-CPU machine"]
     if match_times:
-        ratio = statistics.median(ratios)
+        ratio = statistics.median(r[0] for r in ratios)
+        cpu_ratio = statistics.median(r[1] for r in ratios)
         of_medians = match_times["subprocess"][0] / match_times["floor"][0]
         lines += ["", "## `lngraph match` end to end (s)", "",
                   "Two 512×512×150 int16 `.nii.gz` volumes (noise), 20 nodes each, untrained "
@@ -500,26 +588,62 @@ def main(argv: list[str] | None = None) -> int:
                      f"reading both images | {floor[0]:.2f} ({floor[1]:.2f}) | — |")
         lines += ["", f"**`lngraph match` / floor** (subprocess without figure over the floor, "
                   f"wall time): median of the per-repeat ratios **{ratio:.2f}×** "
-                  f"(repeats: {', '.join(f'{v:.2f}' for v in ratios)}; ratio of the medians "
+                  f"(repeats: {', '.join(f'{w:.2f}' for w, _ in ratios)}; ratio of the medians "
                   f"{of_medians:.2f}×); target ≤ {RATIO_TARGET}×: "
-                  f"{verdict(ratio <= RATIO_TARGET)}.",
+                  f"{verdict(ratio <= RATIO_TARGET)}. By CPU time (less sensitive to other "
+                  f"processes on a shared machine): **{cpu_ratio:.2f}×** (repeats: "
+                  f"{', '.join(f'{c:.2f}' for _, c in ratios)}), "
+                  f"{verdict(cpu_ratio <= RATIO_TARGET)}.",
                   "", "The floor and the subprocess run back to back in each repeat, in "
                   "alternating order, on the same files, so load changes hit both. The floor is "
                   "what no implementation of `lngraph match` can avoid: the interpreter, the "
                   "torch + PyG + SimpleITK imports and decompressing both volumes."]
+        if profile:
+            excess = match_times["subprocess"][0] - floor[0]
+            runtime = match_times["in-process"][0] - profile["read"]
+            by_importer: dict[str, Counter] = {}
+            for (importer, package), seconds in profile["parts"].items():
+                by_importer.setdefault(importer, Counter())[package] += seconds
+            ranked = sorted(by_importer.items(), key=lambda kv: -sum(kv[1].values()))
+            lines += ["", "### Where the time over the floor goes", "",
+                      f"The subprocess takes {excess:.2f} s more than the floor (medians). "
+                      f"Measured in the same run:", "",
+                      f"- **imports the floor does not make**: {profile['imports']:.2f} s "
+                      "(self time of those modules under `python -X importtime`, which inflates "
+                      f"imports somewhat; median of {profile['repeats']}), by the lngraph "
+                      "module that imports them:"]
+            for importer, packages in ranked[:6]:
+                listed = ", ".join(f"{p} {v:.2f}" for p, v in packages.most_common(4))
+                more = sum(packages.values()) - sum(v for _, v in packages.most_common(4))
+                lines.append(f"  - `{importer}`: {sum(packages.values()):.2f} s ({listed}"
+                             + (f", others {more:.2f}" if more >= 0.005 else "") + ")")
+            rest = sum(sum(p.values()) for _, p in ranked[6:])
+            if rest >= 0.005:
+                lines.append(f"  - everything else: {rest:.2f} s")
+            lines += [f"- **work besides reading the images**: {runtime:.2f} s (the in-process "
+                      f"run, {match_times['in-process'][0]:.2f} s, less reading both volumes "
+                      f"with SimpleITK here, {profile['read']:.2f} s), of which "
+                      f"**{profile['read_image'] - profile['read']:.2f} s** are "
+                      "`lngraph.io.read_image`'s checks beyond ITK's read (reading both volumes "
+                      f"with it here: {profile['read_image']:.2f} s); the rest: loading the "
+                      "checkpoint and building the model, node tables, SHA-256 of both images "
+                      "for the crop cache key, crops and views, alignment, predict, markups "
+                      "and `matches.csv`",
+                      f"- unaccounted: {excess - profile['imports'] - runtime:.2f} s (noise "
+                      "between runs, `-X importtime` overhead)"]
         if imports:
             lines += ["", "Import time of fresh processes (context; `python -c CODE`, median "
-                      f"of {args.match_repeats}, interleaved):", "", "| code | wall s | CPU s |",
-                      "|---|---|---|"]
-            lines += [f"| `{label}` | {wall:.2f} | {cpu:.2f} |"
-                      for label, (wall, cpu) in imports.items()]
+                      f"of {args.match_repeats}, interleaved):", "",
+                      "| code | what | wall s | CPU s |", "|---|---|---|---|"]
+            lines += [f"| `{code}` | {note} | {imports[code][0]:.2f} | {imports[code][1]:.2f} |"
+                      for code, note in IMPORTS]
     lines += ["", "## Training throughput", "",
               f"Forward, loss, backward, Adam step; batches of {config.optim.batch_size} pairs of "
               f"10×10 nodes (graphs with crops and shifts), {args.train_steps} steps after one "
               "warm-up step.", "",
               "| model | pairs/s by wall time | pairs/s by CPU time |", "|---|---|---|",
-              f"| {config.name} (crops) | {train[0]:.1f} | {train[1]:.1f} |",
-              f"| {config.name}, geometry-only | {train_geo[0]:.1f} | {train_geo[1]:.1f} |", ""]
+              f"| {config.name} (crops) | {train[0]:.3g} | {train[1]:.3g} |",
+              f"| {config.name}, geometry-only | {train_geo[0]:.3g} | {train_geo[1]:.3g} |", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, "\n".join(lines))
     with atomic_path(out.with_suffix(".csv")) as tmp, \

@@ -6,13 +6,18 @@ default) on random crops, this measures the median time of:
 * **SE encoders** — the 3D encoder on ``n`` cubes and the 2D encoder on ``9 n`` views (∝ n);
 * **SEAG + S** — both scans' fully connected SEAG layers (``n (n - 1)`` edges each) and the
   ``n1 × n2`` cosine similarity (∝ n²);
-* **SCB, all pairs** — the SCB head on every ``(src, dst)`` pair, nine token-set
-  combinations each (``9 n1 n2`` cross attentions: what training computes, ∝ n1·n2);
+* **SCB, all pairs** (configs with SCB only) — the SCB head on every ``(src, dst)`` pair,
+  nine token-set combinations each (``9 n1 n2`` cross attentions: what training computes,
+  ∝ n1·n2);
 * **Hungarian** — ``scipy.optimize.linear_sum_assignment`` on the ``n1 × n2`` similarity
   (O(n³) worst case, negligible at these sizes);
-* **inference** — :meth:`AsymmetricMatcher.predict`: encoders, SEAG, Hungarian, and SCB on
-  the ``min(n1, n2)`` Hungarian pairs only;
-* **training step** — forward (SCB on all pairs), the four losses, backward.
+* **alignment (graph build)** — :func:`~lngraph.data.geometry.pair_shifts`, the alignment
+  shifts the position prior needs (numpy/SciPy), computed once per pair when the graph is
+  built, not in the forward pass (configs with the position prior only);
+* **inference** — ``to_predictions(model.match(graph))`` on a graph that holds its crops and
+  shifts: encoders, SEAG, the matching score, SCB on the pairs the first assignment picks
+  (with SCB), the batched assignment and the conversion;
+* **training step** — forward (SCB on all pairs, with SCB), the four losses, backward.
 
 On the CPU it also measures what filling the crop cache costs per scan besides the crops
 (``benchmarks/results/crop_speed.md`` has those): reading a 512×512×150 int16 volume as
@@ -44,27 +49,43 @@ import torch
 from provenance import commit
 
 from lngraph.data.cache import image_digest
+from lngraph.data.geometry import pair_shifts
 from lngraph.data.graph import pair_to_heterodata
 from lngraph.io import read_image, write_image, write_text_atomic
 from lngraph.io.cohort import NodeTable, Scan, ScanPair
 from lngraph.matching.assignment import hungarian_max
-from lngraph.models import AsymmetricMatcher
+from lngraph.models import AsymmetricMatcher, alignment_params, to_predictions
 from lngraph.models.asymmetric_matcher import all_pair_candidates
-from lngraph.models.config import PRESETS, preset
+from lngraph.models.config import PRESETS, MatcherConfig, preset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scaling.md"
 SIZES = (8, 16, 32, 64, 128)
 
 
-def random_pair(n: int, size: int, seed: int = 0):
-    """A pair graph with ``n`` nodes per scan (all matched), random crops, 30 mm spread."""
+def random_scan_pair(n: int, seed: int = 0) -> ScanPair:
+    """``n`` nodes per scan (all matched), 30 mm spread."""
     rng = np.random.default_rng(seed)
     tracks = np.array([f"t{k}" for k in range(n)], object)
-    scans = [Scan("p", f"s{t}", str(t), None, NodeTable.from_arrays(
-        rng.normal(0, 30, (n, 3)), rng.uniform(6, 20, n), track_id=tracks)) for t in range(2)]
+    return ScanPair(*[Scan("p", f"s{t}", str(t), None, NodeTable.from_arrays(
+        rng.normal(0, 30, (n, 3)), rng.uniform(6, 20, n), track_id=tracks)) for t in range(2)])
+
+
+def shifts_of(pair: ScanPair, config: MatcherConfig) -> np.ndarray | None:
+    """The pair's alignment shifts (``None`` without the position prior), no cache."""
+    params = alignment_params(config)
+    return None if params is None else pair_shifts(pair.src.nodes.pos, pair.dst.nodes.pos,
+                                                   params)
+
+
+def random_pair(n: int, config: MatcherConfig, seed: int = 0):
+    """The pair graph of :func:`random_scan_pair`, with random crops and the alignment
+    shifts, as ``matcher_graphs`` builds it."""
+    pair = random_scan_pair(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    size = config.crops.size
     crops = [(rng.random((n, size, size, size), dtype=np.float32),
               rng.random((n, 9, size, size), dtype=np.float32)) for _ in range(2)]
-    return pair_to_heterodata(ScanPair(*scans), *crops)
+    return pair_to_heterodata(pair, *crops, shifts_of(pair, config))
 
 
 def seconds(fn, repeats: int, device: torch.device) -> float:
@@ -87,7 +108,7 @@ def seconds(fn, repeats: int, device: torch.device) -> float:
 
 def measure(model: AsymmetricMatcher, n: int, repeats: int) -> dict[str, float]:
     device = next(model.parameters()).device
-    data = random_pair(n, model.config.crops.size, seed=n).to(device)
+    data = random_pair(n, model.config, seed=n).to(device)
     with torch.no_grad():
         src, dst = model.encode(data["src"]), model.encode(data["dst"])
         h_src, h_dst = model.context(data, "src", src), model.context(data, "dst", dst)
@@ -108,13 +129,19 @@ def measure(model: AsymmetricMatcher, n: int, repeats: int) -> dict[str, float]:
         optimiser.zero_grad()
         model.loss(data, model(data))["total"].backward()
 
+    pair = random_scan_pair(n, seed=n)
     with torch.no_grad():
         out = {"SE encoders": seconds(encoders, repeats, device),
-               "SEAG + S": seconds(seag, repeats, device),
-               "SCB, all pairs": seconds(lambda: model.scb(src.tokens, dst.tokens, candidates),
-                                         repeats, device),
-               "Hungarian": seconds(lambda: hungarian_max(sim), repeats, device),
-               "inference": seconds(lambda: model.predict(data), repeats, device)}
+               "SEAG + S": seconds(seag, repeats, device)}
+        if model.use_scb:
+            out["SCB, all pairs"] = seconds(
+                lambda: model.scb(src.tokens, dst.tokens, candidates), repeats, device)
+        out["Hungarian"] = seconds(lambda: hungarian_max(sim), repeats, device)
+        if alignment_params(model.config) is not None:
+            out["alignment (graph build)"] = seconds(lambda: shifts_of(pair, model.config),
+                                                     repeats, torch.device("cpu"))
+        out["inference"] = seconds(lambda: to_predictions(model.match(data)), repeats,
+                                   device)
     out["training step"] = seconds(train_step, repeats, device)
     return out
 
@@ -187,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for part in parts:
         times = [table[n][part] for n in args.sizes]
+        k = f"{exponent(args.sizes, times):.2f}" if len(set(args.sizes)) > 1 else "—"
         lines.append(f"| {part} | " + " | ".join(f"{1000 * t:.1f}" for t in times)
-                     + f" | {exponent(args.sizes, times):.2f} |")
+                     + f" | {k} |")
     if device.type == "cpu":
         lines += ["", "Per scan, besides the crops (median of "
                   f"{args.repeats}; ITK's default threads):", "",
