@@ -225,7 +225,7 @@ def _summary(results) -> str:
             "node(s)")
 
 
-def match_pairs(model, config, pairs, out: Path, *, figure: bool, cache_dir,
+def match_pairs(model, pairs, out: Path, *, figure: bool, cache_dir,
                 progress: bool = True) -> list:
     """Predict every pair (in batches) and write ``matches.csv``, markups and figures into
     ``out``; returns ``[(pair, prediction)]``."""
@@ -244,7 +244,8 @@ def match_pairs(model, config, pairs, out: Path, *, figure: bool, cache_dir,
                            used)
         write_pair_markups(out / "markups" / name, pair, pred)
         if figure:
-            pair_figure(out / "figures" / f"{name}.png", pair, pred, config.crops, cache_dir)
+            pair_figure(out / "figures" / f"{name}.png", pair, pred, model.config.crops,
+                        cache_dir)
     write_matches(out / "matches.csv", results)
     return results
 
@@ -287,7 +288,7 @@ def run(args) -> int:
     with output_folder(args.out, overwrite=args.overwrite, inputs=inputs) as tmp, \
             tempfile.TemporaryDirectory(prefix="lngraph-match-") as scratch:
         cache = cache_dir if cache_dir is not None else Path(scratch)
-        results = match_pairs(model, config, pairs, tmp, figure=args.figure, cache_dir=cache)
+        results = match_pairs(model, pairs, tmp, figure=args.figure, cache_dir=cache)
     print(_summary(results))
     print(f"matches: {args.out / 'matches.csv'}")
     print(f"3D Slicer markups: {args.out / 'markups'}")

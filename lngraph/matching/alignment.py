@@ -145,11 +145,3 @@ def alignment_shifts(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_
     t = robust_translation(src, dst, gate_mm, iterations)
     return np.repeat(t[None], len(src), axis=0)
 
-
-def aligned_distances(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
-                      iterations: int = 10, local_scale_mm: float = 0.0) -> np.ndarray:
-    """``[N, M]`` distances (mm) ``‖src_i + u_i - dst_j‖`` after :func:`alignment_shifts`."""
-    src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
-    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
-    return pairwise_distances(src + alignment_shifts(src, dst, gate_mm, local_scale_mm,
-                                                     iterations), dst)

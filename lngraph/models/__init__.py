@@ -14,7 +14,6 @@ from lngraph.models.config import (
 )
 from lngraph.models.inference import (
     alignment_params,
-    load_matcher,
     matcher_graphs,
     predict_graphs,
     predict_pairs,
@@ -23,5 +22,5 @@ from lngraph.models.inference import (
 
 __all__ = ["FORMAT_VERSION", "AsymmetricMatcher", "alignment_params", "LossConfig", "MatcherConfig",
            "MatcherOutput", "ModelConfig", "OptimConfig", "ProtocolConfig", "load_checkpoint",
-           "load_matcher", "matcher_graphs", "predict_graphs", "predict_pairs", "preset",
+           "matcher_graphs", "predict_graphs", "predict_pairs", "preset",
            "save_checkpoint", "to_predictions"]

@@ -1,5 +1,6 @@
 """Matching scan pairs with a trained :class:`~lngraph.models.AsymmetricMatcher`, without any
-training code: :func:`load_matcher` reads a checkpoint, :func:`matcher_graphs` builds the pair
+training code: :func:`~lngraph.models.checkpoint.load_checkpoint` reads a checkpoint,
+:func:`matcher_graphs` builds the pair
 graphs a config needs (crops, alignment shifts), :func:`predict_pairs` matches pairs in batches.
 
 This is the path of ``lngraph match``, ``lngraph evaluate --model`` and the Python API; it
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
@@ -22,7 +22,6 @@ from lngraph.io.cohort import ScanPair
 from lngraph.io.matches import PairPrediction
 from lngraph.matching.batched import BatchedMatches
 from lngraph.models.asymmetric_matcher import AsymmetricMatcher
-from lngraph.models.checkpoint import load_checkpoint
 from lngraph.models.config import MatcherConfig
 
 
@@ -56,12 +55,6 @@ def matcher_graphs(pairs: Sequence[ScanPair], config: MatcherConfig, *,
                        progress=progress)
 
 
-def load_matcher(path: str | os.PathLike, map_location="cpu") -> AsymmetricMatcher:
-    """The matcher of an lngraph checkpoint, in eval mode (its config is ``.config``)."""
-    model, _, _ = load_checkpoint(path, map_location=map_location)
-    return model
-
-
 def predict_graphs(model: AsymmetricMatcher, graphs: Sequence[HeteroData], *,
                    batch_size: int | None = None, threshold: float | None = None,
                    progress: bool = False) -> list[PairPrediction]:
@@ -92,6 +85,5 @@ def predict_pairs(model: AsymmetricMatcher, pairs: Sequence[ScanPair], *,
     """
     pairs = list(pairs)
     graphs = matcher_graphs(pairs, model.config, cache_dir=cache_dir, progress=progress)
-    with torch.no_grad():
-        return predict_graphs(model, graphs, batch_size=batch_size, threshold=threshold,
-                              progress=progress)
+    return predict_graphs(model, graphs, batch_size=batch_size, threshold=threshold,
+                          progress=progress)

@@ -13,7 +13,7 @@ imported on first use, so ``from lngraph.train.folds import patient_folds`` does
 Lightning either.
 """
 
-from importlib import import_module
+from lngraph._lazy import lazy_exports
 
 #: Public name → the submodule that defines it.
 _EXPORTS = {
@@ -27,13 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'lngraph.train' has no attribute {name!r}")
-    value = getattr(import_module(f"lngraph.train.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

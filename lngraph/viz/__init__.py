@@ -7,7 +7,7 @@ model. Names are imported on first use, so ``from lngraph.viz import node_status
 ``lngraph match`` needs for its markups) does not import matplotlib until a figure is drawn.
 """
 
-from importlib import import_module
+from lngraph._lazy import lazy_exports
 
 #: Public name → the submodule that defines it.
 _EXPORTS = {
@@ -21,13 +21,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'lngraph.viz' has no attribute {name!r}")
-    value = getattr(import_module(f"lngraph.viz.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -332,10 +332,10 @@ def test_match_names_stay_inside_the_output_folder(geometry_model, tmp_path):
     ids = ["../../escape", "/abs/olute", "S1", "s1", "x" * 300]
     scans = [Scan("P", scan_id, str(t), None, nodes) for t, scan_id in enumerate(ids)]
     cohort = Cohort(scans)
-    model, config, _ = load_checkpoint(geometry_model)
+    model, _, _ = load_checkpoint(geometry_model)
     out = tmp_path / "deep" / "out"
     out.mkdir(parents=True)
-    match_pairs(model, config, cohort.pairs("all"), out, figure=False, cache_dir=None,
+    match_pairs(model, cohort.pairs("all"), out, figure=False, cache_dir=None,
                 progress=False)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert all(out.resolve() in p.resolve().parents for p in written)

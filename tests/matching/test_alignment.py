@@ -1,6 +1,13 @@
 import numpy as np
 
-from lngraph.matching.alignment import aligned_distances, pairwise_distances, robust_translation
+from lngraph.matching.alignment import alignment_shifts, pairwise_distances, robust_translation
+
+
+def aligned_distances(src, dst, gate_mm=15.0, local_scale_mm=0.0):
+    """``‖src_i + u_i - dst_j‖``: the distances the matcher's distance term uses."""
+    src = np.asarray(src, dtype=float).reshape(-1, 3)
+    dst = np.asarray(dst, dtype=float).reshape(-1, 3)
+    return pairwise_distances(src + alignment_shifts(src, dst, gate_mm, local_scale_mm), dst)
 
 
 def test_a_pure_translation_is_recovered_exactly():
