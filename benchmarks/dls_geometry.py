@@ -7,7 +7,8 @@ geometry-only mode (node features from sizes and neighbour distances, SEAG conte
 ``lite`` config with ``model.geometry_only: true``) is trained with patient-level ``--folds``-fold
 CV (validation carved from the training patients, early stopping on it) and scored on the
 held-out patients' consecutive scan pairs beside ``nearest`` on the same pairs; metrics
-(docs/design.md, *Metrics*) are pooled per fold, mean ± std over folds.
+(docs/design.md, *Metrics*) are pooled per fold, mean ± sample standard deviation (``ddof=1``)
+over folds.
 
 DeepLesion gives no scan origins: positions agree between two scans only up to a translation,
 which ``nearest`` estimates and the matcher's position prior estimates the same way (its SEAG
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = cross_validate(cohort, config, folds=args.folds, split_seed=args.split_seed,
                           max_epochs=args.max_epochs, runs=DATA / "runs" / "dls_geometry",
                           trainer={"accelerator": "cpu"})
-    ours = [r for r in rows if r["method"] == "asymmetric"]
+    ours = [r for r in rows if r["method"] == "matcher"]
     pairs = cohort.pairs("consecutive")
     overrides = ", ".join(["model.geometry_only=true", *args.set])
     lines = [
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         "matches",
         f"- protocol: {args.folds}-fold patient-level CV (split seed {args.split_seed}); "
         f"{config.protocol.val_fraction:.0%} of each fold's training patients validate; test = "
-        "held-out patients' consecutive pairs; pooled per fold, mean ± std over folds",
+        "held-out patients' consecutive pairs; pooled per fold, mean ± sample standard "
+        "deviation over folds",
         f"- model: `{config.name}` config, overrides: {overrides}; max epochs "
         f"{args.max_epochs}, patience {config.optim.patience}, lr {config.optim.lr:g}",
         f"- training: {np.mean([r['train_pairs_per_second'] for r in ours]):.0f} pairs/s; "

@@ -59,7 +59,7 @@ TABLE1 = {"abl_appearance": "appearance + Hungarian (`abl_appearance`)",
           "abl_se": "+ SE (`abl_se`)", "abl_scb": "+ SCB = the paper's model (`abl_scb`)",
           "asymmetric": "`lite` as shipped: + position prior, SCB "
                         f"{'on' if preset('lite').model.use_scb else 'off'} (`asymmetric`)"}
-TABLE2 = ("nearest", "pointset", "registration", "lgm", "abl_scb", "asymmetric_geometry",
+TABLE2 = ("nearest", "pointset", "registration", "lgm", "abl_scb", "matcher_geometry",
           "asymmetric")
 TABLE3 = ("dlt_lite", "sam_lite", "tlt_lite", "registration", "asymmetric")
 PRNLR = [COLUMNS[k] for k in ("precision", "recall", "nlr", "dlr")]

@@ -7,9 +7,9 @@ patients). Per fold the matcher (``--config``, default ``lite``) is trained with
 on validation and scored on the held-out patients' consecutive scan pairs; ``nearest`` is
 scored on exactly the same pairs. Every docs/design.md, *Metrics* metric is pooled per fold and
 reported as
-mean ± std over folds, with training throughput. Nothing is selected on test folds:
-``--set key=value`` changes config values, and the validation columns are what to compare
-when choosing them.
+mean ± sample standard deviation (``ddof=1``) over folds, with training throughput. Nothing is
+selected on test folds: ``--set key=value`` changes config values, and the validation columns
+are what to compare when choosing them.
 
 Run: ``python benchmarks/model_quality.py [--patients 100 --folds 5 --max-epochs E]`` (writes
 ``benchmarks/results/model_quality.md`` and ``.csv``).
@@ -122,7 +122,7 @@ def cross_validate(cohort: Cohort, config: MatcherConfig, *, folds: int, split_s
         base = pair_metrics(cohort, test_pairs, [nearest.predict(p) for p in test_pairs])
         common = {"fold": k, "train_patients": len(split.train),
                   "val_patients": len(split.val), "test_patients": len(split.test)}
-        rows.append({"method": "asymmetric", **common, **ours,
+        rows.append({"method": "matcher", **common, **ours,
                      "val_f1": fit.val_metrics.get("f1", np.nan),
                      "val_nlr": fit.val_metrics.get("nlr", np.nan),
                      "val_dlr": fit.val_metrics.get("dlr", np.nan),
@@ -141,14 +141,23 @@ def cross_validate(cohort: Cohort, config: MatcherConfig, *, folds: int, split_s
 
 
 def cell(stats: tuple[float, float], unit: str) -> str:
+    """``mean ± std`` (the sample standard deviation over folds); ``n/a`` where missing (a
+    single fold has no spread)."""
     mean, std = stats
     if np.isnan(mean):
         return "n/a"
     scale = 100 if unit == "%" else 1
-    return f"{scale * mean:.1f} ± {scale * std:.1f}"
+    spread = "n/a" if np.isnan(std) else f"{scale * std:.1f}"
+    return f"{scale * mean:.1f} ± {spread}"
 
 
-def results_table(rows: list[dict], methods=("asymmetric", "nearest")) -> list[str]:
+def sample_std(values) -> float:
+    """Sample standard deviation (``ddof=1``) of ``values``; NaN with fewer than two."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+def results_table(rows: list[dict], methods=("matcher", "nearest")) -> list[str]:
     """Markdown rows: one line per method, every metric as mean ± std over folds."""
     lines = ["| method | " + " | ".join(f"{label} ({unit})" for _, label, unit in METRICS)
              + " |", "|---|" + "---|" * len(METRICS)]
@@ -171,7 +180,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def fold_lines(rows: list[dict]) -> list[str]:
-    ours = [r for r in rows if r["method"] == "asymmetric"]
+    ours = [r for r in rows if r["method"] == "matcher"]
     lines = ["| fold | train/val/test patients | epochs (best) | train s | train pairs/s | "
              "val F1 | val NLR | val DLR | test F1 | nearest test F1 |", "|---" * 10 + "|"]
     for r in ours:
@@ -236,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                           max_epochs=args.max_epochs, runs=runs,
                           trainer={"accelerator": args.accelerator, "devices": args.devices},
                           progress=args.progress)
-    ours = [r for r in rows if r["method"] == "asymmetric"]
+    ours = [r for r in rows if r["method"] == "matcher"]
     n_nodes = sum(len(s.nodes) for s in cohort.scans.values())
     n_pairs = len(cohort.pairs("consecutive"))
     overrides = ", ".join(args.set) or "none"
@@ -252,12 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         f"- protocol: {args.folds}-fold patient-level CV (split seed {args.split_seed}); per "
         f"fold {config.protocol.val_fraction:.0%} of the training patients validate (early "
         "stopping, best epoch); test = held-out patients' consecutive pairs; metrics pooled "
-        "per fold, mean ± std over folds",
+        "per fold, mean ± sample standard deviation over folds",
         f"- model: `{config.name}` config, overrides: {overrides}; max epochs "
         f"{args.max_epochs or config.optim.max_epochs}, patience {config.optim.patience}, "
         f"batch {config.optim.batch_size}, lr {config.optim.lr:g}",
         f"- training throughput: {np.mean([r['train_pairs_per_second'] for r in ours]):.1f} "
-        f"± {np.std([r['train_pairs_per_second'] for r in ours]):.1f} pairs/s (training "
+        f"± {sample_std([r['train_pairs_per_second'] for r in ours]):.1f} pairs/s (training "
         f"steps only); crop cache filled in {crop_seconds:.0f} s; whole run "
         f"{time.perf_counter() - started:.0f} s",
     ]

@@ -4,9 +4,8 @@ For each preset (``easy``, ``default``, ``hard``) and each of a few cohort seeds
 geometry-only cohort (the node tables are those of the imaged cohort) is matched by
 ``nearest`` (robust translation + gated Hungarian, 15 mm gate) on consecutive scan pairs;
 metrics (docs/design.md, *Metrics*, :mod:`lngraph.metrics`) are pooled per cohort and reported as
-mean ± std
-over the seeds. A second table sweeps the gate on ``default``: no gate makes geometry alone
-enough, which is what the preset is calibrated for.
+mean ± sample standard deviation (``ddof=1``) over the seeds. A second table sweeps the gate on
+``default``: no gate makes geometry alone enough, which is what the preset is calibrated for.
 
 Run: ``python benchmarks/synth_difficulty.py`` (writes ``benchmarks/results/
 synth_difficulty.md``).
@@ -44,8 +43,14 @@ def evaluate(pairs, gate_mm: float) -> dict:
 
 
 def mean_std(values) -> str:
+    """``mean ± sample standard deviation`` (``ddof=1``) in % over the finite values; ``n/a``
+    where there are none (mean) or fewer than two (spread)."""
     v = 100 * np.asarray(values, dtype=np.float64)
-    return f"{np.nanmean(v):.1f} ± {np.nanstd(v):.1f}"
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return "n/a"
+    spread = f"{np.std(v, ddof=1):.1f}" if len(v) > 1 else "n/a"
+    return f"{np.mean(v):.1f} ± {spread}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- machine: {platform.platform()}, {os.cpu_count()} CPUs",
         f"- data: per preset, {len(args.seeds)} cohorts (seeds {args.seeds}) of {args.patients} "
         "patients, prior layout, consecutive scan pairs; metrics pooled per cohort, "
-        "mean ± std over cohorts (%)",
+        "mean ± sample standard deviation over cohorts (%)",
         "",
         "| preset | pairs | unmatched share | " + " | ".join(m for _, m in METRICS) + " |",
         "|---|---|---|" + "---|" * len(METRICS),

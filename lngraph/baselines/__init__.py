@@ -6,6 +6,7 @@ method) and imports neither.
 """
 
 from lngraph.baselines.base import REGISTRY, Method, register
+from lngraph.baselines.geometry_fusion import GeometryFusion
 from lngraph.baselines.lgm import LGM
 from lngraph.baselines.nearest import Nearest
 from lngraph.baselines.pointset import PointSet
@@ -13,4 +14,4 @@ from lngraph.baselines.registration import ImageRegistration
 from lngraph.baselines.trackers import DLTLite, LesionTracker, SAMLite, TLTLite
 
 __all__ = ["REGISTRY", "Method", "register", "PointSet", "ImageRegistration", "LGM", "Nearest",
-           "DLTLite", "LesionTracker", "SAMLite", "TLTLite"]
+           "GeometryFusion", "DLTLite", "LesionTracker", "SAMLite", "TLTLite"]

@@ -10,11 +10,14 @@
    the validation patients for selection (early stopping, thresholds); test patients are never
    seen before scoring. Geometric methods' ``fit`` is a no-op.
 3. **Predict.** The method matches the test patients' scan pairs (``consecutive`` by default)
-   through ``predict_many`` when it has one (batched), else ``predict`` pair by pair.
+   through ``predict_many`` when it has one (batched), else ``predict`` pair by pair. With a
+   ``test_cohort`` (the same patients and scan ids, e.g. a copy with some scans perturbed by
+   :func:`lngraph.synth.rotate_cohort`), the test pairs are taken from it instead: methods are
+   fitted and selected on ``cohort`` exactly as without it, on the same folds.
 4. **Score.** :func:`~lngraph.metrics.pair_counts` per pair, pooled per fold
-   (:func:`~lngraph.metrics.summarize`), then mean ± std over folds (and seeds,
-   :func:`~lngraph.metrics.mean_std_over_folds`). Training seconds and inference seconds per
-   pair are measured as wall-clock time.
+   (:func:`~lngraph.metrics.summarize`), then mean and sample standard deviation
+   (``ddof=1``) over folds (and seeds, :func:`~lngraph.metrics.mean_std_over_folds`).
+   Training seconds and inference seconds per pair are measured as wall-clock time.
 
 A method that needs images is skipped on a geometry-only cohort, and a method that raises is
 recorded as failed with its error; both appear in the outputs with a note, never silently.
@@ -45,7 +48,13 @@ import pandas as pd
 from lngraph.baselines.base import Method
 from lngraph.baselines.registration import RegistrationParams
 from lngraph.bench.registry import build_method, import_methods, method_names
-from lngraph.bench.report import commit, header_lines, machine, write_leaderboard
+from lngraph.bench.report import (
+    commit,
+    describe_cohort,
+    header_lines,
+    machine,
+    write_leaderboard,
+)
 from lngraph.io.cohort import Cohort, read_cohort
 from lngraph.metrics import pair_counts, summarize
 from lngraph.train.folds import patient_folds
@@ -69,19 +78,43 @@ def _predict(method: Method, pairs: list) -> list:
     return [method.predict(p) for p in pairs]
 
 
-def _fold_row(method: Method, cohort: Cohort, split, pair_mode: str) -> dict:
-    """Fit on the split's training patients (select on validation), score its test pairs."""
+def _fold_row(method: Method, cohort: Cohort, split, pair_mode: str,
+              test_cohort: Cohort | None = None) -> dict:
+    """Fit on the split's training patients of ``cohort`` (select on validation), score its
+    test patients' pairs of ``test_cohort`` (default: ``cohort``)."""
     train, val = cohort.subset(split.train), cohort.subset(split.val) if split.val else None
     start = time.perf_counter()
     method.fit(train, val)
     train_seconds = time.perf_counter() - start
-    pairs = cohort.pairs(pair_mode, split.test)
+    pairs = (cohort if test_cohort is None else test_cohort).pairs(pair_mode, split.test)
     start = time.perf_counter()
     predictions = _predict(method, pairs)
     predict_seconds = time.perf_counter() - start
     metrics = summarize([pair_counts(p, q) for p, q in zip(pairs, predictions, strict=True)])
     return {**metrics, "train_seconds": train_seconds, "predict_seconds": predict_seconds,
             "seconds_per_pair": predict_seconds / len(pairs) if pairs else math.nan}
+
+
+def check_same_scans(cohort: Cohort, test_cohort: Cohort) -> None:
+    """Raise :class:`ValueError` unless both cohorts have the same patients, each with the
+    same scan ids in the same timepoint order (so the folds and pairs correspond)."""
+    train_patients, test_patients = set(cohort.patients), set(test_cohort.patients)
+    if train_patients != test_patients:
+        only_train = sorted(train_patients - test_patients)
+        only_test = sorted(test_patients - train_patients)
+        raise ValueError(
+            "test_cohort must have the same patients as cohort: "
+            + "; ".join(f"{len(ids)} only in {where} ({', '.join(ids[:5])}"
+                        f"{', ...' if len(ids) > 5 else ''})"
+                        for where, ids in (("cohort", only_train), ("test_cohort", only_test))
+                        if ids))
+    for patient in cohort.patients:
+        ours = [s.scan_id for s in cohort.scans_of(patient)]
+        theirs = [s.scan_id for s in test_cohort.scans_of(patient)]
+        if ours != theirs:
+            raise ValueError(f"test_cohort must have the same scan ids as cohort: patient "
+                             f"{patient} has {ours} in cohort but {theirs} in test_cohort "
+                             "(earliest first)")
 
 
 def _log(progress: bool, text: str) -> None:
@@ -97,7 +130,8 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                     extra_modules: Sequence[str] = (), command: str | None = None,
                     stem: str = "leaderboard", title: str = "Leaderboard",
                     sections: Callable[[pd.DataFrame], list[str]] | None = None,
-                    source: str | None = None, progress: bool = True) -> pd.DataFrame:
+                    source: str | None = None, progress: bool = True,
+                    test_cohort: Cohort | str | os.PathLike | None = None) -> pd.DataFrame:
     """Run ``methods`` on the same patient folds of ``cohort`` (module docstring).
 
     Args:
@@ -120,6 +154,13 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
             :func:`~lngraph.bench.report.summarize_leaderboard` frame (e.g. the paper's tables).
         source: where the cohort comes from, for the ``.md`` (default: its folder).
         progress: one line per fold on stderr.
+        test_cohort: a cohort or folder with the same patients and scan ids as ``cohort``
+            whose scans are scored instead of ``cohort``'s (methods are still fitted and
+            selected on ``cohort``, on the same folds); default ``cohort`` itself.
+
+    Raises:
+        ValueError: no methods, or ``test_cohort``'s patients or scan ids differ from
+            ``cohort``'s.
 
     Returns:
         One row per (method, seed, fold): ``method, status`` (``ok | skipped | failed``),
@@ -135,6 +176,11 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
         raise ValueError("no methods to run")
     if not isinstance(cohort, Cohort):
         cohort = read_cohort(cohort)
+    if test_cohort is not None:
+        if not isinstance(test_cohort, Cohort):
+            test_cohort = read_cohort(test_cohort)
+        check_same_scans(cohort, test_cohort)
+    has_images = cohort.has_images and (test_cohort is None or test_cohort.has_images)
     if quick:
         folds, seeds = min(folds, QUICK_FOLDS), list(seeds)[:1]
         max_epochs = min(max_epochs or QUICK_MAX_EPOCHS, QUICK_MAX_EPOCHS)
@@ -155,9 +201,11 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
         except Exception as exc:  # noqa: BLE001 - a crash is a result to record
             rows.append(_failed({"method": name}, exc, progress))
             needs_images = None
-        if needs_images and not cohort.has_images:
+        if needs_images and not has_images:
             rows.append({"method": name, "status": "skipped",
-                         "note": "needs images; the cohort is geometry-only"})
+                         "note": "needs images; the cohort is geometry-only"
+                         if not cohort.has_images else "needs images; the test cohort is "
+                         "geometry-only"})
             _log(progress, f"{name}: skipped (needs images)")
         elif needs_images is not None:
             for seed in seeds:
@@ -168,7 +216,8 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                             "test_ids": " ".join(split.test)}
                     try:
                         row = {**base, "status": "ok", "note": "",
-                               **_fold_row(build(seed), cohort, split, pair_mode)}
+                               **_fold_row(build(seed), cohort, split, pair_mode,
+                                           test_cohort)}
                     except Exception as exc:  # noqa: BLE001 - a crash is a result to record
                         rows.append(_failed(base, exc, progress))
                         continue
@@ -183,6 +232,10 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                                   provenance=provenance,
                                   seconds=time.perf_counter() - started, command=command,
                                   source=source)
+            if test_cohort is not None:
+                header.append("- test scans: from another cohort with the same patients and "
+                              "scan ids (methods fitted on the cohort above): "
+                              f"{describe_cohort(test_cohort, pair_mode)}")
             write_leaderboard(pd.DataFrame(rows), out_dir, header, stem, title, sections)
     return pd.DataFrame(rows)
 

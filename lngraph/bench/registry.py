@@ -3,7 +3,7 @@
 :data:`BUILTIN_METHODS` is the one list of the built-in method classes, in the order of the
 leaderboard's tables. A new built-in method is one file (a
 :class:`~lngraph.baselines.base.Method` subclass, under :mod:`lngraph.baselines` or, when it
-trains the asymmetric matcher, :mod:`lngraph.train`) plus one line in that list.
+trains a matcher, :mod:`lngraph.train`) plus one line in that list.
 
 A user's method joins without touching lngraph: ``@register`` it
 (:func:`lngraph.baselines.register`) in a module or ``.py`` file, and name that with
@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lngraph.baselines.base import REGISTRY, Method
+from lngraph.baselines.geometry_fusion import GeometryFusion
 from lngraph.baselines.lgm import LGM
 from lngraph.baselines.nearest import Nearest
 from lngraph.baselines.pointset import PointSet
@@ -32,12 +33,17 @@ from lngraph.baselines.trackers import DLTLite, SAMLite, TLTLite
 from lngraph.train.ablations import (
     AppearanceHungarian,
     GeometryOnly,
+    PaperMatcher,
+    WithoutCross,
+    WithoutPosition,
+    WithoutSelf,
     WithSCB,
     WithSE,
     WithSEAG,
+    WithSEAGLayers,
     WithTE,
 )
-from lngraph.train.method import AsymmetricMethod
+from lngraph.train.method import MatcherMethod
 
 #: The built-in methods, in leaderboard order.
 BUILTIN_METHODS: tuple[type[Method], ...] = (
@@ -45,6 +51,7 @@ BUILTIN_METHODS: tuple[type[Method], ...] = (
     PointSet,              # pointset
     ImageRegistration,     # registration
     LGM,                   # lgm
+    GeometryFusion,        # geometry_fusion
     DLTLite,               # dlt_lite
     SAMLite,               # sam_lite
     TLTLite,               # tlt_lite
@@ -53,8 +60,13 @@ BUILTIN_METHODS: tuple[type[Method], ...] = (
     WithTE,                # abl_te
     WithSE,                # abl_se
     WithSCB,               # abl_scb
-    AsymmetricMethod,      # asymmetric
-    GeometryOnly,          # asymmetric_geometry
+    PaperMatcher,          # paper
+    MatcherMethod,         # matcher
+    GeometryOnly,          # matcher_geometry
+    WithoutCross,          # matcher_no_cross
+    WithoutPosition,       # matcher_no_position
+    WithoutSelf,           # matcher_no_self
+    WithSEAGLayers,        # matcher_seag
 )
 
 

@@ -5,8 +5,9 @@ CSV files.
 :func:`~lngraph.bench.leaderboard.run_leaderboard` returns:
 
 * ``<stem>.csv`` — :func:`summarize_leaderboard`: one row per method, ``<metric>_mean`` /
-  ``<metric>_std`` over its folds for every entry of :data:`METRICS` and :data:`TIMINGS`,
-  ``status`` and ``note``;
+  ``<metric>_std`` over its folds (the sample standard deviation, ``ddof=1``; empty with a
+  single fold) for every entry of :data:`METRICS` and :data:`TIMINGS`, ``status`` and
+  ``note``;
 * ``<stem>_folds.csv`` — the rows themselves: one per method, seed and fold, with the patients
   of the fold;
 * ``<stem>.md`` — :func:`leaderboard_markdown`: the header lines (:func:`header_lines`: the
@@ -49,7 +50,8 @@ TIMINGS = (("seconds_per_pair", "s/pair", "s"), ("train_seconds", "train", "s"))
 
 
 def summarize_leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per method (in ``rows``' order): mean and std over its ``ok`` folds of every
+    """One row per method (in ``rows``' order): mean and sample standard deviation over its
+    ``ok`` folds (:func:`~lngraph.metrics.mean_std_over_folds`; NaN with one fold) of every
     metric and timing (``<key>_mean``, ``<key>_std``), ``folds`` run, ``status`` and ``note``
     (``failed`` when any fold failed), and ``n_gt_matches`` / ``n_cpm_missed`` per seed (the
     GT pairs scored and those without a predicted location)."""
@@ -78,10 +80,13 @@ def summarize_leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(mean: float, std: float, unit: str) -> str:
+    """``mean ± std`` scaled to ``unit``; ``n/a`` for a missing mean, ``mean ± n/a`` for a
+    missing spread (a single fold has no sample standard deviation)."""
     if not np.isfinite(mean):
         return "n/a"
     scale, digits = (100, 1) if unit == "%" else (1, 3 if unit == "s" and mean < 1 else 1)
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+    spread = f"{scale * std:.{digits}f}" if np.isfinite(std) else "n/a"
+    return f"{scale * mean:.{digits}f} ± {spread}"
 
 
 def markdown_table(summary: pd.DataFrame, methods: Sequence[str] | None = None,
@@ -211,7 +216,8 @@ def header_lines(cohort: Cohort, *, names: Sequence[str], folds: int, seeds: Seq
         f"{', '.join(map(str, seeds))} (each reshuffles the folds and seeds the methods); "
         f"{val_fraction:.0%} of each fold's training patients validate (selection only); "
         f"test = the held-out patients' {pair_mode} scan pairs; metrics pooled per fold, "
-        "mean ± std over folds" + (" and seeds" if len(seeds) > 1 else ""),
+        "mean ± sample standard deviation over folds"
+        + (" and seeds" if len(seeds) > 1 else ""),
         f"- budget: {'quick; ' if quick else ''}max epochs "
         f"{max_epochs if max_epochs is not None else 'each method default'}; options: "
         f"{_options_text(options, names)}",

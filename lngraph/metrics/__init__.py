@@ -13,8 +13,9 @@ from lngraph.metrics.matching import (
     summarize,
     write_metrics_json,
 )
+from lngraph.metrics.selection import selection_score
 
 __all__ = [
-    "PairCounts", "evaluate_predictions", "mean_std_over_folds", "pair_counts", "summarize",
-    "write_metrics_json",
+    "PairCounts", "evaluate_predictions", "mean_std_over_folds", "pair_counts",
+    "selection_score", "summarize", "write_metrics_json",
 ]

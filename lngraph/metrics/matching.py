@@ -173,10 +173,13 @@ def _is_number(value) -> bool:
 
 
 def mean_std_over_folds(folds: Sequence[Mapping]) -> dict[str, tuple[float, float]]:
-    """Mean and population standard deviation of each numeric metric over folds.
+    """Mean and sample standard deviation over folds (``ddof=1``: the spread of the folds as
+    a sample of what another split would give) of each numeric metric.
 
     Keys present in every fold with a number (not a bool) are kept. A fold whose value is NaN
-    is left out of that key; a key that is NaN in every fold gives ``(nan, nan)``.
+    is left out of that key; a key that is NaN in every fold gives ``(nan, nan)``, and a key
+    with a single finite value gives ``(value, nan)`` (one fold says nothing about the
+    spread; tables print the standard deviation as ``n/a``).
     """
     if not folds:
         return {}
@@ -185,8 +188,9 @@ def mean_std_over_folds(folds: Sequence[Mapping]) -> dict[str, tuple[float, floa
     for key in keys:
         values = np.array([f[key] for f in folds], dtype=np.float64)
         values = values[np.isfinite(values)]
-        out[key] = ((float(values.mean()), float(values.std())) if len(values)
-                    else (math.nan, math.nan))
+        mean = float(values.mean()) if len(values) else math.nan
+        std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        out[key] = (mean, std)
     return out
 
 

@@ -1,8 +1,9 @@
-"""Models built from :mod:`lngraph.nn`: the asymmetric matcher, its configuration, its
-checkpoint format and inference (no training code: importing this package never imports
-Lightning)."""
+"""Models built from :mod:`lngraph.nn`: the graph matcher and the asymmetric matcher, their
+configuration, their checkpoint format and inference (no training code: importing this package
+never imports Lightning)."""
 
 from lngraph.models.asymmetric_matcher import AsymmetricMatcher, MatcherOutput
+from lngraph.models.build import Matcher, build_matcher
 from lngraph.models.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from lngraph.models.config import (
     LossConfig,
@@ -12,6 +13,7 @@ from lngraph.models.config import (
     ProtocolConfig,
     preset,
 )
+from lngraph.models.graph_matcher import GraphMatcher, GraphMatcherOutput
 from lngraph.models.inference import (
     alignment_params,
     matcher_graphs,
@@ -20,7 +22,8 @@ from lngraph.models.inference import (
     to_predictions,
 )
 
-__all__ = ["FORMAT_VERSION", "AsymmetricMatcher", "alignment_params", "LossConfig", "MatcherConfig",
-           "MatcherOutput", "ModelConfig", "OptimConfig", "ProtocolConfig", "load_checkpoint",
+__all__ = ["FORMAT_VERSION", "AsymmetricMatcher", "GraphMatcher", "GraphMatcherOutput",
+           "LossConfig", "Matcher", "MatcherConfig", "MatcherOutput", "alignment_params",
+           "build_matcher", "ModelConfig", "OptimConfig", "ProtocolConfig", "load_checkpoint",
            "matcher_graphs", "predict_graphs", "predict_pairs", "preset",
            "save_checkpoint", "to_predictions"]

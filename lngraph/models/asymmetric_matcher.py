@@ -171,6 +171,32 @@ def pair_distances(data: HeteroData, src_batch: Tensor, dst_batch: Tensor,
     return distance * (src_mask[:, :, None] & dst_mask[:, None, :])
 
 
+def encode_scan(model: nn.Module, store: NodeStorage, scb: SCBHead | None = None
+                ) -> ScanFeatures:
+    """SE: a scan's node features from ``model.geometry_encoder`` (geometry-only config) or
+    ``model.encoder3d`` on the cubes and ``model.encoder2d`` on the views; with ``scb`` also
+    its node tokens.
+
+    Raises:
+        ValueError: the config wants crops and the graph has none.
+    """
+    batch = _batch_vector(store)
+    if model.config.model.geometry_only:
+        return ScanFeatures(model.geometry_encoder(store.pos, store.radius, batch), batch)
+    if getattr(store, "cube", None) is None or getattr(store, "views", None) is None:
+        raise ValueError("the graph has no crops (cube, views); use a geometry-only config "
+                         "for cohorts without images")
+    n, v, size = store.views.shape[:3]
+    feature, tokens_3d = model.encoder3d(store.cube)
+    views, view_tokens = model.encoder2d(store.views.reshape(n * v, 1, size, size))
+    views = views.view(n, v, views.shape[-1])
+    out = ScanFeatures(feature, batch, views)
+    if scb is not None:
+        view_tokens = view_tokens.view(n, v, *view_tokens.shape[1:])
+        out.tokens = scb.node_tokens(feature, tokens_3d, views, view_tokens)
+    return out
+
+
 def all_pair_candidates(src_batch: Tensor, dst_batch: Tensor) -> Tensor:
     """``[2, P]`` every (src, dst) node combination of the same pair, by global index."""
     return (src_batch[:, None] == dst_batch[None, :]).nonzero().T
@@ -197,7 +223,7 @@ class AsymmetricMatcher(nn.Module):
                                            stem_stride=c.encoder2d_stem_stride,
                                            token_grid=c.token_grid)
         self.seag = SEAGConv(c.feature_dim, c.length_scale_mm, c.learn_length_scale,
-                             c.sigma_init) if c.use_seag else None
+                             c.sigma_init, learn_q=c.seag_learn_q) if c.use_seag else None
         if self.use_scb:
             self.scb = SCBHead(c.feature_dim, self.encoder3d.token_channels,
                                self.encoder2d.token_channels, c.scb_hidden, c.scb_temperature)
@@ -209,21 +235,7 @@ class AsymmetricMatcher(nn.Module):
 
     # 1. SE: node features --------------------------------------------------------------------
     def encode(self, store: NodeStorage) -> ScanFeatures:
-        batch = _batch_vector(store)
-        if self.config.model.geometry_only:
-            return ScanFeatures(self.geometry_encoder(store.pos, store.radius, batch), batch)
-        if getattr(store, "cube", None) is None or getattr(store, "views", None) is None:
-            raise ValueError("the graph has no crops (cube, views); use a geometry-only config "
-                             "for cohorts without images")
-        n, v, size = store.views.shape[:3]
-        feature, tokens_3d = self.encoder3d(store.cube)
-        views, view_tokens = self.encoder2d(store.views.reshape(n * v, 1, size, size))
-        views = views.view(n, v, views.shape[-1])
-        view_tokens = view_tokens.view(n, v, *view_tokens.shape[1:])
-        out = ScanFeatures(feature, batch, views)
-        if self.use_scb:
-            out.tokens = self.scb.node_tokens(feature, tokens_3d, views, view_tokens)
-        return out
+        return encode_scan(self, store, self.scb if self.use_scb else None)
 
     # 2. SEAG: graph context and similarity ---------------------------------------------------
     def context(self, data: HeteroData, node_type: str, feats: ScanFeatures) -> Tensor:

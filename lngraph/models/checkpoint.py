@@ -1,17 +1,20 @@
-"""lngraph's own checkpoint format for :class:`~lngraph.models.AsymmetricMatcher`.
+"""lngraph's own checkpoint format for the matchers (:class:`~lngraph.models.GraphMatcher`,
+:class:`~lngraph.models.AsymmetricMatcher`).
 
 A checkpoint is one ``torch.save`` file holding a plain dict — nothing but tensors, strings,
 numbers, bools, ``None``, lists and dicts — so it loads with ``torch.load(weights_only=True)``
 and never runs pickled code::
 
-    {"format": "lngraph-matcher", "format_version": 3, "lngraph_version": "0.1.0",
+    {"format": "lngraph-matcher", "format_version": 4, "lngraph_version": "0.1.0",
      "config": MatcherConfig.to_dict(), "state_dict": {name: tensor}, "extra": {...}}
 
 ``config`` is the nested dict of :meth:`~lngraph.models.MatcherConfig.to_dict`. ``extra`` is
 free-form metadata (training patients, validation metrics, …) made of the same plain values.
 :data:`FORMAT_VERSION` is bumped whenever the layout or the meaning of the weights changes.
 Files of version 2 (the same weights, with the config as one flat dict) are read by moving each
-field to its section (:meth:`~lngraph.models.MatcherConfig.from_legacy_dict`); a file of any
+field to its section (:meth:`~lngraph.models.MatcherConfig.from_legacy_dict`); files of versions
+2 and 3 hold the asymmetric matcher with a parameter-free SEAG, which their config is given
+(``model.architecture: asymmetric``, ``model.seag_learn_q: false``); a file of any
 other version, a corrupt file or any other file is refused with an
 :class:`~lngraph.io.errors.InputError` naming it and the problem. So is a checkpoint whose
 weights hold a NaN or an infinity (:func:`nonfinite_weights`: such a model scores every node
@@ -33,17 +36,20 @@ from torch import nn
 from lngraph import __version__
 from lngraph.io.atomic import atomic_path
 from lngraph.io.errors import InputError
-from lngraph.models.asymmetric_matcher import AsymmetricMatcher
+from lngraph.models.build import Matcher, build_matcher
 from lngraph.models.config import MatcherConfig
 
 #: Identifies an lngraph matcher checkpoint.
 FORMAT = "lngraph-matcher"
 #: Layout version of the checkpoint dict. Version 2: the position prior's scalars became the
 #: fusion weights (``fusion_weight``, ``fusion_bias``). Version 3: the config is stored in
-#: sections (same weights).
-FORMAT_VERSION = 3
+#: sections (same weights). Version 4: ``model.architecture`` (the graph matcher) and SEAG's
+#: learnable Q.
+FORMAT_VERSION = 4
 #: Older versions that are still read (their config is migrated).
-READABLE_VERSIONS = (2, FORMAT_VERSION)
+READABLE_VERSIONS = (2, 3, FORMAT_VERSION)
+#: What the configs of versions 2 and 3 meant by fields they did not have.
+_BEFORE_4 = {"architecture": "asymmetric", "seag_learn_q": False}
 
 
 def plain(value, where: str = "extra"):
@@ -131,7 +137,8 @@ def _read(path: Path, map_location) -> dict:
     if version not in READABLE_VERSIONS:
         raise InputError(path, f"checkpoint format version {version!r} (written by lngraph "
                          f"{payload.get('lngraph_version', '?')}), but lngraph {__version__} "
-                         f"reads version {FORMAT_VERSION} (and {READABLE_VERSIONS[0]}); "
+                         f"reads version {FORMAT_VERSION} (and "
+                         f"{', '.join(map(str, READABLE_VERSIONS[:-1]))}); "
                          "retrain the model with this version")
     for key, kind in (("config", dict), ("state_dict", dict), ("extra", dict)):
         if not isinstance(payload.get(key), kind):
@@ -140,7 +147,7 @@ def _read(path: Path, map_location) -> dict:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu"
-                    ) -> tuple[AsymmetricMatcher, MatcherConfig, dict]:
+                    ) -> tuple[Matcher, MatcherConfig, dict]:
     """Read an lngraph checkpoint: ``(model in eval mode, config, extra)``; the flat config of
     a format-2 file is migrated to its sections.
 
@@ -153,16 +160,18 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"
     path = Path(path)
     payload = _read(path, map_location)
     try:
-        read = (MatcherConfig.from_legacy_dict if payload["format_version"] == 2
-                else MatcherConfig.from_dict)
+        version = payload["format_version"]
+        read = (MatcherConfig.from_legacy_dict if version == 2 else MatcherConfig.from_dict)
         config = read(payload["config"])
+        if version < 4:
+            config = config.with_values({f"model.{k}": v for k, v in _BEFORE_4.items()})
     except (TypeError, ValueError) as exc:
         raise InputError(path, f"invalid config in the checkpoint: {exc}") from None
     problem = nonfinite_weights(payload["state_dict"])
     if problem:
         raise InputError(path, f"{problem}: the model is unusable (it would match nothing); "
                          "its training diverged or the file was damaged — retrain it")
-    model = AsymmetricMatcher(config)
+    model = build_matcher(config)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

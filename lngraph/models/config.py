@@ -1,5 +1,5 @@
-"""Every hyper-parameter of the asymmetric matcher, in sections, with the ``lite`` and ``paper``
-presets and a YAML round trip.
+"""Every hyper-parameter of the matchers, in sections, with the ``lite``, ``full`` and
+``paper`` presets and a YAML round trip.
 
 A :class:`MatcherConfig` is a ``name`` and five frozen sections, one field per
 hyper-parameter and one use per field:
@@ -10,16 +10,18 @@ hyper-parameter and one use per field:
 * ``optim`` — :class:`OptimConfig`, optimiser, batches, epochs and augmentation;
 * ``protocol`` — :class:`ProtocolConfig`, patient splits, seed and post-training calibration.
 
-``lite`` is the CPU default (narrow, shallow encoders; SCB off, since its correction lowered
-validation F1 on the synthetic cohort, see ``docs/method.md``); ``paper`` follows the paper's setup
-(fixed-spacing crops, ResNet-34 2D encoder, a ResNet-50-style 3D encoder, 128-d features, Adam
-1e-4, batch 4, 100 epochs, early stop after 20) and wants a GPU. A YAML file is a mapping of
+``lite`` is the CPU default: the graph matcher (:mod:`lngraph.models.graph_matcher`) on
+narrow, shallow encoders; ``full`` the same with wider and deeper encoders, 128-d features and
+four layers; ``paper`` is the paper's asymmetric matcher as the paper describes it, kept as a
+reference (fixed-spacing crops, ResNet-34 2D encoder, a ResNet-50-style 3D encoder, 128-d
+features, SEAG with its learnable Q, SCB on, no position prior, fixed threshold 0.5, Adam 1e-4,
+batch 4, 100 epochs, early stop after 20); it wants a GPU. A YAML file is a mapping of
 sections to mappings of fields and may hold any subset of them; missing ones take the ``lite``
 values, unknown ones are an error naming the valid ones::
 
     name: my-run
     crops: {mode: fixed}
-    model: {feature_dim: 32, use_scb: true}
+    model: {feature_dim: 32, layers: 2}
     optim: {max_epochs: 10}
 
 Programs address a field by its dotted key (``"model.feature_dim"``): :meth:`MatcherConfig.flat`
@@ -45,9 +47,13 @@ from lngraph.io.errors import InputError
 from lngraph.io.fields import FieldsError, coerce_fields
 
 BLOCK_TYPES = ("basic", "bottleneck")
+ARCHITECTURES = ("graph", "asymmetric")
+SELF_LAYERS = ("attention", "seag", "none")
+SCHEDULES = ("constant", "cosine")
 
 __all__ = [
-    "BLOCK_TYPES", "CROP_MODES", "LEGACY_KEYS", "PRESETS", "SECTIONS", "CropParams",
+    "ARCHITECTURES", "BLOCK_TYPES", "CROP_MODES", "LEGACY_KEYS", "PRESETS", "SCHEDULES",
+    "SECTIONS", "SELF_LAYERS", "CropParams",
     "LossConfig", "MatcherConfig", "ModelConfig", "OptimConfig", "ProtocolConfig", "preset",
 ]
 
@@ -87,8 +93,13 @@ class _Section:
 
 @dataclass(frozen=True)
 class ModelConfig(_Section):
-    """The network (:class:`~lngraph.models.asymmetric_matcher.AsymmetricMatcher`) and its
-    inference rule. Defaults are the ``lite`` values.
+    """The network and its inference rule. Defaults are the ``lite`` values.
+
+    architecture: ``"graph"`` — :class:`~lngraph.models.graph_matcher.GraphMatcher`, node
+        tokens passed through intra-scan and cross-graph layers into an assignment head with
+        learned matchability (the default); ``"asymmetric"`` —
+        :class:`~lngraph.models.asymmetric_matcher.AsymmetricMatcher`, the paper's SE + SEAG
+        + SCB pipeline (the ``paper`` preset and the Table 1 ablations).
 
     Encoders (:class:`~lngraph.nn.encoders.ResNetEncoder`):
         encoder2d_block, encoder2d_layers, encoder2d_widths, encoder2d_stem_stride: the 2D
@@ -97,9 +108,23 @@ class ModelConfig(_Section):
         feature_dim: size of every node feature (encoder outputs, SEAG).
         token_grid: side of each encoder's token grid for SCB.
 
+    Graph matcher (``architecture: graph``):
+        layers: number of (intra-scan, cross-graph) layer pairs.
+        heads: attention heads of the attention layers.
+        self_layer: the intra-scan layer, ``"attention"``
+            (:class:`~lngraph.nn.conv.PositionalAttentionConv` on the scan's own edges),
+            ``"seag"`` (:class:`~lngraph.nn.conv.SEAGConv` with its learnable Q) or
+            ``"none"``.
+        use_cross: the cross-graph attention layers (``False``: the ablation where the two
+            scans meet only in the assignment head).
+        deep_supervision: an assignment head after every layer, each in the loss (``False``:
+            after the last only).
+
     Graph (:class:`~lngraph.nn.conv.SEAGConv`):
-        use_seag: pass the features through SEAG; ``False`` compares the encoder features
-            directly (the ablation without graph context).
+        use_seag: (``asymmetric``) pass the features through SEAG; ``False`` compares the
+            encoder features directly (the ablation without graph context).
+        seag_learn_q: SEAG's learnable bilinear matrix Q (the paper's reading; ``False``: Q
+            is the stacked aggregates, no parameter).
         length_scale_mm, learn_length_scale: the distance prior's ℓ (and whether it is
             learned).
         sigma_init: initial bandwidth σ of the feature kernel (always learned); about
@@ -115,12 +140,15 @@ class ModelConfig(_Section):
 
     Matching score:
         similarity_threshold: without SCB, drop a Hungarian pair whose matching score is
-            below it.
+            below it (``graph``: the pair's assignment probability).
         similarity_temperature: τ of the matching-score logits: the SEAG term
             ``(S - 0.5) / τ`` and the encoder term ``E / τ``.
 
     Position prior (our extension, :mod:`lngraph.matching.alignment`):
-        position_prior: fuse S with the distance ``d`` between node centres after the robust
+        position_prior: (``graph``) give the layers and the head each node's position after
+            the robust alignment (offsets between aligned centres as attention biases and a
+            pairwise term of the head); ``False`` is the ablation without positions.
+            (``asymmetric``) fuse S with the distance ``d`` between node centres after the robust
             translation alignment of the two scans (and the terms below) into the matching
             score ``sigmoid(w · x + c)`` with learned weights ``w`` and bias ``c``
             (:mod:`lngraph.models.asymmetric_matcher`, step 3); ``False`` scores with S alone.
@@ -138,6 +166,13 @@ class ModelConfig(_Section):
             and distance scale.
     """
 
+    architecture: str = "graph"
+    layers: int = 3
+    heads: int = 4
+    self_layer: str = "attention"
+    use_cross: bool = True
+    deep_supervision: bool = True
+    seag_learn_q: bool = True
     encoder2d_block: str = "basic"
     encoder2d_layers: tuple[int, ...] = (1, 1, 1)
     encoder2d_widths: tuple[int, ...] = (8, 16, 32)
@@ -172,12 +207,33 @@ class ModelConfig(_Section):
     _POSITIVE = ("length_scale_mm", "sigma_init", "scb_temperature", "similarity_temperature",
                  "position_gate_mm", "geometry_distance_mm")
     _AT_LEAST_ONE = ("encoder2d_stem_stride", "encoder3d_stem_stride", "feature_dim",
-                     "token_grid", "scb_hidden", "geometry_k", "geometry_hidden")
+                     "token_grid", "scb_hidden", "geometry_k", "geometry_hidden", "layers",
+                     "heads")
     _NON_NEGATIVE = ("position_local_mm",)
     _UNIT = ("scb_threshold", "similarity_threshold")
 
+    @property
+    def scb_active(self) -> bool:
+        """Whether the SCB head is built and decides: ``use_scb`` in the ``asymmetric``
+        architecture with crops."""
+        return self.architecture == "asymmetric" and self.use_scb and not self.geometry_only
+
+    @property
+    def fuses_scores(self) -> bool:
+        """Whether the matching score is the fused logistic of the ``asymmetric`` architecture
+        with the position prior (whose weights ``protocol.calibrate_fusion`` refits)."""
+        return self.architecture == "asymmetric" and self.position_prior
+
     def _problems(self) -> list[str]:
         problems = []
+        if self.architecture not in ARCHITECTURES:
+            problems.append(f"architecture must be one of {ARCHITECTURES}, got "
+                            f"{self.architecture!r}")
+        if self.self_layer not in SELF_LAYERS:
+            problems.append(f"self_layer must be one of {SELF_LAYERS}, got {self.self_layer!r}")
+        if self.architecture == "graph" and self.feature_dim % self.heads:
+            problems.append(f"feature_dim ({self.feature_dim}) must be a multiple of heads "
+                            f"({self.heads})")
         for dims in ("2d", "3d"):
             block = getattr(self, f"encoder{dims}_block")
             layers = getattr(self, f"encoder{dims}_layers")
@@ -203,6 +259,8 @@ class LossConfig(_Section):
     weight_te: weight of the temporal-embedding loss (matched nodes across the two scans).
     weight_seag: weight of the SEAG matching loss.
     weight_scb: weight of the SCB head's loss (with ``model.use_scb``).
+    weight_assignment: weight of the graph matcher's assignment loss (the negative
+        log-likelihood of the ground-truth partial assignment, unmatched nodes included).
     """
 
     temperature: float = 0.1
@@ -210,9 +268,10 @@ class LossConfig(_Section):
     weight_te: float = 1.0
     weight_seag: float = 1.0
     weight_scb: float = 1.0
+    weight_assignment: float = 1.0
 
     _POSITIVE = ("temperature",)
-    _NON_NEGATIVE = ("weight_se", "weight_te", "weight_seag", "weight_scb")
+    _NON_NEGATIVE = ("weight_se", "weight_te", "weight_seag", "weight_scb", "weight_assignment")
 
 
 @dataclass(frozen=True)
@@ -230,6 +289,14 @@ class OptimConfig(_Section):
     augment_noise: standard deviation of added Gaussian noise per voxel.
     augment_flip: the same random flips and x–y transposition of every crop of a batch, both
         scans alike (a node keeps its partner's look, the look of nodes changes).
+    augment_drop: probability that a training pair loses each node (each scan on its own),
+        so that new and disappeared nodes are common (:mod:`lngraph.data.augment`).
+    augment_rotation_deg: largest angle of a random rotation of each scan of a training pair
+        about its node centroid (a random axis per scan).
+    augment_scale: standard deviation of a random log scale of each scan's coordinates.
+    augment_jitter_mm: standard deviation of random noise on each node centre (mm).
+    schedule: learning-rate schedule, ``"constant"`` or ``"cosine"`` (cosine decay to zero
+        over ``max_epochs``).
     """
 
     lr: float = 1e-3
@@ -241,10 +308,24 @@ class OptimConfig(_Section):
     augment_intensity: float = 0.1
     augment_noise: float = 0.02
     augment_flip: bool = True
+    augment_drop: float = 0.0
+    augment_rotation_deg: float = 0.0
+    augment_scale: float = 0.0
+    augment_jitter_mm: float = 0.0
+    schedule: str = "constant"
 
     _POSITIVE = ("lr", "fusion_lr")
     _AT_LEAST_ONE = ("batch_size", "max_epochs")
-    _NON_NEGATIVE = ("weight_decay", "patience", "augment_intensity", "augment_noise")
+    _NON_NEGATIVE = ("weight_decay", "patience", "augment_intensity", "augment_noise",
+                     "augment_rotation_deg", "augment_scale", "augment_jitter_mm")
+    _UNIT = ("augment_drop",)
+
+    def _problems(self) -> list[str]:
+        if self.schedule not in SCHEDULES:
+            return [f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"]
+        if self.augment_drop >= 1:
+            return [f"augment_drop must be < 1, got {self.augment_drop}"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -534,21 +615,35 @@ def _paper() -> MatcherConfig:
         name="paper",
         crops=CropParams(mode="fixed"),
         model=ModelConfig(
+            architecture="asymmetric",
             encoder2d_block="basic", encoder2d_layers=(3, 4, 6, 3),
             encoder2d_widths=(64, 128, 256, 512), encoder2d_stem_stride=1, token_grid=3,
             encoder3d_block="bottleneck", encoder3d_layers=(3, 4, 6, 3),
             encoder3d_widths=(64, 128, 256, 512), encoder3d_stem_stride=2,
-            feature_dim=128, sigma_init=11.3, use_scb=True, scb_hidden=128),
+            feature_dim=128, sigma_init=11.3, seag_learn_q=True, use_scb=True, scb_hidden=128,
+            scb_threshold=0.5, similarity_threshold=0.5, position_prior=False),
         optim=OptimConfig(lr=1e-4, weight_decay=0.0, batch_size=4, max_epochs=100,
-                          patience=20))
+                          patience=20, augment_drop=0.0, augment_rotation_deg=0.0,
+                          augment_scale=0.0, augment_jitter_mm=0.0, schedule="constant"),
+        protocol=ProtocolConfig(calibrate_fusion=False, calibrate_threshold=False))
+
+
+def _full() -> MatcherConfig:
+    return MatcherConfig(
+        name="full",
+        model=ModelConfig(
+            encoder2d_layers=(2, 2, 2), encoder2d_widths=(16, 32, 64),
+            encoder3d_layers=(2, 2, 2), encoder3d_widths=(16, 32, 64),
+            feature_dim=128, layers=4, heads=4),
+        optim=OptimConfig(max_epochs=60, patience=10))
 
 
 #: Preset name → builder.
-PRESETS = {"lite": MatcherConfig, "paper": _paper}
+PRESETS = {"lite": MatcherConfig, "full": _full, "paper": _paper}
 
 
 def preset(name: str) -> MatcherConfig:
-    """The named preset (``"lite"`` or ``"paper"``)."""
+    """The named preset (``"lite"``, ``"full"`` or ``"paper"``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]()

@@ -1,4 +1,4 @@
-"""Matching scan pairs with a trained :class:`~lngraph.models.AsymmetricMatcher`, without any
+"""Matching scan pairs with a trained matcher, without any
 training code: :func:`~lngraph.models.checkpoint.load_checkpoint` reads a checkpoint,
 :func:`matcher_graphs` builds the pair
 graphs a config needs (crops, alignment shifts), :func:`predict_pairs` matches pairs in batches.
@@ -21,7 +21,7 @@ from lngraph.data.graph import pair_graphs
 from lngraph.io.cohort import ScanPair
 from lngraph.io.matches import PairPrediction
 from lngraph.matching.batched import BatchedMatches
-from lngraph.models.asymmetric_matcher import AsymmetricMatcher
+from lngraph.models.build import Matcher
 from lngraph.models.config import MatcherConfig
 
 
@@ -55,13 +55,13 @@ def matcher_graphs(pairs: Sequence[ScanPair], config: MatcherConfig, *,
                        progress=progress)
 
 
-def predict_graphs(model: AsymmetricMatcher, graphs: Sequence[HeteroData], *,
+def predict_graphs(model: Matcher, graphs: Sequence[HeteroData], *,
                    batch_size: int | None = None, threshold: float | None = None,
                    progress: bool = False) -> list[PairPrediction]:
     """The model's prediction of each pair graph, in order, in batches of ``batch_size``
     graphs (default the config's ``optim.batch_size``); evaluation mode and no gradients, on
     the model's device; the model's training mode is restored afterwards. ``threshold``
-    replaces the config's decision threshold (:meth:`AsymmetricMatcher.match`)."""
+    replaces the config's decision threshold (:meth:`GraphMatcher.match`)."""
     if not graphs:
         return []
     device = next(model.parameters()).device
@@ -73,7 +73,7 @@ def predict_graphs(model: AsymmetricMatcher, graphs: Sequence[HeteroData], *,
     return predictions
 
 
-def predict_pairs(model: AsymmetricMatcher, pairs: Sequence[ScanPair], *,
+def predict_pairs(model: Matcher, pairs: Sequence[ScanPair], *,
                   cache_dir: str | os.PathLike | None = None, progress: bool = False,
                   batch_size: int | None = None, threshold: float | None = None
                   ) -> list[PairPrediction]:

@@ -6,12 +6,14 @@ a phantom abdomen (:mod:`~lngraph.synth.anatomy`, :mod:`~lngraph.synth.bowel`), 
 laid out like the NIH abdominal annotations (:mod:`~lngraph.synth.nodes`), follow-ups that
 reposition, deform and change the patient (:mod:`~lngraph.synth.followup`), rendered by
 :mod:`~lngraph.synth.phantom`. Difficulty presets live in :mod:`~lngraph.synth.presets`;
-:mod:`~lngraph.synth.realism` holds the statistics compared with the real data.
+:mod:`~lngraph.synth.realism` holds the statistics compared with the real data;
+:mod:`~lngraph.synth.motion` rotates scans of a cohort rigidly (patient repositioning).
 
 Knows no learner: nothing here imports torch.
 """
 
 from lngraph.synth.cohort import generate_cohort, patient_scans
+from lngraph.synth.motion import random_rotation, rotate_cohort, rotate_scan
 from lngraph.synth.phantom import PatientRenderer, PatientSim, simulate_patient
 from lngraph.synth.presets import (
     DEFAULT,
@@ -27,5 +29,5 @@ from lngraph.synth.presets import (
 __all__ = [
     "DEFAULT", "DEFAULT_GRID", "EASY", "HARD", "PRESETS", "PatientRenderer", "PatientSim",
     "ScanGrid", "SynthPreset", "generate_cohort", "get_preset", "patient_scans",
-    "simulate_patient",
+    "random_rotation", "rotate_cohort", "rotate_scan", "simulate_patient",
 ]

@@ -1,12 +1,12 @@
-"""Training the asymmetric matcher (Lightning).
+"""Training lngraph's matchers (Lightning).
 
 * :func:`patient_folds` / :func:`holdout_split` — patient-level cross-validation splits;
 * :class:`PairDataModule`, :class:`MatcherModule` — the Lightning data and model modules;
 * :func:`fit_matcher` — one training run → ``model.ckpt`` (:class:`FitResult`);
 * :func:`fit_fusion`, :func:`calibrate_threshold` — the fused score's weights and the
   decision threshold fitted on validation pairs;
-* :class:`AsymmetricMethod` — all of it behind the :class:`~lngraph.baselines.base.Method`
-  interface, registered as ``asymmetric``.
+* :class:`MatcherMethod` — all of it behind the :class:`~lngraph.baselines.base.Method`
+  interface, registered as ``matcher``.
 
 Checkpoints and prediction live in :mod:`lngraph.models` (no Lightning there). Names are
 imported on first use, so ``from lngraph.train.folds import patient_folds`` does not load
@@ -17,7 +17,7 @@ from lngraph._lazy import lazy_exports
 
 #: Public name → the submodule that defines it.
 _EXPORTS = {
-    "AsymmetricMethod": "method", "Calibration": "calibrate",
+    "MatcherMethod": "method", "Calibration": "calibrate",
     "CalibrationWarning": "calibrate", "FitResult": "fit", "TrainingDiverged": "fit",
     "FoldSplit": "folds", "MatcherModule": "module", "PairDataModule": "datamodule",
     "calibrate_threshold": "calibrate", "fit_fusion": "calibrate", "fit_matcher": "fit",

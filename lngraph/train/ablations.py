@@ -1,39 +1,47 @@
-r"""The ablations of Table 1 of Mao et al. (MICCAI 2025) and the geometry-only matcher, as
-registered :class:`~lngraph.baselines.base.Method` variants of
-:class:`~lngraph.train.method.AsymmetricMethod`.
+r"""The controls and ablations of lngraph's matchers, as registered
+:class:`~lngraph.baselines.base.Method` variants of :class:`~lngraph.train.method.MatcherMethod`.
 
-Each variant is the asymmetric matcher with a few config switches set on top of the given
-config (default ``lite``). The Table 1 rows add the paper's components one at a time, and all
-of them leave out our position prior (:mod:`lngraph.matching.alignment`), which the paper does
-not have:
+Each variant is a preset (``lite`` unless named) with a few config switches set on top.
 
-==================  ========  =========  =========  =======  ==============  =================
-name                use_seag  weight_te  weight_se  use_scb  position_prior  Table 1 row
-==================  ========  =========  =========  =======  ==============  =================
-``abl_appearance``  False     0          0          False    False           appearance + Hung.
-``abl_seag``        True      0          0          False    False           + SEAG
-``abl_te``          True      1          0          False    False           + TE
-``abl_se``          True      1          1          False    False           + SE
-``abl_scb``         True      1          1          True     False           + SCB (paper)
-==================  ========  =========  =========  =======  ==============  =================
+**Table 1 of Mao et al. (MICCAI 2025)** — the paper's asymmetric matcher
+(``model.architecture: asymmetric``) on the ``lite`` encoders, its components added one at a
+time as the paper describes them: SEAG with its learnable Q, no position prior, a fixed decision
+threshold of 0.5 (nothing calibrated on validation):
 
-``asymmetric`` itself is the ``lite`` preset as shipped: the paper's components plus the
-position prior, with SCB on or off as chosen on validation (see ``lngraph.models.config``).
+==================  ========  =========  =========  =======  ==================
+name                use_seag  weight_te  weight_se  use_scb  Table 1 row
+==================  ========  =========  =========  =======  ==================
+``abl_appearance``  False     0          0          False    appearance + Hung.
+``abl_seag``        True      0          0          False    + SEAG
+``abl_te``          True      1          0          False    + TE
+``abl_se``          True      1          1          False    + SE
+``abl_scb``         True      1          1          True     + SCB (paper)
+==================  ========  =========  =========  =======  ==================
 
-``abl_appearance`` trains the encoders through the similarity loss alone (class-balanced BCE
-on the cosine :math:`S` of the encoder features) and matches by Hungarian assignment on
-:math:`S`; without SCB a Hungarian pair is kept when its score reaches
-``similarity_threshold``.
+``abl_appearance`` trains the encoders through the similarity loss alone and matches by
+Hungarian assignment on the cosine :math:`S`, keeping a pair when :math:`S \ge 0.5`.
+``paper`` is the ``paper`` preset itself: the same model at the paper's encoder sizes (a GPU
+configuration).
 
-``asymmetric_geometry`` is the ``lite`` matcher in geometry-only mode (node features from
-sizes and neighbour distances, SEAG context, no crops): the learned matcher for cohorts
-without images.
+**The graph matcher's ablations** — ``matcher`` (the ``lite`` preset) with one component
+removed or replaced:
+
+=======================  =====================================================================
+name                     change
+=======================  =====================================================================
+``matcher_geometry``     no appearance: geometry-only tokens (sizes and neighbour distances),
+                         no crops; the learned matcher for cohorts without images
+``matcher_no_cross``     no cross-graph layers: the scans meet only in the assignment head
+``matcher_no_position``  no positions: no aligned offsets in attention or head
+``matcher_no_self``      no intra-scan layers
+``matcher_seag``         the intra-scan layer is SEAG (learnable Q) instead of attention
+=======================  =====================================================================
 
 This module owns the variants' names and switches (:data:`ABLATIONS`). Each row of
-:data:`VARIANTS` (class name, registered name, docstring, overrides, ``needs_images``) becomes
-a :class:`ConfigVariant` subclass of this module (``AppearanceHungarian``, ``WithSEAG``,
-``WithTE``, ``WithSE``, ``WithSCB``, ``GeometryOnly``), registered when the module is imported;
-their leaderboard order is :data:`lngraph.bench.registry.BUILTIN_METHODS`.
+:data:`VARIANTS` (class name, registered name, docstring, base preset, overrides,
+``needs_images``) becomes a :class:`ConfigVariant` subclass of this module, registered when
+the module is imported; their leaderboard order is
+:data:`lngraph.bench.registry.BUILTIN_METHODS`.
 """
 
 from __future__ import annotations
@@ -43,66 +51,97 @@ from typing import ClassVar
 
 from lngraph.baselines.base import register
 from lngraph.models import MatcherConfig, preset
-from lngraph.train.method import AsymmetricMethod
+from lngraph.train.method import MatcherMethod
+
+#: What Table 1's rows share: the paper's model as the paper describes it.
+_PAPER = {"model.architecture": "asymmetric", "model.seag_learn_q": True,
+          "model.position_prior": False, "model.similarity_threshold": 0.5,
+          "model.scb_threshold": 0.5, "protocol.calibrate_threshold": False,
+          "protocol.calibrate_fusion": False}
 
 #: Config switches of each Table 1 row.
 ABLATIONS: dict[str, dict] = {
-    "abl_appearance": {"model.use_seag": False, "loss.weight_te": 0.0, "loss.weight_se": 0.0,
-                       "model.use_scb": False, "model.position_prior": False},
-    "abl_seag": {"model.use_seag": True, "loss.weight_te": 0.0, "loss.weight_se": 0.0,
-                 "model.use_scb": False, "model.position_prior": False},
-    "abl_te": {"model.use_seag": True, "loss.weight_te": 1.0, "loss.weight_se": 0.0,
-               "model.use_scb": False, "model.position_prior": False},
-    "abl_se": {"model.use_seag": True, "loss.weight_te": 1.0, "loss.weight_se": 1.0,
-               "model.use_scb": False, "model.position_prior": False},
-    "abl_scb": {"model.use_seag": True, "loss.weight_te": 1.0, "loss.weight_se": 1.0,
-                "model.use_scb": True, "model.position_prior": False},
+    "abl_appearance": {**_PAPER, "model.use_seag": False, "loss.weight_te": 0.0,
+                       "loss.weight_se": 0.0, "model.use_scb": False},
+    "abl_seag": {**_PAPER, "model.use_seag": True, "loss.weight_te": 0.0,
+                 "loss.weight_se": 0.0, "model.use_scb": False},
+    "abl_te": {**_PAPER, "model.use_seag": True, "loss.weight_te": 1.0, "loss.weight_se": 0.0,
+               "model.use_scb": False},
+    "abl_se": {**_PAPER, "model.use_seag": True, "loss.weight_te": 1.0, "loss.weight_se": 1.0,
+               "model.use_scb": False},
+    "abl_scb": {**_PAPER, "model.use_seag": True, "loss.weight_te": 1.0, "loss.weight_se": 1.0,
+                "model.use_scb": True},
+}
+
+#: Config switches of each ablation of the graph matcher.
+MATCHER_ABLATIONS: dict[str, dict] = {
+    "matcher_no_cross": {"model.use_cross": False},
+    "matcher_no_position": {"model.position_prior": False},
+    "matcher_no_self": {"model.self_layer": "none"},
+    "matcher_seag": {"model.self_layer": "seag"},
 }
 
 
-class ConfigVariant(AsymmetricMethod):
-    """:class:`AsymmetricMethod` whose config gets :attr:`overrides` on top of the given one.
+class ConfigVariant(MatcherMethod):
+    """:class:`MatcherMethod` whose config gets :attr:`overrides` on top of the given one.
 
     Args:
-        config: the base config (default ``lite``); the overrides win over its values.
-        out_dir, **kwargs: as for :class:`AsymmetricMethod`.
+        config: the base config (default the preset :attr:`base`); the overrides win over its
+            values.
+        out_dir, **kwargs: as for :class:`MatcherMethod`.
     """
 
+    base: ClassVar[str] = "lite"
     overrides: ClassVar[dict] = {}
 
     def __init__(self, config: MatcherConfig | None = None,
                  out_dir: str | os.PathLike | None = None, **kwargs):
-        base = preset("lite") if config is None else config
+        base = preset(self.base) if config is None else config
         super().__init__(base.with_values(self.overrides), out_dir, **kwargs)
 
 
-#: The variants: (class name, registered name, docstring, config overrides, needs_images).
-VARIANTS: tuple[tuple[str, str, str, dict, bool], ...] = (
+#: The variants: (class name, registered name, docstring, base preset, config overrides,
+#: needs_images).
+VARIANTS: tuple[tuple[str, str, str, str, dict, bool], ...] = (
     ("AppearanceHungarian", "abl_appearance",
      "Table 1, first row: appearance encoders, cosine similarity, Hungarian assignment.",
-     ABLATIONS["abl_appearance"], True),
-    ("WithSEAG", "abl_seag", "Table 1: appearance + SEAG graph context.",
+     "lite", ABLATIONS["abl_appearance"], True),
+    ("WithSEAG", "abl_seag", "Table 1: appearance + SEAG graph context.", "lite",
      ABLATIONS["abl_seag"], True),
-    ("WithTE", "abl_te", "Table 1: appearance + SEAG + the temporal-enhancement loss.",
+    ("WithTE", "abl_te", "Table 1: appearance + SEAG + the temporal-enhancement loss.", "lite",
      ABLATIONS["abl_te"], True),
     ("WithSE", "abl_se",
      "Table 1: appearance + SEAG + TE + the specificity-extraction loss (all but SCB).",
-     ABLATIONS["abl_se"], True),
-    ("WithSCB", "abl_scb", "Table 1: appearance + SEAG + TE + SE + SCB, the paper's full model.",
-     ABLATIONS["abl_scb"], True),
-    ("GeometryOnly", "asymmetric_geometry",
-     "The ``lite`` matcher in geometry-only mode; runs on cohorts without images.",
-     {"model.geometry_only": True}, False),
+     "lite", ABLATIONS["abl_se"], True),
+    ("WithSCB", "abl_scb", "Table 1: appearance + SEAG + TE + SE + SCB, the paper's full "
+     "model (on the lite encoders).", "lite", ABLATIONS["abl_scb"], True),
+    ("PaperMatcher", "paper", "The paper's asymmetric matcher at the paper's sizes (the "
+     "``paper`` preset; a GPU configuration).", "paper", {}, True),
+    ("GeometryOnly", "matcher_geometry",
+     "The graph matcher without appearance (geometry-only tokens); runs on cohorts without "
+     "images.", "lite", {"model.geometry_only": True}, False),
+    ("WithoutCross", "matcher_no_cross", "The graph matcher without cross-graph layers.",
+     "lite", MATCHER_ABLATIONS["matcher_no_cross"], True),
+    ("WithoutPosition", "matcher_no_position",
+     "The graph matcher without aligned positions.", "lite",
+     MATCHER_ABLATIONS["matcher_no_position"], True),
+    ("WithoutSelf", "matcher_no_self", "The graph matcher without intra-scan layers.", "lite",
+     MATCHER_ABLATIONS["matcher_no_self"], True),
+    ("WithSEAGLayers", "matcher_seag",
+     "The graph matcher with SEAG (learnable Q) as its intra-scan layer.", "lite",
+     MATCHER_ABLATIONS["matcher_seag"], True),
 )
 
 
-def _variant(class_name: str, name: str, doc: str, overrides: dict,
+def _variant(class_name: str, name: str, doc: str, base: str, overrides: dict,
              needs_images: bool) -> type[ConfigVariant]:
     """A registered :class:`ConfigVariant` subclass named ``class_name`` in this module."""
     namespace = {"__module__": __name__, "__qualname__": class_name, "__doc__": doc,
-                 "name": name, "overrides": overrides, "needs_images": needs_images}
+                 "name": name, "base": base, "overrides": overrides,
+                 "needs_images": needs_images}
     return register(type(class_name, (ConfigVariant,), namespace))
 
 
-(AppearanceHungarian, WithSEAG, WithTE, WithSE, WithSCB,
- GeometryOnly) = (_variant(*row) for row in VARIANTS)
+(AppearanceHungarian, WithSEAG, WithTE, WithSE, WithSCB, PaperMatcher, GeometryOnly,
+ WithoutCross, WithoutPosition, WithoutSelf, WithSEAGLayers) = (
+    _variant(*row) for row in VARIANTS)

@@ -35,7 +35,7 @@ from torch_geometric.loader import DataLoader
 from lngraph.io.cohort import Cohort, ScanPair
 from lngraph.io.matches import PairPrediction
 from lngraph.metrics import evaluate_predictions
-from lngraph.models import AsymmetricMatcher, MatcherConfig, matcher_graphs, predict_graphs
+from lngraph.models import AsymmetricMatcher, Matcher, MatcherConfig, matcher_graphs, predict_graphs
 from lngraph.nn.losses import class_balanced_bce
 from lngraph.train.selection import selection_score
 
@@ -122,8 +122,7 @@ def decision_key(config: MatcherConfig) -> str:
     """The dotted config key the inference rule thresholds (``model.scb_threshold`` with SCB,
     else ``model.similarity_threshold``)."""
     model = config.model
-    return ("model.scb_threshold" if model.use_scb and not model.geometry_only
-            else "model.similarity_threshold")
+    return "model.scb_threshold" if model.scb_active else "model.similarity_threshold"
 
 
 def choose_threshold(predictions: Sequence[PairPrediction], pairs: Sequence[ScanPair],
@@ -151,7 +150,7 @@ def choose_threshold(predictions: Sequence[PairPrediction], pairs: Sequence[Scan
     return Calibration(best, scores, metrics[best])
 
 
-def calibrate_threshold(model: AsymmetricMatcher, config: MatcherConfig, cohort: Cohort,
+def calibrate_threshold(model: Matcher, config: MatcherConfig, cohort: Cohort,
                         pairs: Sequence[ScanPair], *, grid: Sequence[float] = DEFAULT_GRID,
                         cache_dir: str | os.PathLike | None = None,
                         graphs: Sequence[HeteroData] | None = None) -> Calibration:
@@ -238,8 +237,9 @@ def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[
             matched or no unmatched node pair (:func:`fusion_problem`), or the fit is not
             finite; the model is then left as it was.
     """
-    if not config.model.position_prior:
-        raise ValueError("fusion calibration needs model.position_prior: true")
+    if not config.model.fuses_scores:
+        raise ValueError("fusion calibration needs the asymmetric architecture with "
+                         "model.position_prior: true")
     if graphs is None:
         graphs = matcher_graphs(list(pairs), config, cache_dir=cache_dir)
     device = next(model.parameters()).device

@@ -6,12 +6,15 @@ position prior). :class:`PairDataModule` is the Lightning data module over a coh
 and validation patients; its graphs are built once and kept in memory (a ``lite`` crop set is
 about 75 kB per node), so the geometry of a pair is computed once, not at every step.
 Training batches (only they) are augmented by :func:`flip_crops` and :func:`augment_crops` when
-the config asks for it.
+the config asks for it, and each training pair graph, before batching, by the geometric
+augmentation of :mod:`lngraph.data.augment` (node drop, per-scan rotation, scale, jitter;
+:class:`AugmentedPairs`).
 
 **Randomness.** Nothing here draws from the global random generators: the training order is
 shuffled by a generator seeded with the run's seed, and each training batch is augmented with
 a generator seeded from ``(seed, process rank, epoch, batch index)``
-(:func:`augment_generator`), so the batches and their augmentation depend on the seed alone —
+(:func:`augment_generator`), and each pair's geometry from ``(seed, pair index, how often the
+pair was drawn before)``, so the batches and their augmentation depend on the seed alone —
 not on what else consumed random numbers (model initialisation, callbacks) nor on the order of
 earlier calls.
 """
@@ -28,10 +31,11 @@ import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 
+from lngraph.data.augment import GeometryAugment, augment_pair
 from lngraph.data.cache import default_cache_dir, precompute_crops
 from lngraph.data.views import nine_views
 from lngraph.io.cohort import Cohort, ScanPair
-from lngraph.models import MatcherConfig, matcher_graphs
+from lngraph.models import MatcherConfig, alignment_params, matcher_graphs
 
 PAIR_MODES = ("consecutive", "all")
 
@@ -108,6 +112,38 @@ def flip_crops(batch: HeteroData, generator: torch.Generator | None = None) -> H
         store.cube = cube.contiguous()
         store.views = nine_views(store.cube)
     return batch
+
+
+def geometry_augment(config: MatcherConfig) -> GeometryAugment:
+    """The geometric augmentation ``config.optim`` asks for."""
+    c = config.optim
+    return GeometryAugment(drop=c.augment_drop, rotation_deg=c.augment_rotation_deg,
+                           scale=c.augment_scale, jitter_mm=c.augment_jitter_mm)
+
+
+class AugmentedPairs(torch.utils.data.Dataset):
+    """Training pair graphs, each drawn through :func:`~lngraph.data.augment.augment_pair`.
+
+    The ``k``-th draw of pair ``i`` uses a generator seeded from ``(seed, i, k)``: the
+    augmentation depends on the seed and on how often each pair was drawn, not on the order.
+    """
+
+    def __init__(self, graphs: list[HeteroData], params: GeometryAugment, seed: int,
+                 config: MatcherConfig):
+        self.graphs = graphs
+        self.params = params
+        self.seed = seed
+        self.alignment = alignment_params(config)
+        self.draws = [0] * len(graphs)
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, index: int) -> HeteroData:
+        state = np.random.SeedSequence([self.seed % 2**32, 7, index, self.draws[index]])
+        self.draws[index] += 1
+        generator = torch.Generator().manual_seed(int(state.generate_state(1)[0]))
+        return augment_pair(self.graphs[index], self.params, generator, self.alignment)
 
 
 def config_for_cohort(config: MatcherConfig, cohort: Cohort) -> MatcherConfig:
@@ -274,7 +310,10 @@ class PairDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # its own generator: the order depends on the seed and the epoch only
-        return DataLoader(self.train_graphs, batch_size=self.config.optim.batch_size,
+        params = geometry_augment(self.config)
+        graphs = (AugmentedPairs(self.train_graphs, params, self.seed, self.config)
+                  if params.active else self.train_graphs)
+        return DataLoader(graphs, batch_size=self.config.optim.batch_size,
                           shuffle=True, generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:

@@ -74,7 +74,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lngraph.io.cohort import Cohort
 from lngraph.io.errors import InputError
 from lngraph.metrics import evaluate_predictions
-from lngraph.models import AsymmetricMatcher, MatcherConfig, predict_graphs, save_checkpoint
+from lngraph.models import MatcherConfig, build_matcher, predict_graphs, save_checkpoint
 from lngraph.models.checkpoint import nonfinite_weights
 from lngraph.train.calibrate import (
     CalibrationWarning,
@@ -231,6 +231,7 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
     """
     config = config_for_cohort(config, cohort)
     max_epochs = config.optim.max_epochs if max_epochs is None else int(max_epochs)
+    config = config.with_values({"optim.max_epochs": max_epochs})   # the schedule's length
     seed = config.protocol.seed if seed is None else int(seed)
     if not 0 <= seed < 2**32:
         raise ValueError(f"the seed must be in 0 .. {2**32 - 1}, got {seed}")
@@ -272,7 +273,7 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
         train_seconds = time.perf_counter() - start
         device = trainer.strategy.root_device
 
-    model = AsymmetricMatcher(config)
+    model = build_matcher(config)
     model.load_state_dict(_best_state(best.best_model_path))
     model.to(device)
     best_epoch = int(torch.load(best.best_model_path, map_location="cpu",
@@ -284,7 +285,7 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
     val_metrics: dict = {}
     calibration = fusion = None
     skipped: dict[str, str] = {}
-    if config.protocol.calibrate_fusion and config.model.position_prior:
+    if config.protocol.calibrate_fusion and config.model.fuses_scores:
         problem = unusable or fusion_problem(data.val_pairs)
         if problem is None:
             try:

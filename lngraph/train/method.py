@@ -1,5 +1,5 @@
-"""The asymmetric matcher as a :class:`~lngraph.baselines.base.Method` named ``asymmetric``,
-so that benchmarks and ``lngraph bench`` train and run it like any baseline."""
+"""lngraph's matcher as a :class:`~lngraph.baselines.base.Method` named ``matcher``, so that
+benchmarks and ``lngraph bench`` train and run it like any baseline."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from lngraph.baselines.base import Method, register
 from lngraph.data.cache import default_cache_dir
 from lngraph.io.cohort import Cohort, ScanPair
 from lngraph.io.matches import PairPrediction
-from lngraph.models import AsymmetricMatcher, MatcherConfig, load_checkpoint, predict_pairs, preset
+from lngraph.models import Matcher, MatcherConfig, load_checkpoint, predict_pairs, preset
 from lngraph.train.fit import FitResult, fit_matcher
 from lngraph.train.folds import holdout_split
 
 
 @register
-class AsymmetricMethod(Method):
-    """SE + SEAG + SCB matcher trained by :func:`~lngraph.train.fit.fit_matcher`.
+class MatcherMethod(Method):
+    """The matcher of a config (default ``lite``, the graph matcher) trained by
+    :func:`~lngraph.train.fit.fit_matcher`.
 
     Args:
         config: model and training settings (default ``lite``); ``needs_images`` is False for
@@ -35,7 +36,7 @@ class AsymmetricMethod(Method):
     patients out for validation.
     """
 
-    name = "asymmetric"
+    name = "matcher"
     needs_images = True
     learned = True
     seeded = True
@@ -48,7 +49,7 @@ class AsymmetricMethod(Method):
                  **trainer_flags):
         self.config = preset("lite") if config is None else config
         self.needs_images = not self.config.model.geometry_only
-        self._tmp = tempfile.TemporaryDirectory(prefix="lngraph-asymmetric-") \
+        self._tmp = tempfile.TemporaryDirectory(prefix="lngraph-matcher-") \
             if out_dir is None else None
         self.out_dir = Path(self._tmp.name if out_dir is None else out_dir)
         self.max_epochs = max_epochs
@@ -56,21 +57,21 @@ class AsymmetricMethod(Method):
         self.progress = progress
         self.cache_dir = cache_dir
         self.trainer_flags = trainer_flags
-        self.model: AsymmetricMatcher | None = None
+        self.model: Matcher | None = None
         self.result: FitResult | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(config={self.config.name!r}, out_dir='{self.out_dir}')"
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> AsymmetricMethod:
+    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> MatcherMethod:
         """A fitted method from an lngraph checkpoint."""
         model, config, _ = load_checkpoint(path)
         method = cls(config, Path(path).parent, **kwargs)
         method.model = model
         return method
 
-    def fit(self, train: Cohort, val: Cohort | None = None) -> AsymmetricMethod:
+    def fit(self, train: Cohort, val: Cohort | None = None) -> MatcherMethod:
         if val is None:
             train_patients, val_patients = holdout_split(
                 train.patients, self.config.protocol.val_fraction, self.config.protocol.seed)
@@ -96,5 +97,5 @@ class AsymmetricMethod(Method):
     def predict_many(self, pairs: list[ScanPair]) -> list[PairPrediction]:
         """Predictions of many pairs at once (batched; faster than :meth:`predict` per pair)."""
         if self.model is None:
-            raise RuntimeError("AsymmetricMethod.predict needs fit() or from_checkpoint() first")
+            raise RuntimeError("MatcherMethod.predict needs fit() or from_checkpoint() first")
         return predict_pairs(self.model, pairs, cache_dir=self.cache_dir)

@@ -1,7 +1,8 @@
-r"""The Lightning module that trains :class:`~lngraph.models.AsymmetricMatcher`.
+r"""The Lightning module that trains a matcher (:func:`~lngraph.models.build_matcher`).
 
 * **Training** minimises the model's weighted loss; each term is logged as ``train_<term>``
-  (``train_total``, ``train_se``, ``train_te``, ``train_seag``, ``train_scb``).
+  (``train_total``, ``train_se``, ``train_te`` and ``train_assignment`` for the graph
+  matcher, ``train_seag`` and ``train_scb`` for the asymmetric one).
 * **Validation** logs the same terms as ``val_<term>``, runs the inference rule on every
   validation pair and scores it with :func:`lngraph.metrics.pair_counts`, pooled over the
   epoch (and over processes under DDP): ``val_precision``, ``val_recall``, ``val_f1``,
@@ -19,7 +20,7 @@ r"""The Lightning module that trains :class:`~lngraph.models.AsymmetricMatcher`.
   class without ground truth in the validation pairs (no new or no disappeared node) is left
   out of the mean, and an undefined :math:`F_1` counts 0, so the score is always finite.
   Early stopping and checkpoint selection maximise it. With ``protocol.calibrate_fusion``
-  (position prior on, no SCB, one process) the epoch is scored as it will be used: the fusion
+  (the asymmetric matcher's fused score, no SCB, one process) the epoch is scored as it will be used: the fusion
   weights are fitted on the epoch's validation pairs
   (:func:`~lngraph.train.calibrate.fit_logistic`), and with ``protocol.calibrate_threshold``
   the threshold too, before the metrics are computed; the model's own weights are not
@@ -28,8 +29,10 @@ r"""The Lightning module that trains :class:`~lngraph.models.AsymmetricMatcher`.
   (:func:`~lngraph.train.calibrate.fusion_problem`,
   :func:`~lngraph.train.calibrate.threshold_problem`) keep its default, as ``fit_matcher``
   does: the trained fusion weights, the config's threshold.
-* **Optimiser**: Adam with the config's ``optim.lr`` and ``optim.weight_decay``; the position
-  prior's fusion weights and bias use ``optim.fusion_lr`` and no weight decay.
+* **Optimiser**: Adam with the config's ``optim.lr`` and ``optim.weight_decay``; the asymmetric
+  matcher's fusion weights and bias use ``optim.fusion_lr`` and no weight decay. With
+  ``optim.schedule: cosine`` every learning rate decays to 0 along a cosine over
+  ``optim.max_epochs`` (stepped once per epoch).
 
 The module finds the :class:`~lngraph.io.cohort.ScanPair` of a validation graph through its
 data module's ``pair(src_scan, dst_scan)``.
@@ -48,8 +51,7 @@ from torch_geometric.data import HeteroData
 from lngraph.matching.batched import batched_assignment
 from lngraph.metrics import pair_counts, summarize
 from lngraph.metrics.matching import COUNT_FIELDS, PairCounts
-from lngraph.models import AsymmetricMatcher, MatcherConfig, to_predictions
-from lngraph.models.asymmetric_matcher import MatcherOutput
+from lngraph.models import MatcherConfig, build_matcher, to_predictions
 from lngraph.train.calibrate import (
     choose_threshold,
     fit_logistic,
@@ -73,7 +75,7 @@ def pooled_metrics(counts: torch.Tensor) -> dict:
 
 
 class MatcherModule(L.LightningModule):
-    """Wraps an :class:`AsymmetricMatcher` built from ``config`` (a config or its dict)."""
+    """Wraps the matcher built from ``config`` (a config or its dict)."""
 
     def __init__(self, config: MatcherConfig | dict):
         super().__init__()
@@ -81,13 +83,13 @@ class MatcherModule(L.LightningModule):
             config = MatcherConfig.from_dict(config)
         self.config = config
         self.save_hyperparameters({"config": config.to_dict()})
-        self.model = AsymmetricMatcher(config)
+        self.model = build_matcher(config)
         self._val_counts = torch.zeros(len(COUNT_FIELDS), dtype=torch.float64)
 
     def forward(self, batch: HeteroData):
         return self.model(batch)
 
-    def _log_losses(self, batch: HeteroData, out: MatcherOutput, stage: str) -> torch.Tensor:
+    def _log_losses(self, batch: HeteroData, out, stage: str) -> torch.Tensor:
         losses = self.model.loss(batch, out)
         self.log_dict({f"{stage}_{k}": v.detach() for k, v in losses.items()},
                       batch_size=batch.num_graphs, on_step=False, on_epoch=True,
@@ -99,9 +101,9 @@ class MatcherModule(L.LightningModule):
 
     def _calibrating(self) -> bool:
         """Whether validation scores the epoch after fitting the fusion on it (module
-        docstring): ``calibrate_fusion`` with the position prior, no SCB, one process."""
+        docstring): ``calibrate_fusion`` with a fused score, no SCB, one process."""
         c = self.config
-        return (c.protocol.calibrate_fusion and c.model.position_prior and not self.model.use_scb
+        return (c.protocol.calibrate_fusion and c.model.fuses_scores and not self.model.use_scb
                 and self.trainer.world_size == 1)
 
     def on_validation_epoch_start(self) -> None:
@@ -164,5 +166,11 @@ class MatcherModule(L.LightningModule):
         if prior:
             groups.append({"params": prior, "lr": self.config.optim.fusion_lr,
                            "weight_decay": 0.0})
-        return torch.optim.Adam(groups, lr=self.config.optim.lr,
-                                weight_decay=self.config.optim.weight_decay)
+        optimizer = torch.optim.Adam(groups, lr=self.config.optim.lr,
+                                     weight_decay=self.config.optim.weight_decay)
+        if self.config.optim.schedule == "constant":
+            return optimizer
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=self.config.optim.max_epochs)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}

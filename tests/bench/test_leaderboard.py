@@ -7,8 +7,8 @@ import pytest
 
 from lngraph.baselines.base import Method, register
 from lngraph.bench.leaderboard import run_leaderboard
-from lngraph.bench.registry import import_methods, method_names
-from lngraph.bench.report import METRICS, TIMINGS, summarize_leaderboard
+from lngraph.bench.registry import build_method, import_methods, method_names
+from lngraph.bench.report import METRICS, TIMINGS, markdown_table, summarize_leaderboard
 from lngraph.io.cohort import NodeTable, Scan, read_cohort, write_cohort
 
 FRACTIONS = [k for k, _, unit in METRICS if unit == "%"]
@@ -42,7 +42,7 @@ def cohort_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def board(cohort_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("board")
-    rows = run_leaderboard(cohort_dir, ["nearest", "pointset", "asymmetric"], folds=2,
+    rows = run_leaderboard(cohort_dir, ["nearest", "pointset", "matcher"], folds=2,
                            seeds=(0, 1), out_dir=out, command="test-command", progress=False)
     return rows, out
 
@@ -69,7 +69,7 @@ def test_rows_and_summary_have_every_column(board, cohort_dir):
     assert {"method", "status", "note", "seed", "fold", "test_ids", "n_cpm_missed"} <= set(
         rows.columns)
     assert summary.set_index("method")["status"].to_dict() == {
-        "nearest": "ok", "pointset": "ok", "asymmetric": "skipped"}
+        "nearest": "ok", "pointset": "ok", "matcher": "skipped"}
     folds = pd.read_csv(out / "leaderboard_folds.csv")
     assert len(folds) == len(rows) == 2 * 2 * 2 + 1
 
@@ -125,3 +125,90 @@ def test_the_documented_method_file_joins_the_leaderboard(cohort_dir, registry):
     rows = run_leaderboard(cohort_dir, ["mine"], folds=2, progress=False)
     assert (rows["status"] == "ok").all()
     assert rows["n_pairs"].sum() == 6 and rows["n_gt_matches"].sum() > 0
+
+
+def _fold_rows(method: str, f1s: list[float]) -> pd.DataFrame:
+    """Hand-made ``ok`` rows of one method, one per fold, with the given F1 (other metrics
+    0.5, timings 1 s)."""
+    rows = []
+    for k, f1 in enumerate(f1s):
+        row = {key: 0.5 for key, _, _ in METRICS + TIMINGS}
+        row.update(method=method, status="ok", note="", seed=0, fold=k, f1=f1,
+                   n_gt_matches=10, n_cpm_missed=0)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_the_spread_over_folds_is_the_sample_standard_deviation():
+    summary = summarize_leaderboard(_fold_rows("m", [0.1, 0.2, 0.3])).set_index("method")
+    assert summary.loc["m", "f1_mean"] == pytest.approx(0.2)
+    assert summary.loc["m", "f1_std"] == pytest.approx(0.1)  # ddof=1; population: 0.0816
+    assert summary.loc["m", "precision_std"] == 0.0
+
+
+def test_a_single_fold_prints_its_spread_as_n_a():
+    summary = summarize_leaderboard(_fold_rows("one", [0.8]))
+    assert math.isnan(summary.set_index("method").loc["one", "f1_std"])
+    table = "\n".join(markdown_table(summary))
+    assert "| `one` | 50.0 ± n/a | 50.0 ± n/a | 80.0 ± n/a |" in table
+    assert "nan" not in table
+
+
+def _turned(scans: list[Scan]) -> list[Scan]:
+    """``scans`` with every later (``_b``) scan's nodes turned 180° about z and moved 400 mm
+    along x: a motion that a translation-only method cannot undo."""
+    return [Scan(s.patient_id, s.scan_id, s.timepoint, s.image,
+                 NodeTable(s.nodes.node_id, s.nodes.pos * [-1.0, -1.0, 1.0] + [400.0, 0, 0],
+                           s.nodes.short_axis_mm, s.nodes.long_axis_mm, s.nodes.track_id))
+            if s.scan_id.endswith("_b") else s for s in scans]
+
+
+def test_test_pairs_come_from_the_test_cohort(cohort_dir, tmp_path, registry):
+    seen = {"fit": [], "predict": []}
+
+    @register
+    class Spy(Method):
+        name = "spy_for_test"
+
+        def fit(self, train, val=None):
+            seen["fit"] += [s.nodes.pos for s in train.scans.values()]
+            return self
+
+        def predict(self, pair):
+            seen["predict"].append((pair.src.scan_id, pair.dst.scan_id, pair.dst.nodes.pos))
+            return build_method("nearest").predict(pair)
+
+    cohort = read_cohort(cohort_dir)
+    moved_dir = write_cohort(tmp_path / "moved", _turned(list(cohort.scans.values())))
+    moved = read_cohort(moved_dir)
+    rows = run_leaderboard(cohort_dir, ["spy_for_test", "nearest"], folds=2, progress=False,
+                           test_cohort=moved_dir, out_dir=tmp_path / "out")
+    assert (rows["status"] == "ok").all()
+    # fitted on the original scans only, scored on the moved copy's pairs
+    original = [s.nodes.pos for s in cohort.scans.values()]
+    assert seen["fit"] and all(any(np.array_equal(p, o) for o in original)
+                               for p in seen["fit"])
+    assert sorted((a, b) for a, b, _ in seen["predict"]) == sorted(
+        (p.src.scan_id, p.dst.scan_id) for p in cohort.pairs())
+    for _, dst, pos in seen["predict"]:
+        np.testing.assert_array_equal(pos, moved.scans[dst].nodes.pos)
+    plain = run_leaderboard(cohort, ["nearest"], folds=2, progress=False)
+    same = run_leaderboard(cohort, ["nearest"], folds=2, progress=False, test_cohort=cohort)
+    shifted = rows[rows["method"] == "nearest"]
+    assert list(plain["test_ids"]) == list(shifted["test_ids"]) == list(same["test_ids"])
+    np.testing.assert_array_equal(plain["f1"], same["f1"])
+    assert shifted["f1"].mean() < plain["f1"].mean() - 0.5  # turned: few matches
+    text = (tmp_path / "out" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "- test scans: from another cohort" in text
+
+
+def test_test_cohort_must_have_the_same_patients_and_scans(cohort_dir, tmp_path):
+    scans = list(read_cohort(cohort_dir).scans.values())
+    fewer = write_cohort(tmp_path / "fewer", [s for s in scans if s.patient_id != "P0"])
+    with pytest.raises(ValueError, match=r"same patients.*1 only in cohort \(P0\)"):
+        run_leaderboard(cohort_dir, ["nearest"], folds=2, progress=False, test_cohort=fewer)
+    renamed = write_cohort(tmp_path / "renamed", [
+        Scan(s.patient_id, "P3_c" if s.scan_id == "P3_b" else s.scan_id, s.timepoint, s.image,
+             s.nodes) for s in scans])
+    with pytest.raises(ValueError, match="same scan ids.*patient P3"):
+        run_leaderboard(cohort_dir, ["nearest"], folds=2, progress=False, test_cohort=renamed)

@@ -63,21 +63,24 @@ def test_undeclared_seed_and_epochs_are_not_passed(registry):
 
 
 def test_built_in_methods_declare_their_contract():
-    from lngraph.baselines import LGM, DLTLite, Nearest
-    from lngraph.train import AsymmetricMethod
+    from lngraph.baselines import LGM, DLTLite, GeometryFusion, Nearest
+    from lngraph.train import MatcherMethod
     from lngraph.train.ablations import WithSE
 
     assert (LGM.seeded, LGM.epochs_option) == (True, "epochs")
     assert (DLTLite.seeded, DLTLite.epochs_option) == (True, None)
     assert (Nearest.seeded, Nearest.epochs_option) == (False, None)
+    assert (GeometryFusion.seeded, GeometryFusion.epochs_option) == (True, None)
+    assert not GeometryFusion.needs_images and GeometryFusion.learned
+    assert build_method("geometry_fusion", seed=4, max_epochs=3).seed == 4
     lgm = build_method("lgm", seed=4, max_epochs=3)
     assert (lgm.seed, lgm.epochs) == (4, 3)
     assert build_method("sam_lite", seed=5, max_epochs=3).params.seed == 5
-    for cls in (AsymmetricMethod, WithSE):
+    for cls in (MatcherMethod, WithSE):
         method = cls.build(seed=6, max_epochs=2)
         assert (method.seed, method.max_epochs) == (6, 2)
-    assert AsymmetricMethod.build({"max_epochs": 5, "seed": 1}, max_epochs=2).max_epochs == 2
-    method = AsymmetricMethod.build({"max_epochs": 1, "seed": 1}, seed=6, max_epochs=2)
+    assert MatcherMethod.build({"max_epochs": 5, "seed": 1}, max_epochs=2).max_epochs == 2
+    method = MatcherMethod.build({"max_epochs": 1, "seed": 1}, seed=6, max_epochs=2)
     assert (method.seed, method.max_epochs) == (1, 1)
 
 
@@ -85,8 +88,9 @@ def test_method_names_resolve_all_in_order_and_reject_unknown():
     names = method_names("all")
     assert names[:len(BUILTIN_METHODS)] == [cls.name for cls in BUILTIN_METHODS]
     assert names[:3] == ["nearest", "pointset", "registration"]
-    assert names[-2:] == ["asymmetric", "asymmetric_geometry"]
-    assert {"lgm", "asymmetric", "abl_appearance", "abl_se", "asymmetric_geometry"} <= set(
+    assert names.index("geometry_fusion") == names.index("lgm") + 1
+    assert names[-2:] == ["matcher", "matcher_geometry"]
+    assert {"lgm", "matcher", "abl_appearance", "abl_se", "matcher_geometry"} <= set(
         names)
     assert method_names(["pointset", "nearest", "pointset"]) == ["pointset", "nearest"]
     with pytest.raises(ValueError, match="unknown method.*nope.*registered: nearest"):

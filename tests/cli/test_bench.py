@@ -64,9 +64,9 @@ def test_quick_bench_runs_every_method_on_a_tiny_cohort_with_images(tmp_path):
     out = tmp_path / "board"
     assert main(["bench", str(cohort), "--quick", "--out", str(out), "--quiet"]) == 0
     summary = pd.read_csv(out / "leaderboard.csv").set_index("method")
-    assert {"nearest", "pointset", "registration", "lgm", "dlt_lite", "sam_lite", "tlt_lite",
-            "abl_appearance", "abl_seag", "abl_te", "abl_se", "abl_scb", "asymmetric",
-            "asymmetric_geometry"} <= set(summary.index)
+    assert {"nearest", "pointset", "registration", "lgm", "geometry_fusion", "dlt_lite",
+            "sam_lite", "tlt_lite", "abl_appearance", "abl_seag", "abl_te", "abl_se", "abl_scb",
+            "matcher", "matcher_geometry"} <= set(summary.index)
     assert (summary["status"] == "ok").all()
     assert (summary["folds"] == 2).all()
     assert "quick; max epochs 2" in (out / "leaderboard.md").read_text(encoding="utf-8")

@@ -156,11 +156,24 @@ def test_mean_std_over_folds():
              dict(precision=math.nan, n_pairs=6, name="z", ok=False)]
     got = mean_std_over_folds(folds)
     assert set(got) == {"precision", "n_pairs"}
-    assert got["precision"] == pytest.approx((0.75, 0.25))
-    assert got["n_pairs"] == pytest.approx((4.0, math.sqrt(8 / 3)))
+    # sample standard deviation (ddof=1); the NaN fold is left out of "precision"
+    assert got["precision"] == pytest.approx((0.75, math.sqrt(0.125)))
+    assert got["n_pairs"] == pytest.approx((4.0, 2.0))
     nan_mean, nan_std = mean_std_over_folds([{"recall": math.nan}])["recall"]
     assert math.isnan(nan_mean) and math.isnan(nan_std)
     assert mean_std_over_folds([]) == {}
+
+
+def test_mean_std_over_folds_is_the_sample_standard_deviation():
+    # values 1, 2, 3: mean 2, squared deviations 1 + 0 + 1 = 2, over n - 1 = 2 → std 1.0
+    # (the population std would be sqrt(2/3) ≈ 0.816)
+    got = mean_std_over_folds([{"f1": 1.0}, {"f1": 2.0}, {"f1": 3}])["f1"]
+    assert got == (2.0, 1.0)
+
+
+def test_mean_std_over_one_fold_has_no_spread():
+    mean, std = mean_std_over_folds([{"f1": 0.5}, {"f1": math.nan}])["f1"]
+    assert mean == 0.5 and math.isnan(std)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from lngraph.baselines.base import REGISTRY
 from lngraph.data.geometry import pair_shifts
 from lngraph.models import AsymmetricMatcher, MatcherConfig, alignment_params, preset
 from lngraph.train.ablations import ABLATIONS, AppearanceHungarian, GeometryOnly
-from lngraph.train.method import AsymmetricMethod
+from lngraph.train.method import MatcherMethod
 
 SWITCHES = ("model.use_seag", "loss.weight_te", "loss.weight_se", "model.use_scb",
             "model.position_prior")
@@ -31,7 +31,7 @@ def changed(config: MatcherConfig) -> dict:
 @pytest.mark.parametrize("name", list(ROWS))
 def test_each_row_sets_its_switches_and_nothing_else(name):
     method = REGISTRY[name]()
-    assert isinstance(method, AsymmetricMethod)
+    assert isinstance(method, MatcherMethod)
     assert tuple(method.config.flat()[k] for k in SWITCHES) == ROWS[name]
     expected = {k: v for k, v in zip(SWITCHES, ROWS[name], strict=True)
                 if preset("lite").flat()[k] != v}
@@ -48,7 +48,7 @@ def test_rows_add_one_component_at_a_time():
 
 
 def test_asymmetric_itself_is_the_lite_preset():
-    assert REGISTRY["asymmetric"]().config == preset("lite")
+    assert REGISTRY["matcher"]().config == preset("lite")
 
 
 def test_overrides_win_over_the_given_config_and_keep_the_rest():
@@ -61,7 +61,7 @@ def test_overrides_win_over_the_given_config_and_keep_the_rest():
 def test_geometry_variant_runs_without_images():
     method = GeometryOnly()
     assert method.config.model.geometry_only and not method.needs_images
-    assert REGISTRY["asymmetric_geometry"] is GeometryOnly
+    assert REGISTRY["matcher_geometry"] is GeometryOnly
 
 
 def pair(images: bool, config: MatcherConfig, seed: int = 0) -> HeteroData:

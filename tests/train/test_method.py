@@ -5,25 +5,25 @@ import numpy as np
 from lngraph.baselines import REGISTRY
 from lngraph.io.matches import PairPrediction
 from lngraph.models import preset
-from lngraph.train import AsymmetricMethod
+from lngraph.train import MatcherMethod
 
 GEOMETRY = preset("lite").with_values({"model.geometry_only": True, "optim.lr": 3e-3})
 
 
 def test_registered():
-    assert REGISTRY["asymmetric"] is AsymmetricMethod
-    assert AsymmetricMethod.learned
+    assert REGISTRY["matcher"] is MatcherMethod
+    assert MatcherMethod.learned
 
 
 def test_needs_images_follows_the_config():
-    assert AsymmetricMethod().needs_images
-    assert not AsymmetricMethod(GEOMETRY).needs_images
+    assert MatcherMethod().needs_images
+    assert not MatcherMethod(GEOMETRY).needs_images
 
 
 def test_fit_and_predict(geometry_cohort, tmp_path):
     train = geometry_cohort.subset(geometry_cohort.patients[:6])
     val = geometry_cohort.subset(geometry_cohort.patients[6:8])
-    method = AsymmetricMethod(GEOMETRY, tmp_path / "run", max_epochs=2)
+    method = MatcherMethod(GEOMETRY, tmp_path / "run", max_epochs=2)
     assert method.fit(train, val) is method
     assert method.result.checkpoint == tmp_path / "run" / "model.ckpt"
     assert method.result.extra["val_patients"] == geometry_cohort.patients[6:8]
@@ -31,13 +31,13 @@ def test_fit_and_predict(geometry_cohort, tmp_path):
     pred = method.predict(pair)
     assert isinstance(pred, PairPrediction)
     assert (pred.n_src, pred.n_dst) == (len(pair.src.nodes), len(pair.dst.nodes))
-    again = AsymmetricMethod.from_checkpoint(method.result.checkpoint).predict(pair)
+    again = MatcherMethod.from_checkpoint(method.result.checkpoint).predict(pair)
     assert np.array_equal(pred.matches, again.matches)
-    assert "asymmetric" not in repr(method) and "config='lite'" in repr(method)
+    assert "matcher" not in repr(method) and "config='lite'" in repr(method)
 
 
 def test_fit_without_validation_cohort_carves_one(geometry_cohort):
-    method = AsymmetricMethod(GEOMETRY, max_epochs=1)
+    method = MatcherMethod(GEOMETRY, max_epochs=1)
     method.fit(geometry_cohort.subset(geometry_cohort.patients[:5]))
     assert len(method.result.extra["val_patients"]) == 1
     assert len(method.result.extra["train_patients"]) == 4

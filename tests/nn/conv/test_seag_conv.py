@@ -44,7 +44,6 @@ def test_three_node_values_by_hand():
     np.testing.assert_allclose(out.detach().numpy(), h2, rtol=1e-5, atol=1e-6)
 
 
-
 def test_two_isolated_nodes_in_closed_form():
     # 1 km apart (w01 = 0) and σ tiny (w¹01 = 0): q = h, q¹ = h¹; only the attention mixes.
     h = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -70,9 +69,12 @@ def test_values_match_reference_on_random_graph():
 
 
 def test_repr():
-    assert repr(SEAGConv(128)) == "SEAGConv(128, length_scale=20.0, learn_length_scale=False)"
+    assert repr(SEAGConv(128)) == \
+        "SEAGConv(128, length_scale=20.0, learn_length_scale=False, learn_q=False)"
     assert repr(SEAGConv(64, length_scale=15, learn_length_scale=True)) == \
-        "SEAGConv(64, length_scale=15.0, learn_length_scale=True)"
+        "SEAGConv(64, length_scale=15.0, learn_length_scale=True, learn_q=False)"
+    assert repr(SEAGConv(64, learn_q=True)) == \
+        "SEAGConv(64, length_scale=20.0, learn_length_scale=False, learn_q=True)"
 
 
 def test_parameters_and_reset():
@@ -136,3 +138,86 @@ def test_self_loops_in_input_are_not_doubled_and_empty_graphs_work():
     single = torch.tensor([[0.5, -1.0]])
     torch.testing.assert_close(conv(single, torch.zeros(1, 3), complete_graph(1)),
                                torch.tensor([[2.0, 0.0]]))
+
+
+def random_rotation(gen: torch.Generator) -> torch.Tensor:
+    rot, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen))
+    return rot * torch.linalg.det(rot)  # det 1: a proper rotation
+
+
+def randomize_q(conv: SEAGConv, seed: int) -> SEAGConv:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        conv.q_weight1.copy_(torch.randn(conv.channels, conv.channels, generator=gen))
+        conv.q_weight2.copy_(torch.randn(conv.channels, conv.channels, generator=gen))
+    return conv
+
+
+def test_learn_q_parameters_state_dict_and_reset():
+    plain = SEAGConv(4)
+    assert not hasattr(plain, "q_weight1") or plain.q_weight1 is None
+    assert set(plain.state_dict()) == {"log_length_scale", "log_sigma"}
+    conv = SEAGConv(4, learn_q=True)
+    assert {name for name, _ in conv.named_parameters()} == {"log_sigma", "q_weight1",
+                                                             "q_weight2"}
+    assert set(conv.state_dict()) == {"log_length_scale", "log_sigma", "q_weight1",
+                                      "q_weight2"}
+    randomize_q(conv, 5).reset_parameters()
+    torch.testing.assert_close(conv.q_weight1.data, torch.eye(4), rtol=0, atol=0)
+    torch.testing.assert_close(conv.q_weight2.data, torch.eye(4), rtol=0, atol=0)
+    # An old (learn_q=False) checkpoint loads unchanged.
+    plain.load_state_dict(SEAGConv(4, sigma=2.0).state_dict())
+    assert plain.log_sigma.exp().item() == pytest.approx(2.0)
+
+
+def test_learn_q_at_identity_init_matches_parameter_free_layer():
+    gen = torch.Generator().manual_seed(6)
+    h, pos = torch.randn(8, 5, generator=gen), torch.randn(8, 3, generator=gen) * 20
+    edge_index = complete_graph(8)[:, torch.randperm(56, generator=gen)[:30]]
+    for edges in (edge_index, complete_graph(8)):
+        torch.testing.assert_close(SEAGConv(5, sigma=2.0, learn_q=True)(h, pos, edges),
+                                   SEAGConv(5, sigma=2.0)(h, pos, edges), rtol=0, atol=0)
+
+
+def test_learn_q_matches_bilinear_dense_reference():
+    gen = torch.Generator().manual_seed(7)
+    n, d = 6, 4
+    h, pos = torch.randn(n, d, generator=gen), torch.randn(n, 3, generator=gen) * 15
+    conv = randomize_q(SEAGConv(d, length_scale=12.0, sigma=2.0, learn_q=True), 8)
+    out = conv(h, pos, complete_graph(n))
+    assert not torch.allclose(out, SEAGConv(d, length_scale=12.0, sigma=2.0)(
+        h, pos, complete_graph(n)), rtol=1e-3, atol=1e-3)
+
+    hd, w1, w2 = h.double(), conv.q_weight1.detach().double(), conv.q_weight2.detach().double()
+    q = torch.exp(-torch.cdist(pos.double(), pos.double()) / 12.0) @ hd
+    h1 = hd + torch.softmax(q @ w1 @ q.T / math.sqrt(d), dim=1) @ q
+    q1 = torch.exp(-torch.cdist(h1, h1).square() / 4.0) @ h1
+    h2 = torch.relu(h1 + torch.softmax(q1 @ w2 @ q1.T / math.sqrt(d), dim=1) @ q1)
+    torch.testing.assert_close(out.double(), h2, rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_reach_q_weights():
+    conv = randomize_q(SEAGConv(4, learn_q=True), 9)
+    gen = torch.Generator().manual_seed(10)
+    out = conv(torch.randn(5, 4, generator=gen), torch.randn(5, 3, generator=gen) * 20,
+               complete_graph(5))
+    out.square().sum().backward()
+    assert conv.q_weight1.grad.abs().sum() > 0
+    assert conv.q_weight2.grad.abs().sum() > 0
+
+
+def test_learn_q_permutation_equivariance_and_rigid_motion_invariance():
+    gen = torch.Generator().manual_seed(11)
+    h, pos = torch.randn(7, 4, generator=gen), torch.randn(7, 3, generator=gen) * 20
+    edge_index = complete_graph(7)[:, torch.randperm(42, generator=gen)[:25]]
+    conv = randomize_q(SEAGConv(4, learn_q=True), 12)
+    out = conv(h, pos, edge_index)
+
+    perm = torch.randperm(7, generator=gen)
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(7)
+    torch.testing.assert_close(conv(h[perm], pos[perm], inv[edge_index]), out[perm],
+                               rtol=1e-5, atol=1e-6)
+
+    moved = pos @ random_rotation(gen).T + torch.randn(3, generator=gen) * 100
+    torch.testing.assert_close(conv(h, moved, edge_index), out, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,227 @@
+"""Robustness to patient repositioning: the F1 drop when one scan of every test pair is rotated.
+
+A ``default`` synthetic cohort of ``--patients`` patients (:func:`lngraph.synth.generate_cohort`,
+cached under ``benchmarks/.data/robustness-*``; ``--geometry-only`` drops the images) goes
+twice through :func:`lngraph.bench.leaderboard.run_leaderboard` on the same ``--folds``
+patient-level folds (seed ``--seed``):
+
+* **plain** — the test pairs as they are;
+* **rotated** — the test pairs taken from a copy of the cohort
+  (:func:`lngraph.synth.rotate_cohort`, in a temporary folder) in which every scan whose
+  timepoint index within its patient is odd is rotated rigidly by ``--angle`` degrees
+  (default 10) about a uniformly random axis through its node centroid, as if the patient had
+  lain rotated in the scanner: image voxels unchanged, direction cosines and origin rotated,
+  node centres rotated with them. Every consecutive pair therefore has exactly one rotated
+  scan. The methods are fitted and selected on the unrotated training patients in both runs.
+
+Per method: F1, NLR and DLR as mean ± std over folds (each fold's metrics pooled over its test
+pairs), plain and rotated, and the drop (plain − rotated, per fold, then mean ± std over
+folds: positive = worse when rotated).
+
+Run: ``python benchmarks/robustness.py`` (writes ``benchmarks/results/robustness.{md,csv}``);
+``--geometry-only`` for node tables without images; a tiny check:
+``python benchmarks/robustness.py --patients 6 --methods nearest --folds 2 --out /tmp/rob``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lngraph.bench import run_leaderboard
+from lngraph.bench.report import commit, describe_cohort, machine, write_csv
+from lngraph.io import write_text_atomic
+from lngraph.io.cohort import Cohort, read_cohort
+from lngraph.metrics import mean_std_over_folds
+from lngraph.synth import generate_cohort, get_preset, rotate_cohort
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DATA = HERE / ".data"
+STEM = "robustness"
+#: (key, label) of the metrics compared.
+METRICS = (("f1", "F1"), ("nlr", "NLR"), ("dlr", "DLR"))
+RUNS = ("plain", "rotated")
+
+
+def study_cohort(data: Path, patients: int, seed: int, images: bool, workers: int) -> Cohort:
+    """The study's cached ``default`` cohort, ``<data>/robustness-p<N>-s<seed>[-geo]``,
+    generated again when the ``default`` preset no longer matches the one it was made with."""
+    folder = data / f"robustness-p{patients}-s{seed}{'' if images else '-geo'}"
+    meta = folder / "synth.json"
+    wanted = {"patients": patients, "seed": seed, "images": images,
+              "preset": json.loads(json.dumps(asdict(get_preset("default"))))}
+    if not meta.is_file() or {k: json.loads(meta.read_text(encoding="utf-8")).get(k)
+                              for k in wanted} != wanted:
+        generate_cohort(folder, patients, seed, "default", workers=workers, progress=True,
+                        images=images)
+    return read_cohort(folder)
+
+
+def compare(plain: pd.DataFrame, rotated: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-fold rows of both runs side by side, and one summary row per method.
+
+    The folds of a method are paired by ``(seed, fold)``; the drop is computed per fold and
+    only over folds that ran in both runs."""
+    key = ["method", "seed", "fold"]
+    metric_keys = [k for k, _ in METRICS]
+    ok = [r[r["status"] == "ok"].reindex(columns=key + ["test_ids", "n_pairs", *metric_keys])
+          for r in (plain, rotated)]
+    folds = ok[0].merge(ok[1].drop(columns=["test_ids", "n_pairs"]), on=key,
+                        suffixes=("_plain", "_rotated"))
+    for k in metric_keys:
+        folds[f"{k}_drop"] = folds[f"{k}_plain"] - folds[f"{k}_rotated"]
+    summary = []
+    for name in dict.fromkeys(plain["method"]):
+        entry = {"method": name}
+        for run, rows in zip(RUNS, (plain, rotated), strict=True):
+            mine = rows[rows["method"] == name]
+            statuses = set(mine["status"])
+            entry[f"status_{run}"] = ("ok" if statuses == {"ok"} else
+                                      "skipped" if "skipped" in statuses else "failed")
+            bad = mine[mine["status"] != "ok"]
+            entry[f"note_{run}"] = bad["note"].iloc[0] if len(bad) else ""
+        mine = folds[folds["method"] == name]
+        entry["folds"] = len(mine)
+        stats = mean_std_over_folds(mine.drop(columns=key + ["test_ids"]).to_dict("records"))
+        for k in metric_keys:
+            for suffix in (*RUNS, "drop"):
+                mean, std = stats.get(f"{k}_{suffix}", (math.nan, math.nan))
+                entry[f"{k}_{suffix}_mean"], entry[f"{k}_{suffix}_std"] = mean, std
+        summary.append(entry)
+    return folds, pd.DataFrame(summary)
+
+
+def _cell(mean: float, std: float, signed: bool = False) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    spread = f"{100 * std:.1f}" if np.isfinite(std) else "n/a"
+    return f"{100 * mean:{'+' if signed else ''}.1f} ± {spread}"
+
+
+def markdown(summary: pd.DataFrame, folds: pd.DataFrame, header: list[str], title: str
+             ) -> str:
+    lines = [f"# {title}", "", *header, "",
+             "## Plain vs rotated (mean ± std over folds, %)", "",
+             "Drop = plain − rotated, per fold, then mean ± std over folds (positive: worse "
+             "when one scan of each pair is rotated). NLR/DLR are the new/disappeared rates; "
+             "a fold without new (disappeared) nodes has no NLR (DLR) and is left out of it.", "",
+             "| method | folds | " + " | ".join(
+                 f"{label} plain | {label} rotated | {label} drop" for _, label in METRICS)
+             + " |",
+             "|---|---|" + "---|" * (3 * len(METRICS))]
+    for r in summary.itertuples():
+        if r.status_plain == "skipped":
+            continue
+        row = r._asdict()
+        cells = [_cell(row[f"{k}_{s}_mean"], row[f"{k}_{s}_std"], signed=s == "drop")
+                 for k, _ in METRICS for s in (*RUNS, "drop")]
+        lines.append(f"| `{r.method}` | {r.folds} | " + " | ".join(cells) + " |")
+    other = summary[(summary["status_plain"] != "ok") | (summary["status_rotated"] != "ok")]
+    lines += ["", "## Skipped and failed", ""]
+    if other.empty:
+        lines.append("Every method ran on every fold of both runs.")
+    else:
+        lines += ["| method | plain | rotated |", "|---|---|---|"]
+        lines += [f"| `{r.method}` | {r.status_plain} {r.note_plain} | "
+                  f"{r.status_rotated} {r.note_rotated} |".replace("  |", " |")
+                  for r in other.itertuples()]
+    lines += ["", "## Per fold", "",
+              "| method | fold | test pairs | " + " | ".join(
+                  f"{label} plain | {label} rotated" for _, label in METRICS) + " |",
+              "|---|---|---|" + "---|" * (2 * len(METRICS))]
+    for r in folds.itertuples():
+        row = r._asdict()
+        cells = [f"{100 * row[f'{k}_{s}']:.1f}" if np.isfinite(row[f"{k}_{s}"]) else "n/a"
+                 for k, _ in METRICS for s in RUNS]
+        lines.append(f"| `{r.method}` | {int(r.fold)} | {int(r.n_pairs)} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _command() -> str:
+    return shlex.join(["python", "benchmarks/robustness.py", *sys.argv[1:]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default="nearest,pointset,lgm",
+                        help="comma-separated registered method names (or 'all')")
+    parser.add_argument("--patients", type=int, default=20, help="synthetic cohort size")
+    parser.add_argument("--max-epochs", type=int, default=10,
+                        help="epoch cap of the learned methods")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--angle", type=float, default=10.0,
+                        help="rotation of one scan of each pair, degrees")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the cohort, the folds, the methods and the rotation axes")
+    parser.add_argument("--geometry-only", action="store_true",
+                        help="drop the images (node tables only)")
+    parser.add_argument("--workers", type=int, default=2, help="synth worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--data", type=Path, default=DATA, help="cohort cache folder")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = methods[0] if methods == ["all"] else methods
+
+    started = time.perf_counter()
+    provenance = {"commit": commit(), "machine": machine()}
+    cohort = study_cohort(args.data, args.patients, args.seed, not args.geometry_only,
+                          args.workers)
+    common = {"folds": args.folds, "seeds": (args.seed,), "max_epochs": args.max_epochs,
+              "command": _command()}
+    print("[robustness] plain", file=sys.stderr, flush=True)
+    plain = run_leaderboard(cohort, methods, **common)
+    with tempfile.TemporaryDirectory(prefix="lngraph-rotated-") as tmp:
+        folder = rotate_cohort(cohort, Path(tmp) / "rotated", args.angle, args.seed)
+        rotated_cohort = read_cohort(folder)
+        rotated_text = describe_cohort(rotated_cohort, source="the rotated copy")
+        print(f"[robustness] rotated by {args.angle:g}°", file=sys.stderr, flush=True)
+        rotated = run_leaderboard(cohort, methods, test_cohort=rotated_cohort, **common)
+    folds, summary = compare(plain, rotated)
+
+    names = list(dict.fromkeys(plain["method"]))
+    header = [
+        f"- command: `{_command()}`",
+        f"- commit: `{provenance['commit']}` at the start (the working tree may hold "
+        "uncommitted changes)",
+        f"- machine: {provenance['machine']} (at the start)",
+        f"- cohort: {describe_cohort(cohort)}",
+        f"- rotated test scans: every scan with an odd timepoint index within its patient "
+        f"(one scan of every consecutive pair) rotated rigidly by {args.angle:g}° about a "
+        f"uniformly random axis (seed {args.seed}) through its node centroid; image voxels "
+        f"unchanged, direction and origin rotated, node centres with them ({rotated_text})",
+        f"- protocol: {args.folds}-fold patient-level cross-validation, seed {args.seed}, the "
+        "same folds in both runs; methods fitted and selected on the unrotated training "
+        "patients; test = the held-out patients' consecutive scan pairs, plain or from the "
+        "rotated copy; metrics pooled per fold, mean ± std over folds",
+        f"- budget: max epochs {args.max_epochs}; methods: "
+        f"{', '.join(f'`{n}`' for n in names)}; wall time {time.perf_counter() - started:.0f} s",
+    ]
+    kind = "geometry-only" if args.geometry_only else "with images"
+    title = (f"Robustness to repositioning: `default` synthetic cohort ({kind}), "
+             f"{args.patients} patients, one scan per pair rotated {args.angle:g}°")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = STEM + ("_geometry" if args.geometry_only else "")
+    write_csv(summary, args.out / f"{stem}.csv")
+    text = markdown(summary, folds, header, title)
+    write_text_atomic(args.out / f"{stem}.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
