@@ -67,16 +67,19 @@ def _move(pos: torch.Tensor, params: GeometryAugment, generator: torch.Generator
     """One scan's centres after rotation, scaling and jitter (module docstring)."""
     if len(pos) == 0:
         return pos
-    centre = pos.mean(0)
-    out = pos - centre
-    if params.rotation_deg:
-        axis = torch.randn(3, generator=generator)
-        angle = math.radians(params.rotation_deg) * (2 * torch.rand(1, generator=generator)
-                                                     .item() - 1)
-        out = out @ rotation_matrix(axis, angle).T
-    if params.scale:
-        out = out * math.exp(params.scale * torch.randn(1, generator=generator).item())
-    out = out + centre
+    out = pos
+    if params.rotation_deg or params.scale:
+        # (only then about the centroid: subtracting and adding it back is not exact in float)
+        centre = pos.mean(0)
+        out = pos - centre
+        if params.rotation_deg:
+            axis = torch.randn(3, generator=generator)
+            angle = math.radians(params.rotation_deg) * (2 * torch.rand(1, generator=generator)
+                                                         .item() - 1)
+            out = out @ rotation_matrix(axis, angle).T
+        if params.scale:
+            out = out * math.exp(params.scale * torch.randn(1, generator=generator).item())
+        out = out + centre
     if params.jitter_mm:
         out = out + params.jitter_mm * torch.randn(out.shape, generator=generator)
     return out

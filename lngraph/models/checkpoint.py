@@ -37,7 +37,7 @@ from lngraph import __version__
 from lngraph.io.atomic import atomic_path
 from lngraph.io.errors import InputError
 from lngraph.models.build import Matcher, build_matcher
-from lngraph.models.config import MatcherConfig
+from lngraph.models.config import MatcherConfig, legacy_nested
 
 #: Identifies an lngraph matcher checkpoint.
 FORMAT = "lngraph-matcher"
@@ -161,10 +161,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"
     payload = _read(path, map_location)
     try:
         version = payload["format_version"]
-        read = (MatcherConfig.from_legacy_dict if version == 2 else MatcherConfig.from_dict)
-        config = read(payload["config"])
-        if version < 4:
-            config = config.with_values({f"model.{k}": v for k, v in _BEFORE_4.items()})
+        values = payload["config"]
+        if version == 2:
+            values = legacy_nested(values)
+        if version < 4 and isinstance(values.get("model", {}), Mapping):
+            # migrated before validation: the graph matcher's checks (feature_dim a multiple
+            # of heads) do not apply to the asymmetric matcher these files hold
+            values = {**values, "model": {**values.get("model", {}), **_BEFORE_4}}
+        config = MatcherConfig.from_dict(values)
     except (TypeError, ValueError) as exc:
         raise InputError(path, f"invalid config in the checkpoint: {exc}") from None
     problem = nonfinite_weights(payload["state_dict"])

@@ -304,15 +304,15 @@ class OptimConfig(_Section):
     fusion_lr: float = 1e-3
     batch_size: int = 4
     max_epochs: int = 30
-    patience: int = 5
+    patience: int = 10
     augment_intensity: float = 0.1
     augment_noise: float = 0.02
     augment_flip: bool = True
-    augment_drop: float = 0.0
-    augment_rotation_deg: float = 0.0
+    augment_drop: float = 0.1
+    augment_rotation_deg: float = 10.0
     augment_scale: float = 0.0
-    augment_jitter_mm: float = 0.0
-    schedule: str = "constant"
+    augment_jitter_mm: float = 1.0
+    schedule: str = "cosine"
 
     _POSITIVE = ("lr", "fusion_lr")
     _AT_LEAST_ONE = ("batch_size", "max_epochs")
@@ -386,6 +386,24 @@ LEGACY_KEYS: dict[str, tuple[str, ...]] = {
     **{name: (f"protocol.{name}",) for name in (
         "folds", "val_fraction", "seed", "calibrate_fusion", "calibrate_threshold")},
 }
+
+
+def legacy_nested(values: Mapping) -> dict:
+    """The flat dict of checkpoint format 2 as the nested (partial) dict of
+    :meth:`MatcherConfig.from_dict`, not yet validated.
+
+    Raises:
+        ValueError: on keys that config never had.
+    """
+    unknown = sorted(str(k) for k in values if k != "name" and k not in LEGACY_KEYS)
+    if unknown:
+        raise FieldsError([f"unknown key(s) of the flat config: {', '.join(unknown)}"])
+    nested: dict = {"name": values.get("name", "lite")}
+    for key, value in values.items():
+        for dotted in LEGACY_KEYS.get(key, ()):
+            section, _, name = dotted.partition(".")
+            nested.setdefault(section, {})[name] = value
+    return nested
 
 
 class _Dumper(yaml.SafeDumper):
@@ -513,15 +531,7 @@ class MatcherConfig:
         Raises:
             ValueError: on keys that config never had, or invalid values.
         """
-        unknown = sorted(str(k) for k in values if k != "name" and k not in LEGACY_KEYS)
-        if unknown:
-            raise FieldsError([f"unknown key(s) of the flat config: {', '.join(unknown)}"])
-        nested: dict = {"name": values.get("name", "lite")}
-        for key, value in values.items():
-            for dotted in LEGACY_KEYS.get(key, ()):
-                section, _, name = dotted.partition(".")
-                nested.setdefault(section, {})[name] = value
-        return cls.from_dict(nested)
+        return cls.from_dict(legacy_nested(values))
 
     def flat(self) -> dict:
         """Every value by dotted key, ``{"name": "lite", "crops.mode": "radius", …,

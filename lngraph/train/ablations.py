@@ -6,7 +6,8 @@ Each variant is a preset (``lite`` unless named) with a few config switches set 
 **Table 1 of Mao et al. (MICCAI 2025)** — the paper's asymmetric matcher
 (``model.architecture: asymmetric``) on the ``lite`` encoders, its components added one at a
 time as the paper describes them: SEAG with its learnable Q, no position prior, a fixed decision
-threshold of 0.5 (nothing calibrated on validation):
+threshold of 0.5 (nothing calibrated on validation), no geometric augmentation, a constant
+learning rate:
 
 ==================  ========  =========  =========  =======  ==================
 name                use_seag  weight_te  weight_se  use_scb  Table 1 row
@@ -57,7 +58,9 @@ from lngraph.train.method import MatcherMethod
 _PAPER = {"model.architecture": "asymmetric", "model.seag_learn_q": True,
           "model.position_prior": False, "model.similarity_threshold": 0.5,
           "model.scb_threshold": 0.5, "protocol.calibrate_threshold": False,
-          "protocol.calibrate_fusion": False}
+          "protocol.calibrate_fusion": False, "optim.augment_drop": 0.0,
+          "optim.augment_rotation_deg": 0.0, "optim.augment_jitter_mm": 0.0,
+          "optim.schedule": "constant", "optim.patience": 5}
 
 #: Config switches of each Table 1 row.
 ABLATIONS: dict[str, dict] = {

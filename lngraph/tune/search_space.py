@@ -2,9 +2,14 @@
 
 A trial samples the hyper-parameters below, named by their dotted config keys (also the names
 of the Optuna parameters); every other field keeps the value of the *base* config (a preset or
-a ``--config`` YAML). Which parameters are searched depends on the base: a geometry-only base
-searches the geometry encoder instead of the crops and image encoders (it has neither), and
-the SCB parameters are searched only when the base uses SCB.
+a ``--config`` YAML). Which parameters are searched depends on the base, so that a trial
+samples only what its model uses: the graph matcher (``model.architecture: graph``) searches
+its layers, heads, schedule and geometric augmentation, the asymmetric matcher its matching
+logits and SEAG loss (SEAG's own parameters: the asymmetric matcher, or the graph matcher with
+``model.self_layer: seag``); a geometry-only base searches the geometry encoder instead of the
+crops and image encoders (it has neither); the SCB parameters are searched only when the base
+uses SCB (:attr:`~lngraph.models.config.ModelConfig.scb_active`), the fusion terms only when
+it fuses scores (:attr:`~lngraph.models.config.ModelConfig.fuses_scores`).
 
 ============================  ===================================  ===========================
 parameter                     range                                searched when
@@ -12,21 +17,29 @@ parameter                     range                                searched when
 optim.lr                      1e-4 – 1e-2, log                     always
 optim.weight_decay            1e-7 – 1e-3, log                     always
 loss.temperature (τ)          0.03 – 0.5, log                      always
-model.similarity_temperature  0.03 – 0.5, log                      always
-model.length_scale_mm (ℓ)     5 – 80 mm, log                       always
-model.learn_length_scale      False, True                          always
-model.sigma_init (σ₀)         2 – 32, log                          always
 model.feature_dim             32, 64, 128                          always
 loss.weight_te                0.1 – 4, log                         always
-loss.weight_seag              0.1 – 4, log                         always
+model.layers                  1 – 6                                graph
+model.heads                   1, 2, 4, 8                           graph
+optim.schedule                constant, cosine                     graph
+optim.augment_drop            0 – 0.3                              graph
+optim.augment_rotation_deg    0 – 30                               graph
+optim.augment_scale           0 – 0.1                              graph
+optim.augment_jitter_mm       0 – 3 mm                             graph
+model.similarity_temperature  0.03 – 0.5, log                      asymmetric
+loss.weight_seag              0.1 – 4, log                         asymmetric
+model.length_scale_mm (ℓ)     5 – 80 mm, log                       with SEAG
+model.learn_length_scale      False, True                          with SEAG
+model.sigma_init (σ₀)         2 – 32, log                          with SEAG
 model.geometry_k              2 – 16                               geometry-only
 model.geometry_hidden         32, 64, 128                          geometry-only
 model.geometry_distance_mm    20 – 120 mm, log                     geometry-only
 model.similarity_threshold    0.2 – 0.8                            no SCB and no
                                                                    calibrate_threshold
 model.position_local_mm       0, 20, 30, 50 mm                     with the position prior
-model.size_prior              False, True                          with the position prior
-model.encoder_similarity      False, True                          with the position prior
+model.size_prior              False, True                          fused scores (asymmetric,
+                                                                   position prior)
+model.encoder_similarity      False, True                          fused scores
 crops.mode                    fixed, radius                        with images
 crops.radius_factor           1.0, 1.5, 2.5, 3.5                   with images, radius crops
 width_multiplier              0.5, 1, 2 (× the base encoder        with images
@@ -47,6 +60,9 @@ store) the crops of every scan in every trial.
 ``width_multiplier`` is the one searched value that is not a config field: it scales every
 stage width of both encoders (rounded, at least 1), keeping the base's depth. The sampled
 config records the resulting widths, so a best config needs no knowledge of the search space.
+
+Every ``model.heads`` choice divides every ``model.feature_dim`` choice, as the graph matcher
+requires.
 """
 
 from __future__ import annotations
@@ -71,13 +87,32 @@ COMMON: dict[str, BaseDistribution] = {
     "optim.lr": _log(1e-4, 1e-2),
     "optim.weight_decay": _log(1e-7, 1e-3),
     "loss.temperature": _log(0.03, 0.5),
+    "model.feature_dim": CategoricalDistribution((32, 64, 128)),
+    "loss.weight_te": _log(0.1, 4.0),
+}
+
+#: Searched for the graph matcher (``model.architecture: graph``).
+GRAPH: dict[str, BaseDistribution] = {
+    "model.layers": IntDistribution(1, 6),
+    "model.heads": CategoricalDistribution((1, 2, 4, 8)),
+    "optim.schedule": CategoricalDistribution(("constant", "cosine")),
+    "optim.augment_drop": FloatDistribution(0.0, 0.3),
+    "optim.augment_rotation_deg": FloatDistribution(0.0, 30.0),
+    "optim.augment_scale": FloatDistribution(0.0, 0.1),
+    "optim.augment_jitter_mm": FloatDistribution(0.0, 3.0),
+}
+
+#: Searched for the asymmetric matcher (``model.architecture: asymmetric``).
+ASYMMETRIC: dict[str, BaseDistribution] = {
     "model.similarity_temperature": _log(0.03, 0.5),
+    "loss.weight_seag": _log(0.1, 4.0),
+}
+
+#: Searched when the model has SEAG (:func:`uses_seag`).
+SEAG: dict[str, BaseDistribution] = {
     "model.length_scale_mm": _log(5.0, 80.0),
     "model.learn_length_scale": CategoricalDistribution((False, True)),
     "model.sigma_init": _log(2.0, 32.0),
-    "model.feature_dim": CategoricalDistribution((32, 64, 128)),
-    "loss.weight_te": _log(0.1, 4.0),
-    "loss.weight_seag": _log(0.1, 4.0),
 }
 
 #: Searched for a geometry-only base.
@@ -104,9 +139,14 @@ SCB: dict[str, BaseDistribution] = {
     "model.scb_reassign": CategoricalDistribution((False, True)),
 }
 
-#: Searched when the position prior fuses terms into the matching score.
-FUSION: dict[str, BaseDistribution] = {
+#: Searched with the position prior (the alignment both matchers use).
+POSITION: dict[str, BaseDistribution] = {
     "model.position_local_mm": CategoricalDistribution((0.0, 20.0, 30.0, 50.0)),
+}
+
+#: Searched when the position prior fuses terms into the matching score (the asymmetric
+#: matcher).
+FUSION: dict[str, BaseDistribution] = {
     "model.size_prior": CategoricalDistribution((False, True)),
     "model.encoder_similarity": CategoricalDistribution((False, True)),
 }
@@ -119,8 +159,16 @@ NO_SCB: dict[str, BaseDistribution] = {
 
 
 def uses_scb(config: MatcherConfig) -> bool:
-    """Whether the model built from ``config`` has an SCB head (never in geometry-only mode)."""
-    return config.model.use_scb and not config.model.geometry_only
+    """Whether the model built from ``config`` has an SCB head (the asymmetric matcher with
+    ``use_scb``, never in geometry-only mode)."""
+    return config.model.scb_active
+
+
+def uses_seag(config: MatcherConfig) -> bool:
+    """Whether the model built from ``config`` has SEAG: the asymmetric matcher (whose
+    parameters were always searched), or the graph matcher with ``self_layer: seag``."""
+    m = config.model
+    return m.architecture == "asymmetric" or m.self_layer == "seag"
 
 
 def search_space(base: MatcherConfig) -> dict[str, BaseDistribution]:
@@ -131,6 +179,9 @@ def search_space(base: MatcherConfig) -> dict[str, BaseDistribution]:
     ``crops.mode="radius"``.
     """
     space = dict(COMMON)
+    space.update(GRAPH if base.model.architecture == "graph" else ASYMMETRIC)
+    if uses_seag(base):
+        space.update(SEAG)
     space.update(GEOMETRY if base.model.geometry_only else APPEARANCE)
     calibrated = base.protocol.calibrate_threshold
     if uses_scb(base):
@@ -139,6 +190,8 @@ def search_space(base: MatcherConfig) -> dict[str, BaseDistribution]:
     elif not calibrated:
         space.update(NO_SCB)
     if base.model.position_prior:
+        space.update(POSITION)
+    if base.model.fuses_scores:
         space.update(FUSION)
     return space
 

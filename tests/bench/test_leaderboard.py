@@ -56,7 +56,7 @@ def test_writes_every_output(board):
     text = (out / "leaderboard.md").read_text(encoding="utf-8")
     for expected in ("- command: `test-command`", "- commit: `", "- machine: ",
                      "12 scans", "2-fold patient-level", "| `nearest` |", "| `pointset` |",
-                     "| `asymmetric` | skipped | needs images"):
+                     "| `matcher` | skipped | needs images"):
         assert expected in text
 
 

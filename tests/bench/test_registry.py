@@ -89,9 +89,14 @@ def test_method_names_resolve_all_in_order_and_reject_unknown():
     assert names[:len(BUILTIN_METHODS)] == [cls.name for cls in BUILTIN_METHODS]
     assert names[:3] == ["nearest", "pointset", "registration"]
     assert names.index("geometry_fusion") == names.index("lgm") + 1
-    assert names[-2:] == ["matcher", "matcher_geometry"]
+    builtin = names[:len(BUILTIN_METHODS)]
+    # the Table 1 rows, then the paper's model, then the graph matcher and its ablations
+    assert builtin[-12:] == ["abl_appearance", "abl_seag", "abl_te", "abl_se", "abl_scb",
+                             "paper", "matcher", "matcher_geometry", "matcher_no_cross",
+                             "matcher_no_position", "matcher_no_self", "matcher_seag"]
     assert {"lgm", "matcher", "abl_appearance", "abl_se", "matcher_geometry"} <= set(
         names)
+    assert not {"asymmetric", "asymmetric_geometry"} & set(names)    # the old names are gone
     assert method_names(["pointset", "nearest", "pointset"]) == ["pointset", "nearest"]
     with pytest.raises(ValueError, match="unknown method.*nope.*registered: nearest"):
         method_names(["nope"])

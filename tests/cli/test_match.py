@@ -13,7 +13,7 @@ from lngraph.io.cohort import read_cohort
 from lngraph.io.errors import InputError
 from lngraph.io.matches import MATCH_COLUMNS, PairPrediction, read_matches
 from lngraph.io.slicer import read_markups
-from lngraph.models import AsymmetricMatcher, preset, save_checkpoint
+from lngraph.models import build_matcher, preset, save_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "data" / "example_cohort"
 
@@ -25,20 +25,37 @@ def run_cli(monkeypatch):
     return cli_main.main
 
 
-@pytest.fixture(scope="module")
-def geometry_model(tmp_path_factory):
+#: Architecture → the geometry-only ``lite`` config of that matcher.
+GEOMETRY = {"graph": preset("lite").with_values({"model.geometry_only": True}),
+            "asymmetric": preset("lite").with_values({"model.geometry_only": True,
+                                                      "model.architecture": "asymmetric"})}
+
+
+def _geometry_checkpoint(tmp_path_factory, architecture: str):
     """An untrained geometry-only ``lite`` matcher saved as an lngraph checkpoint."""
     torch.manual_seed(0)
-    config = preset("lite").with_values({"model.geometry_only": True})
+    config = GEOMETRY[architecture]
     path = tmp_path_factory.mktemp("model") / "model.ckpt"
-    return save_checkpoint(path, AsymmetricMatcher(config), config)
+    return save_checkpoint(path, build_matcher(config), config)
+
+
+@pytest.fixture(scope="module")
+def geometry_model(tmp_path_factory):
+    """The default (graph) matcher."""
+    return _geometry_checkpoint(tmp_path_factory, "graph")
+
+
+@pytest.fixture(scope="module", params=sorted(GEOMETRY))
+def any_geometry_model(request, tmp_path_factory):
+    """Each architecture's matcher."""
+    return _geometry_checkpoint(tmp_path_factory, request.param)
 
 
 @pytest.fixture(scope="module")
 def image_model(tmp_path_factory):
     config = preset("lite")
     path = tmp_path_factory.mktemp("model") / "model.ckpt"
-    return save_checkpoint(path, AsymmetricMatcher(config), config)
+    return save_checkpoint(path, build_matcher(config), config)
 
 
 def _nodes_csv(path, rows, header="node_id,x,y,z,short_axis_mm,long_axis_mm"):
@@ -50,9 +67,9 @@ def test_command_is_registered():
     assert "lngraph.cli.match" in cli_main.COMMANDS
 
 
-def test_match_cohort(run_cli, geometry_model, tmp_path, capsys):
+def test_match_cohort(run_cli, any_geometry_model, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run_cli(["match", "--model", str(geometry_model), "--cohort", str(EXAMPLE),
+    assert run_cli(["match", "--model", str(any_geometry_model), "--cohort", str(EXAMPLE),
                     "--out", str(out)]) == 0
     cohort = read_cohort(EXAMPLE)
     table = pd.read_csv(out / "matches.csv", dtype=str, keep_default_na=False)
@@ -88,13 +105,13 @@ def test_markup_labels_name_status_and_partner():
     assert dst[0] == "n1 (new)" and dst[2] == "n3 (new)"
 
 
-def test_match_single_pair_with_figure(run_cli, geometry_model, tmp_path):
+def test_match_single_pair_with_figure(run_cli, any_geometry_model, tmp_path):
     src = _nodes_csv(tmp_path / "before.csv", ["a,0,0,0,10,12", "b,40,0,0,8,",
                                                "c,0,40,-20,9,11"])
     dst = _nodes_csv(tmp_path / "after.csv", ["A,2,1,0,11,13", "B,41,-1,2,8,9"],
                      header="node_id,x,y,z,short_axis_mm,long_axis_mm")
     out = tmp_path / "out"
-    assert run_cli(["match", "--model", str(geometry_model), "--src-nodes", str(src),
+    assert run_cli(["match", "--model", str(any_geometry_model), "--src-nodes", str(src),
                     "--dst-nodes", str(dst), "--out", str(out), "--figure"]) == 0
     table = pd.read_csv(out / "matches.csv", dtype=str, keep_default_na=False)
     assert set(table["src_scan"]) == {"before"} and set(table["dst_scan"]) == {"after"}

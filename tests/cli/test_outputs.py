@@ -290,12 +290,12 @@ def test_train_with_no_training_pair_is_an_input_error(monkeypatch, tmp_path, ca
 def geometry_model(tmp_path_factory):
     import torch
 
-    from lngraph.models import AsymmetricMatcher, preset, save_checkpoint
+    from lngraph.models import build_matcher, preset, save_checkpoint
 
     torch.manual_seed(0)
     config = preset("lite").with_values({"model.geometry_only": True})
     return save_checkpoint(tmp_path_factory.mktemp("model") / "model.ckpt",
-                           AsymmetricMatcher(config), config)
+                           build_matcher(config), config)
 
 
 def test_match_into_a_reused_folder_keeps_no_earlier_markups(monkeypatch, geometry_model,

@@ -8,11 +8,18 @@ from torch_geometric.data import Batch, HeteroData
 from lngraph.io.matches import PairPrediction
 from lngraph.matching import hungarian_max
 from lngraph.matching.alignment import alignment_shifts
-from lngraph.models import AsymmetricMatcher, MatcherConfig, preset, to_predictions
+from lngraph.models import (
+    AsymmetricMatcher,
+    MatcherConfig,
+    build_matcher,
+    preset,
+    to_predictions,
+)
 from lngraph.nn import scb_score
 
 CROP = 16
-TINY = preset("lite").updated(model={"encoder2d_widths": (4, 8, 8),
+TINY = preset("lite").updated(model={"architecture": "asymmetric",
+                                      "encoder2d_widths": (4, 8, 8),
                                       "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
                                       "use_scb": True, "scb_hidden": 8},
                                crops={"size": CROP})
@@ -116,6 +123,24 @@ def model():
 def geometry_model():
     torch.manual_seed(0)
     return AsymmetricMatcher(TINY.updated(model={"geometry_only": True}))
+
+
+def test_the_config_builds_it_with_or_without_seags_learnable_q():
+    torch.manual_seed(0)
+    learned = build_matcher(TINY)
+    assert type(learned) is AsymmetricMatcher and learned.seag.learn_q
+    names = {name for name, _ in learned.named_parameters()}
+    assert {"seag.q_weight1", "seag.q_weight2"} <= names
+    torch.testing.assert_close(learned.seag.q_weight1.detach(), torch.eye(16))
+    fixed = build_matcher(TINY.with_values({"model.seag_learn_q": False}))
+    assert type(fixed) is AsymmetricMatcher and not fixed.seag.learn_q
+    assert not any(name.startswith("seag.q_weight") for name, _ in fixed.named_parameters())
+    # Q starts at the identity: the same outputs as the parameter-free SEAG
+    fixed.load_state_dict({k: v for k, v in learned.state_dict().items()
+                           if not k.startswith("seag.q_weight")})
+    batch = Batch.from_data_list([random_pair(4, 3, 0), random_pair(2, 3, 1)])
+    with torch.no_grad():
+        torch.testing.assert_close(fixed.eval()(batch).score, learned.eval()(batch).score)
 
 
 def test_output_shapes_on_a_batch_of_unequal_pairs(model):

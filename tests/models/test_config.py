@@ -30,6 +30,10 @@ def test_presets():
                                                           (0.7, 0.7, 2.0))
     assert (lite.model.feature_dim, lite.model.use_scb, lite.model.sigma_init) == (64, False, 8.0)
     assert (lite.optim.lr, lite.optim.max_epochs, lite.optim.patience) == (1e-3, 30, 5)
+    assert lite.model.architecture == "graph"
+    assert (lite.model.layers, lite.model.heads, lite.model.self_layer, lite.model.use_cross,
+            lite.model.deep_supervision) == (3, 4, "attention", True, True)
+    assert not lite.model.scb_active and not lite.model.fuses_scores
     assert paper.name == "paper"
     assert paper.crops == CropParams(mode="fixed")
     m = paper.model
@@ -39,11 +43,36 @@ def test_presets():
     o = paper.optim
     assert (o.lr, o.weight_decay, o.batch_size, o.max_epochs, o.patience) == (1e-4, 0.0, 4,
                                                                               100, 20)
-    assert paper.loss == LossConfig() and paper.protocol == ProtocolConfig()
+    assert (o.augment_drop, o.augment_rotation_deg, o.augment_scale, o.augment_jitter_mm,
+            o.schedule) == (0.0, 0.0, 0.0, 0.0, "constant")
+    # the paper's model as the paper describes it: asymmetric, SEAG with its learnable Q, SCB
+    # on, no position prior, fixed thresholds, nothing calibrated
+    assert (m.architecture, m.seag_learn_q, m.position_prior) == ("asymmetric", True, False)
+    assert (m.scb_threshold, m.similarity_threshold) == (0.5, 0.5)
+    assert m.scb_active and not m.fuses_scores
+    assert paper.loss == LossConfig()
+    assert paper.protocol == ProtocolConfig(calibrate_fusion=False, calibrate_threshold=False)
     assert sum(lite.model.encoder3d_layers) < sum(paper.model.encoder3d_layers)
     assert max(lite.model.encoder2d_widths) < max(paper.model.encoder2d_widths)
-    with pytest.raises(ValueError, match="unknown preset 'huge'; choose one of lite, paper"):
+    full = preset("full")
+    assert full.name == "full" and full.model.architecture == "graph"
+    assert (full.model.feature_dim, full.model.layers) == (128, 4)
+    assert sum(lite.model.encoder2d_layers) < sum(full.model.encoder2d_layers)
+    assert max(lite.model.encoder3d_widths) < max(full.model.encoder3d_widths)
+    with pytest.raises(ValueError,
+                       match="unknown preset 'huge'; choose one of lite, full, paper"):
         preset("huge")
+
+
+def test_scb_active_and_fuses_scores_follow_the_architecture():
+    asym = preset("lite").with_values({"model.architecture": "asymmetric"})
+    assert asym.model.fuses_scores and not asym.model.scb_active
+    assert not asym.with_values({"model.position_prior": False}).model.fuses_scores
+    assert asym.with_values({"model.use_scb": True}).model.scb_active
+    assert not asym.with_values({"model.use_scb": True,
+                                 "model.geometry_only": True}).model.scb_active
+    graph = preset("lite").with_values({"model.use_scb": True})
+    assert not graph.model.scb_active and not graph.model.fuses_scores
 
 
 def test_one_temperature_per_use():
@@ -62,7 +91,7 @@ def test_dict_and_yaml_round_trips(tmp_path, name):
     assert MatcherConfig.from_yaml(tmp_path / "c.yaml") == cfg
     assert MatcherConfig.from_dict(cfg.to_dict()) == cfg
     text = (tmp_path / "c.yaml").read_text()
-    assert "\nmodel:\n  encoder2d_block:" in text and "window: [-100.0, 200.0]" in text
+    assert "\nmodel:\n  architecture:" in text and "window: [-100.0, 200.0]" in text
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -131,7 +160,7 @@ def test_unknown_keys_name_section_key_and_valid_keys(tmp_path):
     assert message.startswith(f"{path}: unknown key optim.learning_rate; valid keys of optim: "
                               "lr, weight_decay, fusion_lr, ")
     with pytest.raises(ValueError, match=r"unknown key model\.foo; valid keys of model: "
-                                         r"encoder2d_block, .*geometry_distance_mm"):
+                                         r"architecture, .*geometry_distance_mm"):
         MatcherConfig.from_dict({"model": {"foo": 1}})
     with pytest.raises(ValueError, match=r"unknown section training; valid sections: name, "
                                          r"crops, model, loss, optim, protocol$"):
@@ -183,6 +212,20 @@ def test_bad_values_are_listed_with_their_keys(tmp_path):
         MatcherConfig(optim={"batch_size": 0})
     with pytest.raises(ValueError, match="name must be str"):
         MatcherConfig(name=3)
+    with pytest.raises(ValueError, match=r"model\.architecture must be one of \('graph', "
+                                         r"'asymmetric'\), got 'siamese'"):
+        preset("lite").with_values({"model.architecture": "siamese"})
+    with pytest.raises(ValueError, match=r"model\.self_layer must be one of"):
+        preset("lite").with_values({"model.self_layer": "gcn"})
+    with pytest.raises(ValueError, match=r"model\.feature_dim \(30\) must be a multiple of "
+                                         r"heads \(4\)"):
+        preset("lite").with_values({"model.feature_dim": 30})
+    assert preset("lite").with_values({"model.feature_dim": 30,
+                                       "model.architecture": "asymmetric"}).model.feature_dim == 30
+    with pytest.raises(ValueError, match=r"optim\.schedule must be one of"):
+        preset("lite").with_values({"optim.schedule": "step"})
+    with pytest.raises(ValueError, match=r"optim\.augment_drop must be < 1"):
+        preset("lite").with_values({"optim.augment_drop": 1.0})
 
 
 def test_legacy_flat_dict_moves_to_sections():

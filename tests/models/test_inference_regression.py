@@ -6,6 +6,10 @@ that moved the alignment into graph building and the decision into
 and aligned distances were then computed per pair inside the model): for each config of
 :data:`CONFIGS`, a seeded untrained matcher's weights (``torch.manual_seed(3)``) and its
 matches and scores on :func:`case_pairs` at the config's threshold and at threshold 0.
+
+The fixtures are of the asymmetric matcher with the parameter-free SEAG of that time (what a
+checkpoint of format 2 or 3 implies), so every config is ``model.architecture: asymmetric``
+with ``model.seag_learn_q: false``.
 """
 
 from pathlib import Path
@@ -18,11 +22,18 @@ from torch_geometric.loader import DataLoader
 from lngraph.data.geometry import pair_shifts
 from lngraph.data.graph import pair_to_heterodata
 from lngraph.io.cohort import NodeTable, Scan, ScanPair
-from lngraph.models import AsymmetricMatcher, alignment_params, preset, to_predictions
+from lngraph.models import (
+    AsymmetricMatcher,
+    alignment_params,
+    build_matcher,
+    preset,
+    to_predictions,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "inference_regression.pt"
 CROP = 12
-BASE = preset("lite").updated(model={"encoder2d_widths": (4, 8, 8),
+BASE = preset("lite").updated(model={"architecture": "asymmetric", "seag_learn_q": False,
+                                      "encoder2d_widths": (4, 8, 8),
                                       "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
                                       "scb_hidden": 8},
                                crops={"size": CROP})
@@ -68,7 +79,9 @@ def recorded():
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_matches_equal_the_recorded_ones(name, recorded):
     config, want = CONFIGS[name], recorded[name]
-    model = AsymmetricMatcher(config)
+    model = build_matcher(config)
+    assert isinstance(model, AsymmetricMatcher)
+    assert model.seag is None or not model.seag.learn_q
     model.load_state_dict(want["state_dict"])
     geometry = config.model.geometry_only
     align = alignment_params(config)

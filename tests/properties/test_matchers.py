@@ -12,8 +12,9 @@ nodes at random places; rows are shuffled) and must
 * where the method claims it, be invariant to a translation of either scan (|t| ≤ 100 mm).
 
 Methods: ``nearest``, ``pointset`` (rigid and affine CPD), a fitted ``lgm`` (a few epochs on a
-tiny geometry-only synthetic cohort), the asymmetric matcher in geometry-only mode (untrained,
-seeded; lite preset, so with the position prior and per-node local shifts), and the image
+tiny geometry-only synthetic cohort), lngraph's matchers in geometry-only mode (untrained,
+seeded; lite preset, so with the position prior and per-node local shifts): ``matcher`` the
+graph matcher (the lite default), ``asymmetric`` the asymmetric matcher; and the image
 methods on a tiny smooth random CT: ``registration`` (a cut-down affine registration) and the
 three lesion trackers (two training steps, small cubes). The image methods are not tested for
 translation invariance: none claims it, and translating a scan means moving its image too.
@@ -40,7 +41,7 @@ from lngraph.baselines import LGM, DLTLite, ImageRegistration, Nearest, PointSet
 from lngraph.baselines.registration import RegistrationParams
 from lngraph.io.cohort import Cohort, NodeTable, Scan, ScanPair, read_cohort
 from lngraph.io.matches import PairPrediction, prediction_frame
-from lngraph.models import AsymmetricMatcher, predict_pairs, preset
+from lngraph.models import build_matcher, predict_pairs, preset
 from lngraph.synth import generate_cohort
 
 MAX_NODES = 12
@@ -56,17 +57,18 @@ def _settings(name: str, examples: int = 25, image_examples: int = 12) -> settin
                     derandomize=_EXAMPLES is None, database=None, print_blob=True)
 
 
-GEOMETRIC = ["nearest", "pointset", "pointset_affine", "lgm", "matcher"]
+GEOMETRIC = ["nearest", "pointset", "pointset_affine", "lgm", "matcher", "asymmetric"]
 IMAGE = ["registration", "dlt_lite", "sam_lite", "tlt_lite"]
 ALL = GEOMETRIC + IMAGE
 #: The methods whose documentation claims invariance to translations of either scan:
-#: nearest and the matcher's position prior (robust translation; lngraph.matching.alignment,
-#: lngraph.models.asymmetric_matcher step 3); pointset registers by a rigid/affine map with
+#: nearest and the matchers' position prior (robust translation; lngraph.matching.alignment,
+#: lngraph.models.asymmetric_matcher step 3, lngraph.models.graph_matcher step 2: positions
+#: enter only as offsets after the alignment); pointset registers by a rigid/affine map with
 #: its own translation; lgm's features are rigid-invariant and its motion cue is the distance
 #: after a rigid CPD alignment (lngraph.baselines.lgm, steps 1 and 4).
 TRANSLATION_INVARIANT = GEOMETRIC
 #: Float32 methods (the matcher's graphs hold float32 positions) compare scores more loosely.
-SCORE_TOL = {"matcher": 1e-4}
+SCORE_TOL = {"matcher": 1e-4, "asymmetric": 1e-4}
 DEFAULT_SCORE_TOL = 1e-6
 
 #: The tiny CT of the image methods: 32³ voxels of 10 mm around the origin (±160 mm), which
@@ -243,11 +245,15 @@ class Methods:
                                                             cohort.subset(patients[3:]))
         return method.predict
 
-    def _matcher(self):
+    def _matcher(self, architecture: str = "graph"):
         torch.manual_seed(0)
-        model = AsymmetricMatcher(preset("lite").with_values({"model.geometry_only": True}))
+        model = build_matcher(preset("lite").with_values(
+            {"model.geometry_only": True, "model.architecture": architecture}))
         model.eval()
         return lambda pair: predict_pairs(model, [pair])[0]
+
+    def _asymmetric(self):
+        return self._matcher("asymmetric")
 
     def _images(self) -> Scan:
         if not (self.folder / "t0.mha").is_file():

@@ -16,8 +16,20 @@ SWITCHES = ("model.use_seag", "loss.weight_te", "loss.weight_se", "model.use_scb
 ROWS = {"abl_appearance": (False, 0.0, 0.0, False, False),
         "abl_seag": (True, 0.0, 0.0, False, False), "abl_te": (True, 1.0, 0.0, False, False),
         "abl_se": (True, 1.0, 1.0, False, False), "abl_scb": (True, 1.0, 1.0, True, False)}
+#: What every Table 1 row changes besides its switches: the paper's asymmetric matcher (SEAG
+#: with its learnable Q, the lite default) with fixed thresholds (0.5, the lite defaults) and
+#: nothing calibrated.
+PAPER_CHANGES = {"model.architecture": "asymmetric", "protocol.calibrate_threshold": False,
+                 "protocol.calibrate_fusion": False}
+#: The graph matcher's ablations: registered name → what it changes in the lite preset.
+MATCHER_ROWS = {"matcher_geometry": {"model.geometry_only": True},
+                "matcher_no_cross": {"model.use_cross": False},
+                "matcher_no_position": {"model.position_prior": False},
+                "matcher_no_self": {"model.self_layer": "none"},
+                "matcher_seag": {"model.self_layer": "seag"}}
 CROP = 16
-TINY = preset("lite").updated(model={"encoder2d_widths": (4, 8, 8),
+TINY = preset("lite").updated(model={"architecture": "asymmetric",
+                                      "encoder2d_widths": (4, 8, 8),
                                       "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
                                       "scb_hidden": 8},
                                crops={"size": CROP})
@@ -35,7 +47,11 @@ def test_each_row_sets_its_switches_and_nothing_else(name):
     assert tuple(method.config.flat()[k] for k in SWITCHES) == ROWS[name]
     expected = {k: v for k, v in zip(SWITCHES, ROWS[name], strict=True)
                 if preset("lite").flat()[k] != v}
-    assert changed(method.config) == expected
+    assert changed(method.config) == {**expected, **PAPER_CHANGES}
+    m = method.config.model
+    assert (m.architecture, m.seag_learn_q, m.similarity_threshold, m.scb_threshold) == (
+        "asymmetric", True, 0.5, 0.5)
+    assert not m.fuses_scores and m.scb_active == (name == "abl_scb")
     assert method.needs_images and method.learned
 
 
@@ -47,8 +63,25 @@ def test_rows_add_one_component_at_a_time():
     assert set(ABLATIONS) == set(ROWS)
 
 
-def test_asymmetric_itself_is_the_lite_preset():
+def test_matcher_itself_is_the_lite_preset():
     assert REGISTRY["matcher"]().config == preset("lite")
+    assert REGISTRY["matcher"]().config.model.architecture == "graph"
+
+
+def test_paper_is_the_paper_preset():
+    method = REGISTRY["paper"]()
+    assert isinstance(method, MatcherMethod) and method.config == preset("paper")
+    assert method.needs_images and method.learned
+
+
+@pytest.mark.parametrize("name", list(MATCHER_ROWS))
+def test_each_matcher_ablation_changes_one_thing_of_the_graph_matcher(name):
+    method = REGISTRY[name]()
+    assert isinstance(method, MatcherMethod)
+    assert method.config.model.architecture == "graph"
+    assert changed(method.config) == MATCHER_ROWS[name]
+    assert method.needs_images == (name != "matcher_geometry") and method.learned
+    assert method.config.model.feature_dim % method.config.model.heads == 0
 
 
 def test_overrides_win_over_the_given_config_and_keep_the_rest():

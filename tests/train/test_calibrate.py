@@ -12,6 +12,11 @@ from lngraph.train.module import selection_score
 
 GEOMETRY = preset("lite").with_values({"model.geometry_only": True, "optim.batch_size": 4,
                                         "optim.lr": 3e-3, "optim.patience": 20})
+#: The same with the old fused asymmetric matcher, whose fusion weights are calibrated.
+ASYMMETRIC = GEOMETRY.with_values({"model.architecture": "asymmetric",
+                                   "model.seag_learn_q": False})
+#: Architecture → geometry-only config.
+CONFIGS = {"graph": GEOMETRY, "asymmetric": ASYMMETRIC}
 
 
 def test_threshold_predictions_keep_pairs_at_or_above_the_threshold():
@@ -28,16 +33,35 @@ def test_decision_key_follows_scb():
     assert decision_key(preset("paper")) == "model.scb_threshold"
     assert decision_key(preset("paper").with_values({"model.geometry_only": True})) == \
         "model.similarity_threshold"
+    # the graph matcher has no SCB head: its assignment probability decides
+    assert decision_key(preset("lite").with_values({"model.use_scb": True})) == \
+        "model.similarity_threshold"
 
 
 @pytest.fixture(scope="module")
-def fitted(geometry_cohort, tmp_path_factory):
-    patients = geometry_cohort.patients
-    config = GEOMETRY.updated(protocol={"calibrate_threshold": True, "calibrate_fusion": False})
-    result = fit_matcher(geometry_cohort, config, train_patients=patients[:16],
-                         val_patients=patients[16:20], out_dir=tmp_path_factory.mktemp("cal"),
-                         max_epochs=4, seed=0, progress=False)
-    return result, patients[16:20]
+def fits(geometry_cohort, tmp_path_factory):
+    """``fits(architecture)``: a matcher of that architecture fitted with threshold calibration
+    (once per module), and its validation patients."""
+    done = {}
+
+    def fit(architecture: str):
+        if architecture not in done:
+            patients = geometry_cohort.patients
+            config = CONFIGS[architecture].updated(
+                protocol={"calibrate_threshold": True, "calibrate_fusion": False})
+            result = fit_matcher(geometry_cohort, config, train_patients=patients[:16],
+                                 val_patients=patients[16:20],
+                                 out_dir=tmp_path_factory.mktemp(f"cal-{architecture}"),
+                                 max_epochs=4, seed=0, progress=False)
+            done[architecture] = result, patients[16:20]
+        return done[architecture]
+
+    return fit
+
+
+@pytest.fixture(params=sorted(CONFIGS))
+def fitted(request, fits):
+    return fits(request.param)
 
 
 def test_calibration_picks_the_best_validation_threshold_and_stores_it(fitted, geometry_cohort):
@@ -85,11 +109,12 @@ def _validation_bce(model, config, pairs):
     return float(class_balanced_bce(torch.cat(logits), torch.cat(targets), logits=True))
 
 
-def test_fit_fusion_refits_the_weights_on_held_out_pairs(fitted, geometry_cohort):
+def test_fit_fusion_refits_the_weights_on_held_out_pairs(fits, geometry_cohort):
     from lngraph.train.calibrate import fit_fusion
 
-    result, val = fitted
+    result, val = fits("asymmetric")
     model, config, _ = load_checkpoint(result.checkpoint)
+    assert config.model.fuses_scores
     pairs = geometry_cohort.pairs(patients=val)
     before = _validation_bce(model, config, pairs)
     weights = fit_fusion(model, config, pairs)
@@ -100,11 +125,15 @@ def test_fit_fusion_refits_the_weights_on_held_out_pairs(fitted, geometry_cohort
     assert _validation_bce(model, config, pairs) < before
     with pytest.raises(ValueError, match="position_prior"):
         fit_fusion(model, config.with_values({"model.position_prior": False}), pairs)
+    graph, graph_config, _ = load_checkpoint(fits("graph")[0].checkpoint)
+    with pytest.raises(ValueError, match="asymmetric architecture"):
+        fit_fusion(graph, graph_config, pairs)
 
 
 def test_fit_with_fusion_calibration_stores_the_weights(geometry_cohort, tmp_path):
     patients = geometry_cohort.patients
-    config = GEOMETRY.with_values({"protocol.calibrate_fusion": True, "model.size_prior": True})
+    config = ASYMMETRIC.with_values({"protocol.calibrate_fusion": True,
+                                     "model.size_prior": True})
     result = fit_matcher(geometry_cohort, config, train_patients=patients[:8],
                          val_patients=patients[16:20], out_dir=tmp_path, max_epochs=1, seed=0,
                          progress=False)
@@ -113,12 +142,23 @@ def test_fit_with_fusion_calibration_stores_the_weights(geometry_cohort, tmp_pat
     np.testing.assert_allclose(model.fusion_bias.item(), extra["fusion"]["bias"], rtol=1e-6)
 
 
+def test_the_graph_matcher_has_no_fusion_to_calibrate(geometry_cohort, tmp_path):
+    patients = geometry_cohort.patients
+    config = GEOMETRY.with_values({"protocol.calibrate_fusion": True})
+    assert not config.model.fuses_scores
+    result = fit_matcher(geometry_cohort, config, train_patients=patients[:8],
+                         val_patients=patients[16:20], out_dir=tmp_path, max_epochs=1, seed=0,
+                         progress=False)
+    _, _, extra = load_checkpoint(result.checkpoint)
+    assert extra["fusion"] is None and "fusion" not in result.calibration_skipped
+
+
 def test_validation_scores_each_epoch_as_calibrated_and_fit_reproduces_the_best(
         geometry_cohort, tmp_path):
     import pandas as pd
 
     patients = geometry_cohort.patients
-    config = GEOMETRY.updated(protocol={"calibrate_fusion": True, "calibrate_threshold": True})
+    config = ASYMMETRIC.updated(protocol={"calibrate_fusion": True, "calibrate_threshold": True})
     result = fit_matcher(geometry_cohort, config, train_patients=patients[:16],
                          val_patients=patients[16:20], out_dir=tmp_path, max_epochs=3, seed=0,
                          progress=False)
@@ -197,8 +237,9 @@ def test_one_sided_validation_keeps_the_defaults_with_a_warning(three_patients, 
     from lngraph.train.calibrate import CalibrationWarning
     from lngraph.train.fit import _best_state
 
-    config = GEOMETRY.updated(protocol={"calibrate_threshold": True, "calibrate_fusion": True},
-                              model={"similarity_threshold": 0.35})
+    config = ASYMMETRIC.updated(protocol={"calibrate_threshold": True,
+                                          "calibrate_fusion": True},
+                                model={"similarity_threshold": 0.35})
     with pytest.warns(CalibrationWarning) as record:
         result = fit_matcher(three_patients, config, train_patients=["P0001", "P0002"],
                              val_patients=["P0003"], out_dir=tmp_path, max_epochs=2, seed=0,
@@ -221,7 +262,9 @@ def test_one_sided_validation_keeps_the_defaults_with_a_warning(three_patients, 
     assert torch.equal(model.fusion_bias, trained["fusion_bias"])
 
 
-def test_validation_patients_without_a_pair_train_without_validation(three_patients, tmp_path):
+@pytest.mark.parametrize("architecture", sorted(CONFIGS))
+def test_validation_patients_without_a_pair_train_without_validation(three_patients, tmp_path,
+                                                                      architecture):
     from lngraph.io.cohort import Cohort
     from lngraph.train.calibrate import CalibrationWarning
 
@@ -233,13 +276,14 @@ def test_validation_patients_without_a_pair_train_without_validation(three_patie
     with pytest.warns(CalibrationWarning, match=r"validation skipped: no validation pair: the 1 "
                                                 r"validation patient\(s\) \(P0003\) have one "
                                                 r"scan each; training runs 2 epoch\(s\)"):
-        result = fit_matcher(cohort, GEOMETRY, train_patients=["P0001", "P0002"],
+        result = fit_matcher(cohort, CONFIGS[architecture], train_patients=["P0001", "P0002"],
                              val_patients=["P0003"], out_dir=tmp_path, max_epochs=2,
                              progress=False)
     assert not result.validated and result.val_metrics == {} and result.epochs == 2
     _, _, extra = load_checkpoint(result.checkpoint)
     assert extra["validated"] is False and extra["val_metrics"] == {}
-    assert extra["calibration_skipped"] == {
-        "fusion": result.calibration_skipped["fusion"],
-        "threshold": result.calibration_skipped["threshold"]}
+    # only the asymmetric matcher has fusion weights to calibrate
+    assert set(result.calibration_skipped) == (
+        {"fusion", "threshold"} if architecture == "asymmetric" else {"threshold"})
+    assert extra["calibration_skipped"] == result.calibration_skipped
     assert result.calibration_skipped["threshold"].startswith("no validation pair: ")

@@ -8,14 +8,31 @@ from lngraph import __version__
 from lngraph.data.geometry import pair_shifts
 from lngraph.data.graph import pair_to_heterodata
 from lngraph.io.errors import InputError
-from lngraph.models import AsymmetricMatcher, alignment_params, preset, to_predictions
+from lngraph.models import (
+    AsymmetricMatcher,
+    GraphMatcher,
+    alignment_params,
+    build_matcher,
+    preset,
+    to_predictions,
+)
 from lngraph.models.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 
 CROP = 16
-TINY = preset("lite").updated(model={"encoder2d_widths": (4, 8, 8),
+#: The asymmetric matcher (SEAG with its learnable Q, position prior on: fusion weights).
+TINY = preset("lite").updated(model={"architecture": "asymmetric",
+                                      "encoder2d_widths": (4, 8, 8),
                                       "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
                                       "scb_hidden": 8},
                                crops={"size": CROP})
+#: The graph matcher at the same sizes (the lite default architecture).
+TINY_GRAPH = TINY.with_values({"model.architecture": "graph", "model.layers": 2})
+#: Fields that configs of checkpoint formats 2 and 3 did not have, by section.
+NEW_IN_4 = {"model": ("architecture", "layers", "heads", "self_layer", "use_cross",
+                      "deep_supervision", "seag_learn_q"),
+            "loss": ("weight_assignment",),
+            "optim": ("augment_drop", "augment_rotation_deg", "augment_scale",
+                      "augment_jitter_mm", "schedule")}
 
 
 def crops(n, gen):
@@ -43,34 +60,52 @@ def image_graph(geometry_cohort):
                               crops(len(pair.dst.nodes), gen), shifts)
 
 
+@pytest.mark.parametrize("architecture", ["asymmetric", "graph"])
 @pytest.mark.parametrize("geometry_only", [False, True])
-def test_round_trip_gives_identical_outputs(tmp_path, image_graph, geometry_only):
-    config = TINY.with_values({"model.geometry_only": geometry_only, "protocol.seed": 5})
+def test_round_trip_gives_identical_outputs(tmp_path, image_graph, geometry_only, architecture):
+    base = TINY if architecture == "asymmetric" else TINY_GRAPH
+    config = base.with_values({"model.geometry_only": geometry_only, "protocol.seed": 5})
     assert alignment_params(config) == alignment_params(TINY)    # image_graph's shifts fit
     torch.manual_seed(1)
-    model = AsymmetricMatcher(config).eval()
+    model = build_matcher(config).eval()
+    assert type(model) is (AsymmetricMatcher if architecture == "asymmetric" else GraphMatcher)
     extra = {"val_metrics": {"f1": np.float64(0.5), "nlr": float("nan")},
              "train_patients": ("P1", "P2"), "epochs": np.int64(3)}
     path = save_checkpoint(tmp_path / "run" / "model.ckpt", model, config, extra)
     loaded, loaded_config, loaded_extra = load_checkpoint(path)
     assert loaded_config == config
-    assert not loaded.training
+    assert type(loaded) is type(model) and not loaded.training
     assert loaded_extra["train_patients"] == ["P1", "P2"] and loaded_extra["epochs"] == 3
     assert loaded_extra["val_metrics"]["f1"] == 0.5
     assert np.isnan(loaded_extra["val_metrics"]["nlr"])
     with torch.no_grad():
         before, after = model(image_graph), loaded(image_graph)
-    assert torch.equal(before.similarity, after.similarity)
-    assert torch.equal(before.match_logits, after.match_logits)
-    assert torch.equal(before.scb_logits, after.scb_logits)
+    assert torch.equal(before.score, after.score)
+    if architecture == "asymmetric":
+        assert torch.equal(before.similarity, after.similarity)
+        assert torch.equal(before.match_logits, after.match_logits)
+        assert torch.equal(before.scb_logits, after.scb_logits)
+    else:
+        assert len(before.assignments) == len(after.assignments) == 2   # deep supervision
+        for a, b in zip(before.assignments, after.assignments, strict=True):
+            assert torch.equal(a.log_assignment, b.log_assignment)
     predictions_equal(model, loaded, image_graph)
     assert not list(tmp_path.joinpath("run").glob(".*")), "a temporary file was left behind"
+
+
+def test_the_architecture_must_match_the_weights(tmp_path):
+    path = save_checkpoint(tmp_path / "m.ckpt", AsymmetricMatcher(TINY), TINY)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["model"]["architecture"] = "graph"
+    torch.save(payload, path)
+    with pytest.raises(InputError, match="the weights do not fit the model"):
+        load_checkpoint(path)
 
 
 def test_loads_with_weights_only(tmp_path):
     path = save_checkpoint(tmp_path / "m.ckpt", AsymmetricMatcher(TINY), TINY)
     payload = torch.load(path, weights_only=True)
-    assert payload["format_version"] == FORMAT_VERSION == 3
+    assert payload["format_version"] == FORMAT_VERSION == 4
     assert payload["config"] == TINY.to_dict()
     assert payload["config"]["model"]["feature_dim"] == 16
 
@@ -153,9 +188,11 @@ V2_CONFIG = {
 
 
 def test_format_2_file_is_migrated(tmp_path, image_graph):
+    # a format-2 file holds the asymmetric matcher with the parameter-free SEAG
     expected = preset("lite").updated(
         crops={"size": CROP},
-        model={"encoder2d_widths": (4, 8, 8), "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
+        model={"architecture": "asymmetric", "seag_learn_q": False,
+               "encoder2d_widths": (4, 8, 8), "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
                "use_scb": True, "scb_hidden": 8, "scb_threshold": 0.4,
                "similarity_temperature": 0.2, "scb_temperature": 0.2},
         loss={"temperature": 0.2, "weight_te": 0.5},
@@ -170,6 +207,7 @@ def test_format_2_file_is_migrated(tmp_path, image_graph):
                 "extra": {"seed": 3}}, path)
     loaded, config, extra = load_checkpoint(path)
     assert config == expected and extra == {"seed": 3}
+    assert type(loaded) is AsymmetricMatcher and not loaded.seag.learn_q
     assert alignment_params(config) == alignment_params(TINY)    # image_graph's shifts fit
     assert loaded.scb.temperature == 0.2
     with torch.no_grad():
@@ -177,9 +215,53 @@ def test_format_2_file_is_migrated(tmp_path, image_graph):
     assert torch.equal(before.match_logits, after.match_logits)
     assert torch.equal(before.scb_logits, after.scb_logits)
     predictions_equal(model, loaded, image_graph)
-    resaved = save_checkpoint(tmp_path / "v3.ckpt", loaded, config)
+    resaved = save_checkpoint(tmp_path / "v4.ckpt", loaded, config)
+    assert torch.load(resaved, weights_only=True)["format_version"] == 4
     assert torch.load(resaved, weights_only=True)["config"] == expected.to_dict()
     assert load_checkpoint(resaved)[1] == expected
+
+
+def _format_3_payload(model, config) -> dict:
+    """What lngraph wrote in format 3: the sectioned config without the fields of format 4."""
+    values = config.to_dict()
+    for section, keys in NEW_IN_4.items():
+        for key in keys:
+            del values[section][key]
+    return {"format": FORMAT, "format_version": 3, "lngraph_version": "0.1.0",
+            "config": values, "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
+            "extra": {"seed": 4}}
+
+
+# 18 is not a multiple of the graph matcher's heads: a format-3 file is read as the asymmetric
+# matcher it holds, never checked as a graph matcher
+@pytest.mark.parametrize("feature_dim", [16, 18])
+def test_format_3_file_is_the_asymmetric_matcher_without_learnable_q(tmp_path, image_graph,
+                                                                     feature_dim):
+    expected = TINY.with_values({"model.seag_learn_q": False, "model.use_scb": True,
+                                 "model.feature_dim": feature_dim})
+    torch.manual_seed(3)
+    model = AsymmetricMatcher(expected).eval()
+    path = tmp_path / "v3.ckpt"
+    torch.save(_format_3_payload(model, expected), path)
+    loaded, config, extra = load_checkpoint(path)
+    assert config == expected and extra == {"seed": 4}
+    assert (config.model.architecture, config.model.seag_learn_q) == ("asymmetric", False)
+    assert type(loaded) is AsymmetricMatcher and not loaded.seag.learn_q
+    with torch.no_grad():
+        before, after = model(image_graph), loaded(image_graph)
+    assert torch.equal(before.match_logits, after.match_logits)
+    assert torch.equal(before.scb_logits, after.scb_logits)
+    predictions_equal(model, loaded, image_graph)
+
+
+def test_format_3_file_with_learnable_q_weights_is_refused(tmp_path):
+    # format 3 had no learnable Q: such weights do not fit the model the file implies
+    model = AsymmetricMatcher(TINY)
+    assert model.seag.learn_q
+    path = tmp_path / "v3.ckpt"
+    torch.save(_format_3_payload(model, TINY), path)
+    with pytest.raises(InputError, match=r"the weights do not fit the model"):
+        load_checkpoint(path)
 
 
 def test_format_2_file_with_a_bad_config_is_refused(tmp_path):

@@ -17,6 +17,11 @@ from lngraph.train.datamodule import PairDataModule, config_for_cohort
 
 GEOMETRY = preset("lite").with_values({"model.geometry_only": True, "optim.batch_size": 4,
                                         "optim.lr": 3e-3, "optim.patience": 20})
+#: The same with the old fused asymmetric matcher (fusion weights to calibrate).
+ASYMMETRIC = GEOMETRY.with_values({"model.architecture": "asymmetric",
+                                   "model.seag_learn_q": False})
+#: Architecture → geometry-only config.
+CONFIGS = {"graph": GEOMETRY, "asymmetric": ASYMMETRIC}
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +81,21 @@ def test_same_seed_same_model(trained, geometry_cohort, tmp_path):
         assert np.array_equal(x.numpy(), y.numpy()), name
 
 
-def test_without_validation_keeps_lowest_training_loss(geometry_cohort, tmp_path):
+@pytest.mark.parametrize("architecture", sorted(CONFIGS))
+def test_without_validation_keeps_lowest_training_loss(geometry_cohort, tmp_path,
+                                                       architecture):
     with warnings.catch_warnings():
         warnings.simplefilter("error", CalibrationWarning)   # no validation asked: no warning
-        result = fit_matcher(geometry_cohort, GEOMETRY,
+        result = fit_matcher(geometry_cohort, CONFIGS[architecture],
                              train_patients=geometry_cohort.patients[:4], val_patients=[],
                              out_dir=tmp_path, max_epochs=1, progress=False)
     assert result.val_metrics == {} and result.epochs == 1 and result.checkpoint.is_file()
     assert result.validated is False
-    assert result.calibration_skipped == {"fusion": "no validation patients",
-                                          "threshold": "no validation patients"}
+    # only the asymmetric matcher has fusion weights to calibrate
+    expected = {"threshold": "no validation patients"}
+    if architecture == "asymmetric":
+        expected["fusion"] = "no validation patients"
+    assert result.calibration_skipped == expected
     _, _, extra = load_checkpoint(result.checkpoint)
     assert extra["validated"] is False and extra["calibration_skipped"] == \
         result.calibration_skipped
@@ -111,19 +121,28 @@ def test_training_patients_without_nodes_are_refused_before_anything_runs(tmp_pa
                     progress=False)
 
 
-def test_a_diverged_training_writes_no_checkpoint(geometry_cohort, tmp_path, monkeypatch):
+#: Architecture → a one-number weight of its matcher.
+SCALAR_WEIGHT = {"asymmetric": "fusion_bias", "graph": "heads.2.matchability.bias"}
+
+
+@pytest.mark.parametrize("architecture", sorted(CONFIGS))
+def test_a_diverged_training_writes_no_checkpoint(geometry_cohort, tmp_path, monkeypatch,
+                                                  architecture):
     import lngraph.train.fit as fit
+
+    name = SCALAR_WEIGHT[architecture]
 
     def diverged(path):
         state = best_state(path)
-        state["fusion_bias"] = torch.full_like(state["fusion_bias"], float("nan"))
+        state[name] = torch.full_like(state[name], float("nan"))
         return state
 
     best_state = fit._best_state
     monkeypatch.setattr(fit, "_best_state", diverged)
-    with pytest.raises(ValueError, match=r"training diverged: the best epoch \(0\) has "
-                                         r"non-finite weights in 'fusion_bias' \(1 NaN"):
-        fit_matcher(geometry_cohort, GEOMETRY, train_patients=geometry_cohort.patients[:4],
+    with pytest.raises(ValueError, match=rf"training diverged: the best epoch \(0\) has "
+                                         rf"non-finite weights in '{name}' \(1 NaN"):
+        fit_matcher(geometry_cohort, CONFIGS[architecture],
+                    train_patients=geometry_cohort.patients[:4],
                     val_patients=[], out_dir=tmp_path, max_epochs=1, progress=False)
     assert not (tmp_path / "model.ckpt").exists()
 
@@ -203,9 +222,15 @@ def test_flip_crops_applies_one_symmetry_to_both_scans_and_recomputes_the_views(
 
 
 # reproducibility ------------------------------------------------------------------------------
-#: Learns over several epochs (no position prior to lean on) and stops early.
-REPRODUCIBLE = GEOMETRY.with_values({"model.position_prior": False, "optim.batch_size": 2,
-                                     "optim.patience": 2})
+#: Architecture → a config that learns over several epochs (no position prior to lean on) and
+#: stops early. (The graph matcher keeps no pair in its first epochs, whose assignment
+#: probabilities start small: one pair per batch and a patience of 3 to get past them.)
+REPRODUCIBLE = {
+    "graph": GEOMETRY.with_values({"model.position_prior": False, "optim.batch_size": 1,
+                                   "optim.patience": 3}),
+    "asymmetric": ASYMMETRIC.with_values({"model.position_prior": False,
+                                          "optim.batch_size": 2, "optim.patience": 2}),
+}
 
 
 def _same(a, b) -> bool:
@@ -254,12 +279,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_same_seed_same_run_with_early_stopping(geometry_cohort, tmp_path, one_thread):
+@pytest.mark.parametrize("architecture", sorted(REPRODUCIBLE))
+def test_same_seed_same_run_with_early_stopping(geometry_cohort, tmp_path, one_thread,
+                                                architecture):
     patients = geometry_cohort.patients
     runs = []
     for name, callbacks in (("a", []), ("b", [_DrawsRandomNumbers()])):
         torch.manual_seed(len(runs) + 5)        # the global generators' state does not matter
-        runs.append(fit_matcher(geometry_cohort, REPRODUCIBLE, train_patients=patients[:6],
+        runs.append(fit_matcher(geometry_cohort, REPRODUCIBLE[architecture],
+                                train_patients=patients[:6],
                                 val_patients=patients[6:8], out_dir=tmp_path / name,
                                 max_epochs=15, seed=3, progress=False, callbacks=callbacks))
     first, second = runs
@@ -276,7 +304,9 @@ def test_augmented_image_training_is_reproducible(tmp_path, one_thread, make_coh
                "feature_dim": 16, "scb_hidden": 8},
         crops={"size": 16},
         optim={"batch_size": 2, "patience": 1, "augment_flip": True,
-               "augment_intensity": 0.1, "augment_noise": 0.02})
+               "augment_intensity": 0.1, "augment_noise": 0.02, "augment_drop": 0.2,
+               "augment_rotation_deg": 10.0, "augment_scale": 0.05, "augment_jitter_mm": 1.0,
+               "schedule": "cosine"})
     runs = [fit_matcher(cohort, config, train_patients=cohort.patients[:3],
                         val_patients=cohort.patients[3:], out_dir=tmp_path / name,
                         max_epochs=3, seed=1, progress=False, callbacks=callbacks)

@@ -24,11 +24,15 @@ from lngraph.models.config import MatcherConfig, preset
 from lngraph.tune.objective import PruningCallback, TuneObjective, config_of
 from lngraph.tune.search_space import (
     APPEARANCE,
+    ASYMMETRIC,
     COMMON,
     FUSION,
     GEOMETRY,
+    GRAPH,
     NO_SCB,
+    POSITION,
     SCB,
+    SEAG,
     sample_config,
     scale_widths,
     search_space,
@@ -44,6 +48,9 @@ from lngraph.tune.study import (
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "tune.md"
 GEOMETRY_BASE = preset("lite").with_values({"model.geometry_only": True})
+#: The old fused asymmetric matcher, geometry-only.
+ASYMMETRIC_BASE = GEOMETRY_BASE.with_values({"model.architecture": "asymmetric",
+                                             "model.seag_learn_q": False})
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -81,12 +88,18 @@ def _ask(base: MatcherConfig, seed: int = 0, n: int = 20):
         yield trial, sample_config(trial, base)
 
 
-def test_geometry_space_samples_only_what_the_model_uses():
-    space = search_space(GEOMETRY_BASE)
-    assert set(space) == set(COMMON) | set(GEOMETRY) | set(FUSION)   # threshold calibrated
-    assert set(search_space(GEOMETRY_BASE.with_values(
+@pytest.mark.parametrize("base", [GEOMETRY_BASE, ASYMMETRIC_BASE],
+                         ids=["graph", "asymmetric"])
+def test_geometry_space_samples_only_what_the_model_uses(base):
+    space = search_space(base)
+    if base.model.architecture == "graph":      # no SEAG, no fused score
+        assert set(space) == set(COMMON) | set(GRAPH) | set(GEOMETRY) | set(POSITION)
+    else:                                       # threshold calibrated
+        assert set(space) == (set(COMMON) | set(ASYMMETRIC) | set(SEAG) | set(GEOMETRY)
+                              | set(POSITION) | set(FUSION))
+    assert set(search_space(base.with_values(
         {"protocol.calibrate_threshold": False}))) == set(space) | set(NO_SCB)
-    for trial, config in _ask(GEOMETRY_BASE):
+    for trial, config in _ask(base):
         assert set(trial.params) == set(space)
         values = config.flat()
         for name, value in trial.params.items():
@@ -94,21 +107,46 @@ def test_geometry_space_samples_only_what_the_model_uses():
             assert values[name] == value
         # fields outside the space keep the base values
         assert {k: v for k, v in values.items() if k not in space} == {
-            k: v for k, v in GEOMETRY_BASE.flat().items() if k not in space}
+            k: v for k, v in base.flat().items() if k not in space}
+
+
+def test_the_graph_space_follows_the_graph_matchers_switches():
+    assert not set(search_space(GEOMETRY_BASE)) & (set(ASYMMETRIC) | set(SEAG) | set(FUSION)
+                                                   | set(SCB))
+    # SEAG as the intra-scan layer brings SEAG's parameters
+    seag = GEOMETRY_BASE.with_values({"model.self_layer": "seag"})
+    assert set(search_space(seag)) == set(search_space(GEOMETRY_BASE)) | set(SEAG)
+    # without positions, no alignment setting; SCB is the asymmetric matcher's only
+    assert set(search_space(GEOMETRY_BASE.with_values({"model.position_prior": False}))) == (
+        set(search_space(GEOMETRY_BASE)) - set(POSITION))
+    image = preset("lite")
+    assert set(search_space(image.with_values({"model.use_scb": True}))) == set(
+        search_space(image))
+    # every sampled graph config is valid: each heads choice divides each feature_dim choice
+    for trial, config in _ask(image, n=30):
+        assert config.model.feature_dim % config.model.heads == 0
+        assert 1 <= config.model.layers <= 6 and config.optim.schedule in ("constant", "cosine")
+        assert 0 <= config.optim.augment_drop <= 0.3
+        assert "model.sigma_init" not in trial.params
 
 
 def test_appearance_space_scales_widths_and_conditions_radius_factor():
-    base = preset("lite").with_values({"model.use_scb": True})
-    assert set(search_space(base)) == (set(COMMON) | set(APPEARANCE) | set(SCB) | set(FUSION)
+    # the asymmetric matcher with SCB
+    base = preset("lite").with_values({"model.use_scb": True,
+                                       "model.architecture": "asymmetric"})
+    asymmetric = set(COMMON) | set(ASYMMETRIC) | set(SEAG) | set(APPEARANCE)
+    assert set(search_space(base)) == (asymmetric | set(SCB) | set(POSITION) | set(FUSION)
                                        ) - {"model.scb_threshold"}    # calibrated in lite
     uncalibrated = base.with_values({"protocol.calibrate_threshold": False})
     assert "model.scb_threshold" in search_space(uncalibrated)
     assert set(search_space(uncalibrated.with_values({"model.use_scb": False}))) == (
-        set(COMMON) | set(APPEARANCE) | set(NO_SCB) | set(FUSION))
+        asymmetric | set(NO_SCB) | set(POSITION) | set(FUSION))
     # a threshold chosen on validation is not searched; no prior, no fusion terms
     assert set(search_space(base.with_values({"model.use_scb": False,
-                                              "model.position_prior": False}))) == (
-        set(COMMON) | set(APPEARANCE))
+                                              "model.position_prior": False}))) == asymmetric
+    # the graph matcher of lite
+    assert set(search_space(preset("lite"))) == (set(COMMON) | set(GRAPH) | set(APPEARANCE)
+                                                 | set(POSITION))
     modes = set()
     for trial, config in _ask(base, n=30):
         modes.add(config.crops.mode)
@@ -135,7 +173,8 @@ def test_docs_list_every_searched_parameter():
     if not DOCS.is_file():
         pytest.skip(f"{DOCS} not found")
     text = DOCS.read_text(encoding="utf-8")
-    for name in {**COMMON, **GEOMETRY, **APPEARANCE, **SCB, **NO_SCB}:
+    for name in {**COMMON, **GRAPH, **ASYMMETRIC, **SEAG, **GEOMETRY, **APPEARANCE, **SCB,
+                 **NO_SCB, **POSITION, **FUSION}:
         assert f"`{name}`" in text, name
 
 
@@ -266,20 +305,24 @@ def test_objective_refuses_a_split_without_nodes_or_validation_pairs(tmp_path):
     assert code == 2    # the CLI reports the ValueError as an input error, no traceback
 
 
-def test_one_sided_validation_completes_the_trial(tmp_path):
+@pytest.mark.parametrize("base", [GEOMETRY_BASE, ASYMMETRIC_BASE],
+                         ids=["graph", "asymmetric"])
+def test_one_sided_validation_completes_the_trial(tmp_path, base):
     from lngraph.train.calibrate import CalibrationWarning
 
     cohort = read_cohort(_write(tmp_path / "cohort", {
         "p0": [["a", "b", "c"], ["a", "b", "d"]], "p1": [["a", "b"], ["a", "c"]],
         "p2": [["a"], ["a"]]}))     # validation: one node that persists
-    objective = TuneObjective(cohort, GEOMETRY_BASE, ("p0", "p1"), ("p2",), tmp_path / "out",
+    objective = TuneObjective(cohort, base, ("p0", "p1"), ("p2",), tmp_path / "out",
                               max_epochs=1)
     study = optuna.create_study(direction="maximize")
     with pytest.warns(CalibrationWarning):
         study.optimize(objective, n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
-    assert set(trial.user_attrs["calibration_skipped"]) == {"fusion", "threshold"}
+    # only the asymmetric matcher has fusion weights to calibrate
+    assert set(trial.user_attrs["calibration_skipped"]) == (
+        {"fusion", "threshold"} if base is ASYMMETRIC_BASE else {"threshold"})
 
 
 def test_a_trial_whose_training_fails_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):

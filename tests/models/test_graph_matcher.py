@@ -1,0 +1,448 @@
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch, HeteroData
+
+from lngraph import __version__
+from lngraph.data.geometry import pair_shifts
+from lngraph.data.graph import CROSS, INTRA, complete_edge_index
+from lngraph.io.errors import InputError
+from lngraph.matching import hungarian_max
+from lngraph.matching.batched import batched_assignment
+from lngraph.models import (
+    AsymmetricMatcher,
+    GraphMatcher,
+    MatcherConfig,
+    alignment_params,
+    build_matcher,
+    load_checkpoint,
+    preset,
+    save_checkpoint,
+    to_predictions,
+)
+from lngraph.models.checkpoint import FORMAT
+from lngraph.models.graph_matcher import SEAGBlock
+from lngraph.nn.conv import PositionalAttentionConv
+
+CROP = 16
+TINY = preset("lite").updated(model={"encoder2d_widths": (4, 8, 8),
+                                      "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
+                                      "layers": 2, "heads": 2, "geometry_hidden": 16},
+                               crops={"size": CROP})
+GEOMETRY = TINY.updated(model={"geometry_only": True})
+
+
+def set_shift(data: HeteroData, config: MatcherConfig = TINY) -> HeteroData:
+    """``src.shift`` from the pair's current centres, with the config's alignment settings."""
+    shift = pair_shifts(data["src"].pos.double().numpy(), data["dst"].pos.double().numpy(),
+                        alignment_params(config))
+    data["src"].shift = torch.as_tensor(np.asarray(shift), dtype=torch.float32).reshape(-1, 3)
+    return data
+
+
+def pair_graph(pos_src, pos_dst, matches, radius_src=None, radius_dst=None, crops=None,
+               shift: bool = True) -> HeteroData:
+    """One pair graph as :mod:`lngraph.data.graph` builds it, by hand."""
+    data = HeteroData()
+    for node_type, pos, radius in (("src", pos_src, radius_src), ("dst", pos_dst, radius_dst)):
+        n = len(pos)
+        data[node_type].num_nodes = n
+        data[node_type].pos = pos
+        data[node_type].radius = torch.full((n,), 5.0) if radius is None else radius
+        if crops is not None:
+            data[node_type].cube, data[node_type].views = crops[node_type]
+        data[INTRA[node_type]].edge_index = complete_edge_index(n)
+    data[CROSS].edge_label_index = torch.as_tensor(matches, dtype=torch.long).reshape(-1, 2).T
+    return set_shift(data) if shift else data
+
+
+def random_pair(n_src: int, n_dst: int, seed: int, images: bool = True,
+                shift: bool = True) -> HeteroData:
+    """Later scan = the first nodes of the earlier one, moved a little, plus new nodes."""
+    gen = torch.Generator().manual_seed(seed)
+    kept = min(n_src, n_dst) - (1 if min(n_src, n_dst) > 1 else 0)
+    pos_src = torch.randn(n_src, 3, generator=gen) * 25
+    pos_dst = torch.cat([pos_src[:kept] + torch.randn(kept, 3, generator=gen),
+                         torch.randn(n_dst - kept, 3, generator=gen) * 25 + 60])
+    radius_src = torch.rand(n_src, generator=gen) * 6 + 3
+    radius_dst = torch.cat([radius_src[:kept], torch.rand(n_dst - kept, generator=gen) * 6 + 3])
+    crops = None
+    if images:
+        crops = {t: (torch.rand(n, 1, CROP, CROP, CROP, generator=gen),
+                     torch.rand(n, 9, CROP, CROP, generator=gen))
+                 for t, n in (("src", n_src), ("dst", n_dst))}
+    return pair_graph(pos_src, pos_dst, [[i, i] for i in range(kept)], radius_src, radius_dst,
+                      crops, shift)
+
+
+def permute(data: HeteroData, node_type: str, perm: torch.Tensor) -> HeteroData:
+    """``data`` with one scan's nodes reordered (new node k = old node perm[k]): every node
+    attribute, the intra edges and the ground truth relabelled; the shifts move with their
+    nodes."""
+    out = data.clone()
+    for key in ("pos", "radius", "cube", "views", "shift"):
+        if key in out[node_type]:
+            out[node_type][key] = out[node_type][key][perm]
+    inverse = torch.argsort(perm)
+    out[INTRA[node_type]].edge_index = inverse[data[INTRA[node_type]].edge_index]
+    label = out[CROSS].edge_label_index.clone()
+    row = 0 if node_type == "src" else 1
+    label[row] = inverse[label[row]]
+    out[CROSS].edge_label_index = label
+    return out
+
+
+#: Output biases of the attention-bias and pairwise MLPs: a constant added to every logit of a
+#: softmax changes nothing, so their gradient is 0 (up to rounding).
+SHIFT_ONLY = ("bias.2.bias", "pairwise.2.bias")
+
+
+def check_gradients(model: torch.nn.Module):
+    """Every parameter received a finite gradient, non-zero unless it only shifts logits."""
+    missing = []
+    for name, p in model.named_parameters():
+        if p.grad is None or not torch.isfinite(p.grad).all():
+            missing.append(name)
+        elif name.endswith(SHIFT_ONLY):
+            assert p.grad.abs().max() < 1e-5, name
+        elif not p.grad.abs().sum():
+            missing.append(name)
+    assert not missing, missing
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GraphMatcher(TINY).eval()
+
+
+@pytest.fixture(scope="module")
+def geometry_model():
+    torch.manual_seed(0)
+    return GraphMatcher(GEOMETRY).eval()
+
+
+def test_build_matcher_and_the_layers_of_the_config():
+    assert preset("lite").model.architecture == "graph"
+    model = build_matcher(TINY)
+    assert type(model) is GraphMatcher and not model.use_scb
+    assert len(model.self_layers) == len(model.cross_layers) == len(model.heads) == 2
+    assert repr(model.cross_layers[0]) == "PositionalAttentionConv(16, heads=2, edge_dim=4)"
+    assert repr(model.self_layers[1]) == "PositionalAttentionConv(16, heads=2, edge_dim=4)"
+    assert repr(model.heads[0]) == "AssignmentHead(16, edge_dim=4)"
+    assert hasattr(model, "encoder3d") and not hasattr(model, "geometry_encoder")
+    geometry = build_matcher(GEOMETRY)
+    assert hasattr(geometry, "geometry_encoder") and not hasattr(geometry, "encoder3d")
+    assert type(build_matcher(TINY.updated(model={"architecture": "asymmetric"}))) is \
+        AsymmetricMatcher
+
+
+def test_forward_on_a_batch_of_unequal_pairs(model):
+    pairs = [random_pair(3, 4, 0), random_pair(0, 2, 1), random_pair(5, 0, 2),
+             random_pair(2, 2, 3)]
+    batch = Batch.from_data_list(pairs)
+    with torch.no_grad():
+        out = model(batch)
+    assert out.score.shape == (4, 5, 4) and len(out.assignments) == 2
+    assert out.src_mask.sum(1).tolist() == [3, 0, 5, 2]
+    assert out.dst_mask.sum(1).tolist() == [4, 2, 0, 2]
+    torch.testing.assert_close(out.score, out.assignments[-1].log_assignment.exp())
+    assert (out.score[~out.pair_mask] == 0).all() and not out.score.isnan().any()
+    assert (out.score.sum(2) <= 1 + 1e-5).all() and (out.score.sum(1) <= 1 + 1e-5).all()
+    # Each pair's block equals that pair alone (evaluation mode).
+    for b, (n1, n2) in ((0, (3, 4)), (3, (2, 2))):
+        with torch.no_grad():
+            alone = model(pairs[b])
+        torch.testing.assert_close(out.score[b, :n1, :n2], alone.score[0], rtol=1e-4,
+                                   atol=1e-6)
+    # The rule: Hungarian on P per pair, keeping P >= the threshold.
+    matches = model.match(batch, threshold=0.0)
+    for b, (n1, n2) in enumerate(((3, 4), (0, 2), (5, 0), (2, 2))):
+        expected0 = np.full(5, -1)
+        if n1 and n2:
+            pairs_b = hungarian_max(out.score[b, :n1, :n2].double().numpy())
+            expected0[pairs_b[:, 0]] = pairs_b[:, 1]
+        assert matches.matches0[b].tolist() == expected0.tolist()
+    threshold = TINY.model.similarity_threshold
+    predictions = to_predictions(model.match(batch))
+    for b, prediction in enumerate(predictions):
+        scores = out.score[b].double().numpy()
+        assert (prediction.scores >= threshold).all()
+        np.testing.assert_allclose(prediction.scores, scores[tuple(prediction.matches.T)],
+                                   rtol=1e-5)
+
+
+@pytest.mark.parametrize("geometry_only", [False, True])
+@pytest.mark.parametrize("node_type", ["src", "dst"])
+def test_permuting_a_scan_permutes_the_scores(model, geometry_model, geometry_only, node_type):
+    net = geometry_model if geometry_only else model
+    data = random_pair(5, 6, 4, images=not geometry_only)
+    perm = torch.randperm(data[node_type].num_nodes, generator=torch.Generator().manual_seed(5))
+    moved = permute(data, node_type, perm)
+    with torch.no_grad():
+        base, out = net(data), net(moved)
+    for a, b in zip(base.assignments, out.assignments, strict=True):
+        expected = a.log_assignment[0][perm] if node_type == "src" else \
+            a.log_assignment[0][:, perm]
+        torch.testing.assert_close(b.log_assignment[0], expected, rtol=1e-4, atol=1e-4)
+    expected = base.score[0][perm] if node_type == "src" else base.score[0][:, perm]
+    torch.testing.assert_close(out.score[0], expected, rtol=1e-4, atol=1e-6)
+    base_loss, moved_loss = net.loss(data, base), net.loss(moved, out)
+    for key in base_loss:
+        torch.testing.assert_close(moved_loss[key], base_loss[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("geometry_only", [False, True])
+@pytest.mark.parametrize("node_type", ["src", "dst"])
+def test_translating_a_scan_changes_nothing(model, geometry_model, geometry_only, node_type):
+    net = geometry_model if geometry_only else model
+    data = random_pair(6, 5, 6, images=not geometry_only)
+    offset = torch.tensor([80.0, -20.0, 150.0])
+    moved = data.clone()
+    moved[node_type].pos = data[node_type].pos + offset
+    set_shift(moved)
+    # The recomputed alignment shifts absorb the translation.
+    sign = 1.0 if node_type == "dst" else -1.0
+    torch.testing.assert_close(moved["src"].shift, data["src"].shift + sign * offset, rtol=0,
+                               atol=1e-3)
+    with torch.no_grad():
+        base, out = net(data), net(moved)
+    torch.testing.assert_close(out.score, base.score, rtol=1e-4, atol=1e-4)
+    assert net.match(moved, 0.0).matches0.tolist() == net.match(data, 0.0).matches0.tolist()
+
+
+@pytest.mark.parametrize("config", [TINY, GEOMETRY], ids=["images", "geometry"])
+def test_loss_and_gradients(config):
+    torch.manual_seed(1)
+    model = GraphMatcher(config).train()
+    images = not config.model.geometry_only
+    batch = Batch.from_data_list([random_pair(4, 5, 7, images), random_pair(3, 3, 8, images)])
+    out = model(batch)
+    losses = model.loss(batch, out)
+    assert set(losses) == {"se", "te", "assignment", "total"}
+    assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
+    c = config.loss
+    torch.testing.assert_close(losses["total"], c.weight_assignment * losses["assignment"]
+                               + c.weight_se * losses["se"] + c.weight_te * losses["te"])
+    assert (losses["se"].item() == 0.0) == config.model.geometry_only
+    assert losses["te"].item() > 0 and losses["assignment"].item() > 0
+    losses["total"].backward()
+    check_gradients(model)
+    assert model.heads[0].matchability.weight.grad.abs().sum() > 0
+
+
+def test_the_assignment_loss_is_the_mean_over_the_heads():
+    torch.manual_seed(2)
+    model = GraphMatcher(GEOMETRY).eval()
+    data = random_pair(4, 4, 9, images=False)
+    with torch.no_grad():
+        out = model(data)
+        target = model.match_targets(data, out)
+    expected = torch.zeros(1, 4, 4)
+    expected[0, [0, 1, 2], [0, 1, 2]] = 1.0
+    assert torch.equal(target, expected)
+    # Head h's term, written out: matches 0-0, 1-1, 2-2; src 3 and dst 3 unmatched.
+    terms = []
+    for a in out.assignments:
+        positive = -a.log_assignment[0, [0, 1, 2], [0, 1, 2]].mean()
+        negative = -(a.log_unmatched0[0, 3] + a.log_unmatched1[0, 3]) / 2
+        terms.append(0.5 * positive + 0.5 * negative)
+    losses = model.loss(data, out)
+    torch.testing.assert_close(losses["assignment"], sum(terms) / 2)
+
+
+ABLATIONS = [{"use_cross": False}, {"position_prior": False}, {"self_layer": "attention"},
+             {"self_layer": "seag"}, {"self_layer": "none"}, {"deep_supervision": False},
+             {"use_cross": False, "self_layer": "none", "position_prior": False}]
+
+
+@pytest.mark.parametrize("change", ABLATIONS, ids=lambda c: ",".join(f"{k}={v}"
+                                                                      for k, v in c.items()))
+def test_ablations_build_and_train(change):
+    torch.manual_seed(3)
+    config = GEOMETRY.updated(model=change)
+    model = build_matcher(config).train()
+    c = config.model
+    assert len(model.cross_layers) == (2 if c.use_cross else 0)
+    assert len(model.heads) == (2 if c.deep_supervision else 1)
+    layer = {"attention": PositionalAttentionConv, "seag": SEAGBlock,
+             "none": torch.nn.Identity}[c.self_layer]
+    assert all(type(m) is layer for m in model.self_layers)
+    if c.self_layer == "seag":
+        assert model.self_layers[0].seag.learn_q == c.seag_learn_q
+    edge_dim = 4 if c.position_prior else 0
+    assert all(h.edge_dim == edge_dim for h in model.heads)
+    assert all(m.edge_dim == edge_dim for m in model.cross_layers)
+    batch = Batch.from_data_list([random_pair(4, 5, 10, False, shift=c.position_prior),
+                                  random_pair(3, 3, 11, False, shift=c.position_prior)])
+    out = model(batch)
+    assert out.score.shape == (2, 4, 5) and len(out.assignments) == len(model.heads)
+    losses = model.loss(batch, out)
+    assert torch.isfinite(losses["total"])
+    losses["total"].backward()
+    check_gradients(model)
+    assert model.match(batch).matches0.shape == (2, 4)
+
+
+def test_the_position_prior_needs_the_shifts():
+    data = random_pair(3, 4, 12, images=False, shift=False)
+    assert "shift" not in data["src"]
+    torch.manual_seed(4)
+    with pytest.raises(ValueError, match=r"no alignment shifts \(src\.shift\)"):
+        GraphMatcher(GEOMETRY)(data)
+    plain = GraphMatcher(GEOMETRY.updated(model={"position_prior": False})).eval()
+    with torch.no_grad():
+        out = plain(data)
+        assert out.score.shape == (1, 3, 4)
+        # Without positions the shifts are not read.
+        torch.testing.assert_close(plain(set_shift(data.clone())).score, out.score)
+
+
+def test_positions_enter_the_layers_and_the_head(geometry_model):
+    """With the prior, moving one later node (everything else kept, the shifts too) changes
+    the scores; without it, the score of a scan moved rigidly is the same even when the
+    shifts are left stale."""
+    data = random_pair(4, 4, 13, images=False)
+    moved = data.clone()
+    moved["dst"].pos = data["dst"].pos.clone()
+    moved["dst"].pos[0] += torch.tensor([0.0, 0.0, 10.0])
+    with torch.no_grad():
+        assert not torch.allclose(geometry_model(moved).score, geometry_model(data).score,
+                                  atol=1e-3)
+    torch.manual_seed(5)
+    plain = GraphMatcher(GEOMETRY.updated(model={"position_prior": False})).eval()
+    moved = data.clone()
+    moved["dst"].pos = data["dst"].pos + torch.tensor([30.0, 40.0, -50.0])
+    with torch.no_grad():
+        torch.testing.assert_close(plain(moved).score, plain(data).score, rtol=1e-4,
+                                   atol=1e-5)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(6)
+    model = GraphMatcher(TINY).train()
+    data = random_pair(4, 5, 14)
+    model(Batch.from_data_list([data, random_pair(3, 3, 15)]))   # moves the running statistics
+    model.eval()
+    path = save_checkpoint(tmp_path / "model.ckpt", model, TINY, extra={"note": "x"})
+    loaded, config, extra = load_checkpoint(path)
+    assert type(loaded) is GraphMatcher and not loaded.training
+    assert config == TINY and extra == {"note": "x"}
+    payload = torch.load(path, weights_only=True)
+    assert payload["format_version"] == 4 and payload["config"]["model"]["architecture"] == \
+        "graph"
+    with torch.no_grad():
+        a, b = model(data), loaded(data)
+    assert torch.equal(a.score, b.score)
+    for x, y in zip(a.assignments, b.assignments, strict=True):
+        assert torch.equal(x.log_unmatched0, y.log_unmatched0)
+    assert loaded.match(data).matches0.tolist() == model.match(data).matches0.tolist()
+
+
+@pytest.mark.parametrize("feature_dim", [16, 6])
+def test_a_format_3_checkpoint_is_the_asymmetric_matcher(tmp_path, feature_dim):
+    # Format 3 had neither architectures nor the graph matcher's fields, and SEAG had no Q.
+    # (feature_dim 6 is valid for the asymmetric matcher, not for the graph matcher's 4 heads.)
+    config = GEOMETRY.updated(model={"architecture": "asymmetric", "seag_learn_q": False,
+                                     "feature_dim": feature_dim})
+    torch.manual_seed(7)
+    old = AsymmetricMatcher(config).eval()
+    values = config.to_dict()
+    for key in ("architecture", "seag_learn_q", "layers", "heads", "self_layer", "use_cross",
+                "deep_supervision"):
+        del values["model"][key]
+    del values["loss"]["weight_assignment"]
+    path = tmp_path / "v3.ckpt"
+    torch.save({"format": FORMAT, "format_version": 3, "lngraph_version": __version__,
+                "config": values, "state_dict": old.state_dict(), "extra": {"epoch": 3}}, path)
+    loaded, loaded_config, extra = load_checkpoint(path)
+    assert type(loaded) is AsymmetricMatcher and extra == {"epoch": 3}
+    assert loaded_config.model.architecture == "asymmetric"
+    assert loaded_config.model.seag_learn_q is False and loaded.seag.learn_q is False
+    assert loaded_config.model.feature_dim == feature_dim
+    data = random_pair(4, 5, 16, images=False)
+    with torch.no_grad():
+        assert torch.equal(loaded(data).score, old(data).score)
+    # The same file claiming format 4 is a graph matcher's config: the weights do not fit.
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 4
+    torch.save(payload, path)
+    with pytest.raises(InputError):
+        load_checkpoint(path)
+
+
+def synthetic_pair(gen: torch.Generator) -> HeteroData:
+    """A geometry-only pair: 10-14 nodes in a 150 mm box; the later scan is the earlier one
+    translated (up to 40 mm per axis), jittered by 1 mm, with 0-3 nodes gone and 0-3 new."""
+    n = int(torch.randint(10, 15, (1,), generator=gen))
+    pos = torch.rand(n, 3, generator=gen) * 150
+    radius = torch.rand(n, generator=gen) * 6 + 3
+    keep = torch.randperm(n, generator=gen)[: n - int(torch.randint(0, 4, (1,), generator=gen))]
+    n_new = int(torch.randint(0, 4, (1,), generator=gen))
+    offset = (torch.rand(3, generator=gen) - 0.5) * 80
+    later = torch.cat([pos[keep] + offset + torch.randn(len(keep), 3, generator=gen),
+                       torch.rand(n_new, 3, generator=gen) * 150 + offset])
+    later_radius = torch.cat([radius[keep] * (1 + 0.05 * torch.randn(len(keep), generator=gen)),
+                              torch.rand(n_new, generator=gen) * 6 + 3])
+    order = torch.randperm(len(later), generator=gen)
+    position = torch.argsort(order)          # later node k moves to position[k]
+    matches = [[int(i), int(position[k])] for k, i in enumerate(keep)]
+    return pair_graph(pos, later[order], matches, radius, later_radius[order])
+
+
+def f1(matches0: torch.Tensor, batch) -> float:
+    truth = set()
+    label = batch[CROSS].edge_label_index
+    for i, j in zip(*label.tolist(), strict=True):
+        g = int(batch["src"].batch[i])
+        truth.add((g, i - int(batch["src"].ptr[g]), j - int(batch["dst"].ptr[g])))
+    predicted = {(g, i, j) for g in range(matches0.shape[0])
+                 for i, j in enumerate(matches0[g].tolist()) if j >= 0}
+    return 2 * len(predicted & truth) / (len(predicted) + len(truth))
+
+
+@pytest.mark.parametrize("config", [TINY, GEOMETRY], ids=["images", "geometry"])
+def test_a_few_steps_lower_the_loss(config):
+    torch.manual_seed(9)
+    model = GraphMatcher(config).train()
+    images = not config.model.geometry_only
+    batch = Batch.from_data_list([random_pair(5, 6, 17, images), random_pair(6, 5, 18, images)])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = model.loss(batch, model(batch))["total"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.slow
+def test_a_short_training_beats_chance():
+    # about 10 s on one CPU thread
+    gen = torch.Generator().manual_seed(0)
+    pool = [synthetic_pair(gen) for _ in range(64)]
+    held_out = Batch.from_data_list([synthetic_pair(gen) for _ in range(16)])
+    torch.manual_seed(10)
+    model = GraphMatcher(GEOMETRY).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for step in range(100):
+        start = 8 * step % len(pool)
+        batch = Batch.from_data_list(pool[start:start + 8])
+        loss = model.loss(batch, model(batch))["total"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
+    trained = f1(model.match(held_out).matches0, held_out)
+    # Chance: the same rule (Hungarian, every assigned pair kept) on random scores.
+    with torch.no_grad():
+        out = model(held_out)
+    random = torch.rand(out.score.shape, generator=torch.Generator().manual_seed(1))
+    chance = f1(batched_assignment(random, src_mask=out.src_mask, dst_mask=out.dst_mask,
+                                   threshold=0.0).matches0, held_out)
+    assert chance < 0.2
+    assert trained > 0.85 and trained > chance + 0.6
