@@ -15,8 +15,10 @@ Besides the full table, ``leaderboard.md`` reproduces the shape of the paper's T
 
 ``--dls``: the DLS validation pairs (``../shared/data/dls/valid.json``, read by
 :func:`lngraph.io.dls.read_dls` and written as a cohort folder in a temporary directory)
-through every method that runs without images; the others are listed as skipped. Exits 0 with
-a message when the file is absent.
+through every method that runs without images; the others are listed as skipped. With
+``--init-geometry CKPT``, ``matcher_geometry`` starts each fold from that checkpoint (a
+geometry model trained on synthetic cohorts) and is fine-tuned on the fold's DLS pairs. Exits
+0 with a message when the file is absent.
 
 Run: ``python benchmarks/leaderboard.py`` (writes ``benchmarks/results/leaderboard.{md,csv,png}``
 and ``leaderboard_folds.csv``, and copies the plot to ``docs/img/``) and
@@ -139,7 +141,10 @@ def run_dls(args) -> pd.DataFrame | None:
         cohort = read_cohort(write_cohort(folder, read_dls(args.dls_file)))
         return run_leaderboard(
             cohort, args.methods, folds=args.folds, seeds=args.seeds, out_dir=args.out,
-            max_epochs=args.max_epochs, options={"lgm": {"epochs": args.lgm_epochs}},
+            max_epochs=args.max_epochs, options={
+                "lgm": {"epochs": args.lgm_epochs},
+                **({"matcher_geometry": {"init_from": args.init_geometry}}
+                   if args.init_geometry else {})},
             command=_command(), stem="leaderboard_dls",
             source=f"`{args.dls_file.name}` read by `lngraph.io.dls.read_dls` (written to a "
                    "temporary cohort folder)",
@@ -166,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracker-steps", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2, help="synth worker processes")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--init-geometry", type=Path, default=None, metavar="CKPT",
+                        help="(--dls) start `matcher_geometry` from this checkpoint, e.g. a "
+                             "geometry model trained on synthetic cohorts")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

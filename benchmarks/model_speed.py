@@ -1,21 +1,28 @@
-"""Speed of the asymmetric matcher: inference per pair, ``lngraph match`` end to end, training.
+"""Speed of the matcher a config builds: inference per pair, ``lngraph match``, training.
 
-Three studies, each the median of a few repeats, wall time and this process's CPU time:
+The model is ``build_matcher(config)``: the :class:`~lngraph.models.GraphMatcher`
+(``model.architecture: graph``; ``lite``, the default) or the
+:class:`~lngraph.models.AsymmetricMatcher` (``asymmetric``; ``paper``). Three studies, each the
+median of a few repeats, wall time and this process's CPU time:
 
 1. **Inference latency per pair** at n × n nodes (default 20, 50, 100, 200), on synthetic pair
    graphs (random centres in a 200 mm box, radii 3–15 mm, random crops). First the
-   **alignment** (:func:`~lngraph.data.geometry.pair_shifts`: robust translation and per-node
-   local shifts, numpy/SciPy), which the position prior needs and which is now computed once
-   per pair when the graph is built (``src.shift``), not in the forward pass. Then, on a graph
-   that already holds crops and shifts, the stages of the (pure torch) forward pass and the
-   decision: the crop encoders (3D cube + 2D views + SCB tokens, both scans), SEAG + the cosine
-   similarity S, the position prior (aligned distances fused with S into the matching score),
-   the SCB head on the pairs the first assignment picks (configs with SCB only), the
-   assignment (:func:`~lngraph.matching.batched.batched_assignment`: Hungarian + threshold,
-   SciPy) and the **whole predict**, ``to_predictions(model.match(graph))`` (forward,
-   assignment, conversion to :class:`~lngraph.io.matches.PairPrediction`); the same for the
-   geometry-only model (geometry encoder and whole predict). Weights are untrained: speed does
-   not depend on them.
+   **alignment** (:func:`~lngraph.data.geometry.pair_shifts`, numpy/SciPy), computed once per
+   pair when the graph is built (``src.shift``), not in the forward pass. Then, on a graph
+   that already holds crops and shifts, the stages of the forward pass and the decision:
+
+   - graph matcher: the crop encoders and tokens of both scans (``model.tokens``); the layers
+     and heads (aligned positions, ``model.layers`` × (intra-scan layer, cross-graph
+     attention), the assignment heads); the assignment
+     (:func:`~lngraph.matching.batched.batched_assignment` on the last head's probabilities:
+     Hungarian + threshold, SciPy);
+   - asymmetric matcher: the crop encoders; SEAG + the cosine similarity S; the position prior;
+     the SCB head (configs with SCB only); the assignment;
+
+   and the **whole predict**, ``to_predictions(model.match(graph))`` (forward, assignment,
+   conversion to :class:`~lngraph.io.matches.PairPrediction`). The same for the geometry-only
+   model (geometry encoder and whole predict). Untrained weights: speed does not depend on
+   them.
 2. **``lngraph match`` end to end** on two 512×512×150 int16 volumes (``.nii.gz``, synthetic
    noise) with 20 nodes each, an untrained model saved with ``save_checkpoint``: as a
    subprocess (``python -m lngraph match``: interpreter and imports included, what a user
@@ -57,6 +64,7 @@ import SimpleITK as sitk
 import torch
 from provenance import commit
 from torch_geometric.data import Batch, HeteroData
+from torch_geometric.utils import to_dense_batch
 
 from lngraph.cli import main as cli_main
 from lngraph.data.geometry import pair_shifts
@@ -73,13 +81,21 @@ from lngraph.io import (
 from lngraph.matching.batched import batched_assignment
 from lngraph.models import (
     AsymmetricMatcher,
+    GraphMatcher,
+    GraphMatcherOutput,
+    Matcher,
     MatcherConfig,
     alignment_params,
+    build_matcher,
     preset,
     save_checkpoint,
     to_predictions,
 )
-from lngraph.models.asymmetric_matcher import MatcherOutput, ScanFeatures
+from lngraph.models.asymmetric_matcher import (
+    MatcherOutput,
+    ScanFeatures,
+    all_pair_candidates,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BOX_MM = 200.0
@@ -90,6 +106,15 @@ RATIO_TARGET = 1.3
 #: The floor process: interpreter, torch + PyG + SimpleITK imports, reading the two images.
 FLOOR = ("import sys, torch, torch_geometric, SimpleITK as sitk\n"
          "for path in sys.argv[1:]:\n    sitk.ReadImage(path)")
+#: The latency table's stage columns of each architecture, (stage, header), between the
+#: alignment and the whole predict.
+STAGE_COLUMNS = {
+    "graph": (("encoders", "crop encoders + tokens"), ("layers", "layers + heads"),
+              ("assignment", "assignment")),
+    "asymmetric": (("encoders", "crop encoders"), ("seag_similarity", "SEAG + S"),
+                   ("position_prior", "position prior"), ("scb_head", "SCB head"),
+                   ("assignment", "assignment")),
+}
 #: Import-time rows: ``python -c`` code and a note.
 IMPORTS = (("import lngraph.cli.main", "what `lngraph --help` pays"),
            ("import lngraph.models", "the inference path (torch, PyG, SciPy, lngraph.data)"),
@@ -163,6 +188,45 @@ def alignment_times(n: int, config: MatcherConfig, repeats: int
     return median_times({"alignment": samples})
 
 
+# Graph matcher stages (GraphMatcher.forward cut after the tokens) ---------------------------
+def tokens_both(model: GraphMatcher, data) -> tuple[tuple[ScanFeatures, torch.Tensor], ...]:
+    """Both scans' encoder outputs and tokens (crop or geometry encoders, appearance + size)."""
+    return model.tokens(data, "src"), model.tokens(data, "dst")
+
+
+def layers_and_heads(model: GraphMatcher, data, src_tokens, dst_tokens) -> GraphMatcherOutput:
+    """The rest of :meth:`GraphMatcher.forward`: aligned positions, the (intra-scan,
+    cross-graph) layers, the assignment heads and the node masks."""
+    (src, x0), (dst, x1) = src_tokens, dst_tokens
+    num_graphs = getattr(data, "num_graphs", 1)
+    p0, p1 = model.positions(data)
+    pairs = all_pair_candidates(src.batch, dst.batch)
+    heads = list(model.heads)
+    first_head = len(model.self_layers) - len(heads)
+    assignments = []
+    for index, self_layer in enumerate(model.self_layers):
+        x0 = model.intra(self_layer, x0, data, "src")
+        x1 = model.intra(self_layer, x1, data, "dst")
+        if model.cross_layers:
+            x0, x1 = model.cross(model.cross_layers[index], x0, x1, p0, p1, pairs)
+        if index >= first_head:
+            assignments.append(model.head(heads[index - first_head], x0, x1, p0, p1,
+                                          src.batch, dst.batch, num_graphs))
+    src_mask = to_dense_batch(src.batch, src.batch, batch_size=num_graphs)[1]
+    dst_mask = to_dense_batch(dst.batch, dst.batch, batch_size=num_graphs)[1]
+    return GraphMatcherOutput(src, dst, assignments, assignments[-1].probability, src_mask,
+                              dst_mask)
+
+
+def graph_stages(model: GraphMatcher, data, stage: Callable):
+    """One pass of the graph matcher's stages through ``stage``; returns the matches."""
+    src, dst = stage("encoders", tokens_both, model, data)
+    out = stage("layers", layers_and_heads, model, data, src, dst)
+    return stage("assignment", batched_assignment, out.score, src_mask=out.src_mask,
+                 dst_mask=out.dst_mask, threshold=model.config.model.similarity_threshold)
+
+
+# Asymmetric matcher stages ----------------------------------------------------------------------
 def encode_both(model: AsymmetricMatcher, data) -> tuple[ScanFeatures, ScanFeatures]:
     return model.encode(data["src"]), model.encode(data["dst"])
 
@@ -183,15 +247,30 @@ def position_prior(model: AsymmetricMatcher, data, src: ScanFeatures, dst: ScanF
                          src.batch.new_zeros((2, 0)), similarity.new_zeros((0, 9)))
 
 
-def whole_predict(model: AsymmetricMatcher, data):
+def asymmetric_stages(model: AsymmetricMatcher, data, stage: Callable):
+    """One pass of the asymmetric matcher's stages through ``stage``; returns the matches."""
+    m = model.config.model
+    src, dst = stage("encoders", encode_both, model, data)
+    similarity, src_mask, dst_mask = stage("seag_similarity", seag_similarity, model, data,
+                                           src, dst)
+    out = stage("position_prior", position_prior, model, data, src, dst, similarity,
+                src_mask, dst_mask)
+    decision = stage("scb_head", model.scb_decision, out) if model.use_scb else None
+    return stage("assignment", batched_assignment, out.score, src_mask=out.src_mask,
+                 dst_mask=out.dst_mask,
+                 threshold=m.scb_threshold if model.use_scb else m.similarity_threshold,
+                 decision=decision, reassign=model.use_scb and m.scb_reassign)
+
+
+def whole_predict(model: Matcher, data):
     return to_predictions(model.match(data))
 
 
 @torch.no_grad()
-def inference_stages(model: AsymmetricMatcher, data, device: torch.device, repeats: int
+def inference_stages(model: Matcher, data, device: torch.device, repeats: int
                      ) -> dict[str, tuple[float, float]]:
     """Median (wall, CPU) seconds of each stage of ``to_predictions(model.match(data))`` on
-    one pair graph that already holds its crops and shifts."""
+    one pair graph that already holds its crops and shifts (stages by architecture)."""
     model.eval()
     data = data.to(device)
     samples: dict[str, list[tuple[float, float]]] = {}
@@ -201,19 +280,10 @@ def inference_stages(model: AsymmetricMatcher, data, device: torch.device, repea
         samples.setdefault(name, []).append((wall, cpu))
         return result
 
-    m = model.config.model
-    threshold = m.scb_threshold if model.use_scb else m.similarity_threshold
+    stages = graph_stages if isinstance(model, GraphMatcher) else asymmetric_stages
     whole_predict(model, data)  # warm-up (allocations, kernels)
     for _ in range(repeats):
-        src, dst = stage("encoders", encode_both, model, data)
-        similarity, src_mask, dst_mask = stage("seag_similarity", seag_similarity, model, data,
-                                               src, dst)
-        out = stage("position_prior", position_prior, model, data, src, dst, similarity,
-                    src_mask, dst_mask)
-        decision = stage("scb_head", model.scb_decision, out) if model.use_scb else None
-        matches = stage("assignment", batched_assignment, out.score, src_mask=out.src_mask,
-                        dst_mask=out.dst_mask, threshold=threshold, decision=decision,
-                        reassign=model.use_scb and m.scb_reassign)
+        matches = stages(model, data, stage)
         stage("to_predictions", to_predictions, matches)
         stage("predict_total", whole_predict, model, data)
     return median_times(samples)
@@ -223,7 +293,7 @@ def training_throughput(config: MatcherConfig, device: torch.device, steps: int,
                         nodes: int = 10) -> tuple[float, float]:
     """Training pairs per second (by wall, by CPU time) over ``steps`` optimiser steps."""
     torch.manual_seed(0)
-    model = AsymmetricMatcher(config).to(device).train()
+    model = build_matcher(config).to(device).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
     batch = Batch.from_data_list([synthetic_pair(nodes, nodes, config, seed=s)
                                   for s in range(config.optim.batch_size)]).to(device)
@@ -338,7 +408,7 @@ def match_end_to_end(config: MatcherConfig, device: torch.device, repeats: int, 
     time over the floor goes (:func:`import_excess`, and this process's time to read the two
     images, which the in-process run also pays)."""
     torch.manual_seed(0)
-    checkpoint = save_checkpoint(folder / "model.ckpt", AsymmetricMatcher(config), config)
+    checkpoint = save_checkpoint(folder / "model.ckpt", build_matcher(config), config)
     inputs = write_match_inputs(folder)
     images = [inputs[inputs.index(f"--{name}-image") + 1] for name in ("src", "dst")]
     env = child_env()
@@ -388,6 +458,30 @@ def import_times(repeats: int) -> dict[str, tuple[float, float]]:
         for code, _ in IMPORTS:
             samples.setdefault(code, []).append(run_child([sys.executable, "-c", code], env))
     return median_times(samples)
+
+
+def stage_notes(model: Matcher) -> str:
+    """What the latency table's stage columns of ``model``'s architecture time."""
+    m = model.config.model
+    if isinstance(model, GraphMatcher):
+        cross = ("cross-graph `PositionalAttentionConv` over every (src, dst) node pair"
+                 if m.use_cross else "no cross-graph layer")
+        heads = ("an assignment head after every layer" if m.deep_supervision
+                 else "the assignment head")
+        return ("Crop encoders + tokens: 3D ResNet on the cubes, 2D ResNet on the nine views, "
+                "appearance + size tokens, both scans (`model.tokens`). Layers + heads: the "
+                f"rest of the forward pass, aligned positions, {m.layers} × (intra-scan "
+                f"`{m.self_layer}` layer on each scan, {cross}), {heads} (dual-softmax × "
+                "matchability) and the node masks. Assignment: `batched_assignment` on the "
+                "last head's probabilities (Hungarian + threshold, SciPy, the only step on the "
+                "host).")
+    return ("Crop encoders: 3D ResNet on the cubes, 2D ResNet on the nine views (and the SCB "
+            "tokens with SCB), both scans. SEAG + S: graph context of both scans and the "
+            "cosine similarity. Position prior: aligned centre distances from the stored "
+            "shifts, fused with S into the matching score (pure torch). SCB head (configs "
+            f"with SCB only; `{model.config.name}` has it {'on' if model.use_scb else 'off'}): "
+            "first assignment on the score, then the head on the assigned pairs. Assignment: "
+            "`batched_assignment` (Hungarian + threshold, SciPy, the only step on the host).")
 
 
 def machine(device: torch.device) -> str:
@@ -442,8 +536,8 @@ def main(argv: list[str] | None = None) -> int:
                      "cpu_ms": round(1000 * cpu, 3), "repeats": repeats, "ratio": ratio})
 
     torch.manual_seed(0)
-    image_model = AsymmetricMatcher(config).to(device)
-    geometry_model = AsymmetricMatcher(geometry).to(device)
+    image_model = build_matcher(config).to(device)
+    geometry_model = build_matcher(geometry).to(device)
     latency = []
     for n in (int(v) for v in args.sizes.split(",")):
         stages = {**alignment_times(n, config, args.repeats),
@@ -501,8 +595,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training: {train[0]:.3g} pairs/s, geometry-only {train_geo[0]:.3g} pairs/s")
     load_after = os.getloadavg()
 
+    architecture = config.model.architecture
+    columns = STAGE_COLUMNS[architecture]
+    encoder = "geometry encoder + tokens" if architecture == "graph" else "geometry encoder"
     lines = [
-        f"# Matcher speed ({config.name} config, {device.type})", "",
+        f"# Matcher speed ({config.name} config, {architecture} matcher, {device.type})", "",
         f"- command: `{command.strip()}`",
         f"- commit: `{commit()}` (working tree may hold uncommitted changes)",
         f"- machine: {machine(device)}; torch {torch.__version__}, {args.threads} torch "
@@ -515,20 +612,20 @@ def main(argv: list[str] | None = None) -> int:
         "- untrained weights (speed does not depend on them); each cell: median wall time "
         "(this process's CPU time)", "",
         "## Inference latency per pair (ms)", "",
-        "| nodes | alignment (graph build) | crop encoders | SEAG + S | position prior | "
-        "SCB head | assignment | whole predict | geometry encoder | geometry-only predict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| nodes | alignment (graph build) | "
+        + " | ".join(header for _, header in columns)
+        + f" | whole predict | {encoder} | geometry-only predict |",
+        "|---" * (len(columns) + 5) + "|",
     ]
 
     def cell(table, key):
         return f"{ms(table[key][0])} ({ms(table[key][1])})" if key in table else "—"
 
     for n, stages, geo in latency:
-        lines.append(f"| {n}×{n} | {cell(stages, 'alignment')} | {cell(stages, 'encoders')} | "
-                     f"{cell(stages, 'seag_similarity')} | {cell(stages, 'position_prior')} | "
-                     f"{cell(stages, 'scb_head')} | {cell(stages, 'assignment')} | "
-                     f"{cell(stages, 'predict_total')} | {cell(geo, 'encoders')} | "
-                     f"{cell(geo, 'predict_total')} |")
+        cells = ([cell(stages, "alignment")] + [cell(stages, key) for key, _ in columns]
+                 + [cell(stages, "predict_total"), cell(geo, "encoders"),
+                    cell(geo, "predict_total")])
+        lines.append(f"| {n}×{n} | " + " | ".join(cells) + " |")
     lines += [
         "", "Alignment (graph build): `pair_shifts`, the robust translation and per-node local "
         "shifts between the two scans' centres (numpy/SciPy), computed once per pair when the "
@@ -536,13 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         "needed by the position prior of both models (geometry-only too); it is not part of "
         "the forward pass any more, so it is not in *whole predict*. "
         "The other columns run on a graph that already holds crops and shifts. "
-        "Crop encoders: 3D ResNet on the cubes, 2D ResNet on the nine views (and the SCB tokens "
-        "with SCB), both scans. SEAG + S: graph context of both scans and the cosine "
-        "similarity. Position prior: aligned centre distances from the stored shifts, fused "
-        "with S into the matching score (pure torch). SCB head (configs with SCB only; "
-        f"`{config.name}` has it {'on' if image_model.use_scb else 'off'}): first assignment "
-        "on the score, then the head on the assigned pairs. Assignment: `batched_assignment` "
-        "(Hungarian + threshold, SciPy, the only step on the host). Whole predict: "
+        f"{stage_notes(image_model)} Whole predict: "
         "`to_predictions(model.match(graph))`, i.e. the forward pass, the assignment and the "
         "conversion to `PairPrediction`. Synthetic pairs: random centres in a 200 mm box, "
         "random crops."]
@@ -556,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         target_lines.append(
             f"- {n}×{n}: whole predict {ms(predict)} ms against ≤ {ms(limit)} ms: "
             f"{verdict(predict <= limit)}; with the alignment of graph build added "
-            f"{ms(total)} ms: {verdict(total <= limit)} (the crop encoders alone: "
+            f"{ms(total)} ms: {verdict(total <= limit)} (the {dict(columns)['encoders']} alone: "
             f"{ms(sizes[n]['encoders'][0])} ms)")
     if target_lines:
         lines += ["", "### Targets (lite, one CPU thread)", ""]
@@ -564,10 +655,11 @@ def main(argv: list[str] | None = None) -> int:
             lines += [f"(This run is `{config.name}` on {device.type} with {args.threads} "
                       "thread(s): the targets are stated for lite on one CPU thread.)", ""]
         lines += target_lines + [
-            "- before the refactor (commit `380dd06`, alignment inside the forward pass) the "
-            "whole predict took 50.3 ms at 20×20 and 1260.6 ms at 200×200 on another VM "
-            "instance (that commit's `benchmarks/results/model_speed.md`); the crop encoders, "
-            "unchanged since, vary by ±20 % between runs on this shared 2-CPU machine"]
+            "- for reference, the earlier default (the asymmetric `lite` matcher) before the "
+            "alignment refactor (commit `380dd06`, alignment inside the forward pass) took "
+            "50.3 ms at 20×20 and 1260.6 ms at 200×200 for the whole predict on another VM "
+            "instance (that commit's `benchmarks/results/model_speed.md`); the crop encoders "
+            "vary by ±20 % between runs on this shared 2-CPU machine"]
     if match_times:
         ratio = statistics.median(r[0] for r in ratios)
         cpu_ratio = statistics.median(r[1] for r in ratios)

@@ -1,6 +1,6 @@
 """``lngraph train``: train the asymmetric matcher on a cohort folder.
 
-``lngraph train COHORT --out RUN [--config lite|paper|FILE.yaml] [--set SECTION.KEY=VALUE ...]
+``lngraph train COHORT --out RUN [--config lite|full|paper|FILE.yaml] [--set SECTION.KEY=VALUE ...]
 [--fold K --folds N] [--max-epochs E] [--seed S] [--accelerator A --devices D --strategy S
 --num-nodes M] [--workers K]`` trains one model (:func:`lngraph.train.fit_matcher`) and writes
 
@@ -58,7 +58,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="output folder (model.ckpt, config.yaml, metrics.json, split.json, "
                         "logs/), written whole at the end")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    parser.add_argument("--config", default="lite", metavar="lite|paper|FILE.yaml",
+    parser.add_argument("--config", default="lite", metavar="lite|full|paper|FILE.yaml",
                         help="a preset name or a YAML file of config sections (default: lite)")
     parser.add_argument("--set", dest="settings", nargs="+", default=[],
                         metavar="SECTION.KEY=VALUE",

@@ -1,7 +1,7 @@
 """``lngraph tune``: search the matcher's hyper-parameters with Optuna.
 
 ``lngraph tune COHORT --trials N --out DIR [--storage URL] [--study-name NAME] [--timeout S]
-[--n-jobs K] [--max-epochs E] [--fold K --folds N] [--config lite|paper|FILE.yaml]
+[--n-jobs K] [--max-epochs E] [--fold K --folds N] [--config lite|full|paper|FILE.yaml]
 [--set SECTION.KEY=VALUE ...] [--seed S]``
 samples configs (:mod:`lngraph.tune.search_space`), trains each on the training patients and
 scores it on the validation patients (:mod:`lngraph.tune.objective`: F1 of the matches plus
@@ -74,7 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-epochs", type=_positive, default=None, metavar="E",
                         help="epochs per trial (default: the config's); the best config keeps "
                         "the config's own max_epochs")
-    parser.add_argument("--config", default="lite", metavar="lite|paper|FILE.yaml",
+    parser.add_argument("--config", default="lite", metavar="lite|full|paper|FILE.yaml",
                         help="base config: the values the search leaves alone (default: lite)")
     parser.add_argument("--set", dest="settings", nargs="+", default=[],
                         metavar="SECTION.KEY=VALUE",

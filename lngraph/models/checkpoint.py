@@ -13,8 +13,11 @@ free-form metadata (training patients, validation metrics, …) made of the same
 :data:`FORMAT_VERSION` is bumped whenever the layout or the meaning of the weights changes.
 Files of version 2 (the same weights, with the config as one flat dict) are read by moving each
 field to its section (:meth:`~lngraph.models.MatcherConfig.from_legacy_dict`); files of versions
-2 and 3 hold the asymmetric matcher with a parameter-free SEAG, which their config is given
-(``model.architecture: asymmetric``, ``model.seag_learn_q: false``); a file of any
+2 and 3 hold the asymmetric matcher with a parameter-free SEAG, trained without geometric
+augmentation at a constant learning rate, which their config is given
+(``model.architecture: asymmetric``, ``model.seag_learn_q: false``, ``optim.augment_drop``,
+``optim.augment_rotation_deg``, ``optim.augment_scale``, ``optim.augment_jitter_mm``: 0,
+``optim.schedule: constant``); a file of any
 other version, a corrupt file or any other file is refused with an
 :class:`~lngraph.io.errors.InputError` naming it and the problem. So is a checkpoint whose
 weights hold a NaN or an infinity (:func:`nonfinite_weights`: such a model scores every node
@@ -48,8 +51,12 @@ FORMAT = "lngraph-matcher"
 FORMAT_VERSION = 4
 #: Older versions that are still read (their config is migrated).
 READABLE_VERSIONS = (2, 3, FORMAT_VERSION)
-#: What the configs of versions 2 and 3 meant by fields they did not have.
-_BEFORE_4 = {"architecture": "asymmetric", "seag_learn_q": False}
+#: What the configs of versions 2 and 3 meant by fields they did not have, by section: the
+#: asymmetric matcher with a parameter-free SEAG, trained without geometric augmentation at a
+#: constant learning rate (not the current ``lite`` defaults of these fields).
+_BEFORE_4 = {"model": {"architecture": "asymmetric", "seag_learn_q": False},
+             "optim": {"augment_drop": 0.0, "augment_rotation_deg": 0.0, "augment_scale": 0.0,
+                       "augment_jitter_mm": 0.0, "schedule": "constant"}}
 
 
 def plain(value, where: str = "extra"):
@@ -164,10 +171,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"
         values = payload["config"]
         if version == 2:
             values = legacy_nested(values)
-        if version < 4 and isinstance(values.get("model", {}), Mapping):
+        if version < 4:
             # migrated before validation: the graph matcher's checks (feature_dim a multiple
             # of heads) do not apply to the asymmetric matcher these files hold
-            values = {**values, "model": {**values.get("model", {}), **_BEFORE_4}}
+            values = dict(values)
+            for section, meant in _BEFORE_4.items():
+                stored = values.get(section) or {}
+                if isinstance(stored, Mapping):     # (anything else: from_dict says why)
+                    values[section] = {**stored, **meant}
         config = MatcherConfig.from_dict(values)
     except (TypeError, ValueError) as exc:
         raise InputError(path, f"invalid config in the checkpoint: {exc}") from None

@@ -74,7 +74,13 @@ from lightning.pytorch.loggers import CSVLogger
 from lngraph.io.cohort import Cohort
 from lngraph.io.errors import InputError
 from lngraph.metrics import evaluate_predictions
-from lngraph.models import MatcherConfig, build_matcher, predict_graphs, save_checkpoint
+from lngraph.models import (
+    MatcherConfig,
+    build_matcher,
+    load_checkpoint,
+    predict_graphs,
+    save_checkpoint,
+)
 from lngraph.models.checkpoint import nonfinite_weights
 from lngraph.train.calibrate import (
     CalibrationWarning,
@@ -197,7 +203,8 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
                 accelerator: str = "auto", devices: int | str | list = "auto",
                 strategy: str = "auto", num_nodes: int = 1,
                 cache_dir: str | os.PathLike | None = None, pair_mode: str = "consecutive",
-                workers: int = 1, callbacks: Iterable[Callback] | None = None) -> FitResult:
+                workers: int = 1, callbacks: Iterable[Callback] | None = None,
+                init_from: str | os.PathLike | None = None) -> FitResult:
     """Train a matcher on ``train_patients``, select on ``val_patients``, save the best.
 
     Args:
@@ -218,6 +225,9 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
         workers: processes that fill the crop cache.
         callbacks: extra Lightning callbacks (e.g. Optuna pruning,
             :class:`~lngraph.tune.objective.PruningCallback`).
+        init_from: an lngraph checkpoint whose weights start the training (fine-tuning,
+            e.g. a geometry model trained on synthetic cohorts, then on real pairs); its
+            model must have the same architecture and sizes as ``config``'s.
 
     Warns:
         CalibrationWarning: validation patients without a usable scan pair, or validation
@@ -228,6 +238,7 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
             scan pair with a node in either scan; nothing is written.
         ValueError: unknown or overlapping patients, a seed outside ``0 .. 2**32 - 1``, or a
             training that diverged to non-finite weights (no ``model.ckpt`` is written).
+        InputError: ``init_from`` is unreadable or its weights do not fit ``config``'s model.
     """
     config = config_for_cohort(config, cohort)
     max_epochs = config.optim.max_epochs if max_epochs is None else int(max_epochs)
@@ -253,6 +264,13 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
     with _quiet_lightning(not progress):
         L.seed_everything(seed, workers=True, verbose=progress)
         module = MatcherModule(config)
+        if init_from is not None:
+            start, _, _ = load_checkpoint(init_from)
+            try:
+                module.model.load_state_dict(start.state_dict())
+            except RuntimeError as exc:
+                raise InputError(init_from, "its weights do not fit the model of the "
+                                 f"config: {str(exc).splitlines()[0]}") from None
         monitor, mode = ("val_score", "max") if validate else ("train_total", "min")
         best = ModelCheckpoint(dirpath=out_dir / "lightning", filename="best", monitor=monitor,
                                mode=mode, save_top_k=1, save_weights_only=True,
@@ -316,6 +334,7 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
     extra = {
         "train_patients": data.train_patients, "val_patients": data.val_patients,
         "pair_mode": pair_mode, "seed": seed, "max_epochs": max_epochs,
+        "init_from": None if init_from is None else os.fspath(init_from),
         "best_epoch": best_epoch, "epochs": trainer.current_epoch,
         "val_metrics": val_metrics,
         "fusion": fusion,

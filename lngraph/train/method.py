@@ -30,6 +30,7 @@ class MatcherMethod(Method):
         progress: show training progress.
         cache_dir: crop cache (default: the user cache folder,
             :func:`~lngraph.data.cache.default_cache_dir`).
+        init_from: a checkpoint whose weights start training (fine-tuning).
         trainer_flags: ``accelerator``, ``devices``, ``strategy``, ``num_nodes`` for Lightning.
 
     Without a validation cohort, :meth:`fit` carves ``config.protocol.val_fraction`` of the training
@@ -46,7 +47,7 @@ class MatcherMethod(Method):
                  out_dir: str | os.PathLike | None = None, *, max_epochs: int | None = None,
                  seed: int | None = None,
                  progress: bool = False, cache_dir: str | os.PathLike | None = None,
-                 **trainer_flags):
+                 init_from: str | os.PathLike | None = None, **trainer_flags):
         self.config = preset("lite") if config is None else config
         self.needs_images = not self.config.model.geometry_only
         self._tmp = tempfile.TemporaryDirectory(prefix="lngraph-matcher-") \
@@ -56,6 +57,7 @@ class MatcherMethod(Method):
         self.seed = seed
         self.progress = progress
         self.cache_dir = cache_dir
+        self.init_from = init_from
         self.trainer_flags = trainer_flags
         self.model: Matcher | None = None
         self.result: FitResult | None = None
@@ -87,7 +89,7 @@ class MatcherMethod(Method):
                                   val_patients=val_patients, out_dir=self.out_dir,
                                   max_epochs=self.max_epochs, seed=self.seed,
                                   progress=self.progress, cache_dir=self.cache_dir,
-                                  **self.trainer_flags)
+                                  init_from=self.init_from, **self.trainer_flags)
         self.model, _, _ = load_checkpoint(self.result.checkpoint)
         return self
 

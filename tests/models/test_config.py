@@ -29,7 +29,11 @@ def test_presets():
             lite.crops.window, lite.crops.spacing_mm) == (24, 2.5, 16.0, (-160.0, 240.0),
                                                           (0.7, 0.7, 2.0))
     assert (lite.model.feature_dim, lite.model.use_scb, lite.model.sigma_init) == (64, False, 8.0)
-    assert (lite.optim.lr, lite.optim.max_epochs, lite.optim.patience) == (1e-3, 30, 5)
+    assert (lite.optim.lr, lite.optim.max_epochs, lite.optim.patience) == (1e-3, 30, 10)
+    # the graph matcher trains with node drop, small rotations, jitter and a cosine schedule
+    assert (lite.optim.augment_drop, lite.optim.augment_rotation_deg, lite.optim.augment_scale,
+            lite.optim.augment_jitter_mm, lite.optim.schedule) == (0.1, 10.0, 0.0, 1.0,
+                                                                   "cosine")
     assert lite.model.architecture == "graph"
     assert (lite.model.layers, lite.model.heads, lite.model.self_layer, lite.model.use_cross,
             lite.model.deep_supervision) == (3, 4, "attention", True, True)

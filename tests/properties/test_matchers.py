@@ -14,7 +14,8 @@ nodes at random places; rows are shuffled) and must
 Methods: ``nearest``, ``pointset`` (rigid and affine CPD), a fitted ``lgm`` (a few epochs on a
 tiny geometry-only synthetic cohort), lngraph's matchers in geometry-only mode (untrained,
 seeded; lite preset, so with the position prior and per-node local shifts): ``matcher`` the
-graph matcher (the lite default), ``asymmetric`` the asymmetric matcher; and the image
+graph matcher (the lite default; every assigned pair kept), ``asymmetric`` the asymmetric
+matcher; and the image
 methods on a tiny smooth random CT: ``registration`` (a cut-down affine registration) and the
 three lesion trackers (two training steps, small cubes). The image methods are not tested for
 translation invariance: none claims it, and translating a scan means moving its image too.
@@ -250,7 +251,11 @@ class Methods:
         model = build_matcher(preset("lite").with_values(
             {"model.geometry_only": True, "model.architecture": architecture}))
         model.eval()
-        return lambda pair: predict_pairs(model, [pair])[0]
+        # the untrained graph matcher's assignment probabilities are all below the lite
+        # threshold: threshold 0 keeps every assigned pair, so that the properties see its
+        # assignment rather than an empty matching
+        threshold = 0.0 if architecture == "graph" else None
+        return lambda pair: predict_pairs(model, [pair], threshold=threshold)[0]
 
     def _asymmetric(self):
         return self._matcher("asymmetric")

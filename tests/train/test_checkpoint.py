@@ -33,6 +33,10 @@ NEW_IN_4 = {"model": ("architecture", "layers", "heads", "self_layer", "use_cros
             "loss": ("weight_assignment",),
             "optim": ("augment_drop", "augment_rotation_deg", "augment_scale",
                       "augment_jitter_mm", "schedule")}
+#: How formats 2 and 3 trained, whatever the lite defaults are now: no geometric augmentation,
+#: a constant learning rate.
+BEFORE_4_OPTIM = {"augment_drop": 0.0, "augment_rotation_deg": 0.0, "augment_scale": 0.0,
+                  "augment_jitter_mm": 0.0, "schedule": "constant"}
 
 
 def crops(n, gen):
@@ -196,7 +200,8 @@ def test_format_2_file_is_migrated(tmp_path, image_graph):
                "use_scb": True, "scb_hidden": 8, "scb_threshold": 0.4,
                "similarity_temperature": 0.2, "scb_temperature": 0.2},
         loss={"temperature": 0.2, "weight_te": 0.5},
-        optim={"fusion_lr": 0.002, "lr": 0.003, "batch_size": 2, "max_epochs": 7},
+        optim={"fusion_lr": 0.002, "lr": 0.003, "batch_size": 2, "max_epochs": 7,
+               "patience": 5, **BEFORE_4_OPTIM},
         protocol={"calibrate_fusion": False, "val_fraction": 0.25, "seed": 3})
     torch.manual_seed(2)
     model = AsymmetricMatcher(expected).eval()
@@ -238,7 +243,8 @@ def _format_3_payload(model, config) -> dict:
 def test_format_3_file_is_the_asymmetric_matcher_without_learnable_q(tmp_path, image_graph,
                                                                      feature_dim):
     expected = TINY.with_values({"model.seag_learn_q": False, "model.use_scb": True,
-                                 "model.feature_dim": feature_dim})
+                                 "model.feature_dim": feature_dim,
+                                 **{f"optim.{k}": v for k, v in BEFORE_4_OPTIM.items()}})
     torch.manual_seed(3)
     model = AsymmetricMatcher(expected).eval()
     path = tmp_path / "v3.ckpt"
@@ -246,6 +252,9 @@ def test_format_3_file_is_the_asymmetric_matcher_without_learnable_q(tmp_path, i
     loaded, config, extra = load_checkpoint(path)
     assert config == expected and extra == {"seed": 4}
     assert (config.model.architecture, config.model.seag_learn_q) == ("asymmetric", False)
+    # trained without the geometric augmentation and schedule that format 4 added
+    assert (config.optim.augment_drop, config.optim.augment_rotation_deg,
+            config.optim.augment_jitter_mm, config.optim.schedule) == (0.0, 0.0, 0.0, "constant")
     assert type(loaded) is AsymmetricMatcher and not loaded.seag.learn_q
     with torch.no_grad():
         before, after = model(image_graph), loaded(image_graph)
