@@ -384,3 +384,32 @@ def test_same_run_in_two_processes(tmp_path, make_cohort):
     assert _same(extra_a, extra_b)
     for name, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[name]), name
+
+
+def test_init_from_starts_at_the_checkpoints_weights(trained, geometry_cohort, tmp_path):
+    result, _ = trained
+    start, _, _ = load_checkpoint(result.checkpoint)
+    seen = {}
+
+    class FirstWeights(Callback):
+        def on_train_start(self, trainer, module):
+            seen.update({k: v.detach().clone() for k, v in module.model.state_dict().items()})
+
+    patients = geometry_cohort.patients
+    fit_matcher(geometry_cohort, GEOMETRY, train_patients=patients[:4],
+                val_patients=patients[16:18], out_dir=tmp_path / "tuned", max_epochs=1,
+                seed=1, progress=False, init_from=result.checkpoint,
+                callbacks=[FirstWeights()])
+    for name, value in start.state_dict().items():
+        torch.testing.assert_close(seen[name], value, rtol=0, atol=0)
+
+
+def test_init_from_a_checkpoint_of_another_model_is_refused(trained, geometry_cohort,
+                                                            tmp_path):
+    result, _ = trained
+    patients = geometry_cohort.patients
+    with pytest.raises(InputError, match="do not fit"):
+        fit_matcher(geometry_cohort, GEOMETRY.with_values({"model.layers": 1}),
+                    train_patients=patients[:4], val_patients=patients[16:18],
+                    out_dir=tmp_path / "other", max_epochs=1, progress=False,
+                    init_from=result.checkpoint)
