@@ -44,7 +44,6 @@ from lngraph.bench import METRICS, markdown_table, run_leaderboard
 from lngraph.io.atomic import atomic_path
 from lngraph.io.cohort import Cohort, read_cohort, write_cohort
 from lngraph.io.dls import read_dls
-from lngraph.models import preset
 from lngraph.synth import generate_cohort, get_preset
 
 HERE = Path(__file__).resolve().parent

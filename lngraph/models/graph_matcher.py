@@ -248,7 +248,7 @@ class GraphMatcher(nn.Module):
         dst_mask = to_dense_batch(dst.batch, dst.batch, batch_size=num_graphs)[1]
         return GraphMatcherOutput(src, dst, assignments, last.probability, src_mask, dst_mask)
 
-    # 5. Loss ---------------------------------------------------------------------------------------
+    # 5. Loss --------------------------------------------------------------------------------------
     def match_targets(self, data: HeteroData, out: GraphMatcherOutput) -> Tensor:
         """``[B, n1_max, n2_max]`` 1 where the ground truth matches the two nodes, else 0."""
         matches = data[CROSS].edge_label_index

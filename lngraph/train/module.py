@@ -20,8 +20,8 @@ r"""The Lightning module that trains a matcher (:func:`~lngraph.models.build_mat
   class without ground truth in the validation pairs (no new or no disappeared node) is left
   out of the mean, and an undefined :math:`F_1` counts 0, so the score is always finite.
   Early stopping and checkpoint selection maximise it. With ``protocol.calibrate_fusion``
-  (the asymmetric matcher's fused score, no SCB, one process) the epoch is scored as it will be used: the fusion
-  weights are fitted on the epoch's validation pairs
+  (the asymmetric matcher's fused score, no SCB, one process) the epoch is scored as it will
+  be used: the fusion weights are fitted on the epoch's validation pairs
   (:func:`~lngraph.train.calibrate.fit_logistic`), and with ``protocol.calibrate_threshold``
   the threshold too, before the metrics are computed; the model's own weights are not
   touched (:func:`~lngraph.train.fit.fit_matcher` fits them once training has picked its
