@@ -29,7 +29,8 @@ geometry-only ``cube`` and ``views`` crops; with ``model.position_prior`` the al
    LightGlue). With ``use_cross=False`` the scans meet only in the head.
 4. **Assignment** — :class:`~lngraph.nn.assignment_head.AssignmentHead`: dual-softmax ×
    matchability, plus a learned pairwise term on the aligned offsets; with
-   ``deep_supervision`` one head after every layer (the last decides).
+   ``deep_supervision`` one head after every layer in training (the last decides, and is the
+   only one computed in evaluation mode).
 5. **Loss** — ``weight_assignment`` × the NLL of the ground-truth partial assignment
    (:func:`~lngraph.nn.assignment_head.assignment_nll`, averaged over the heads) plus
    ``weight_se`` × :math:`\mathcal{L}_{se}` and ``weight_te`` × :math:`\mathcal{L}_{te}` on
@@ -97,8 +98,8 @@ class GraphMatcherOutput:
 
     Args:
         src, dst: encoder outputs of each scan's nodes.
-        assignments: one :class:`~lngraph.nn.assignment_head.Assignment` per head (the last
-            decides).
+        assignments: one :class:`~lngraph.nn.assignment_head.Assignment` per head in training
+            mode, the last (deciding) head's alone in evaluation mode.
         score: ``[B, n1_max, n2_max]`` the last head's :math:`P_{ij}` (0 where padded).
         src_mask, dst_mask: ``[B, n1_max]`` / ``[B, n2_max]`` True where the node exists.
     """
@@ -240,7 +241,8 @@ class GraphMatcher(nn.Module):
             x1 = self.intra(self_layer, x1, data, "dst")
             if self.cross_layers:
                 x0, x1 = self.cross(self.cross_layers[index], x0, x1, p0, p1, pairs)
-            if index >= first_head:
+            last = index == len(self.self_layers) - 1
+            if index >= first_head and (self.training or last):   # eval: the deciding head
                 assignments.append(self.head(heads[index - first_head], x0, x1, p0, p1,
                                              src.batch, dst.batch, num_graphs))
         last = assignments[-1]

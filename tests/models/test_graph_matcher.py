@@ -143,7 +143,7 @@ def test_forward_on_a_batch_of_unequal_pairs(model):
     batch = Batch.from_data_list(pairs)
     with torch.no_grad():
         out = model(batch)
-    assert out.score.shape == (4, 5, 4) and len(out.assignments) == 2
+    assert out.score.shape == (4, 5, 4) and len(out.assignments) == (2 if model.training else 1)
     assert out.src_mask.sum(1).tolist() == [3, 0, 5, 2]
     assert out.dst_mask.sum(1).tolist() == [4, 2, 0, 2]
     torch.testing.assert_close(out.score, out.assignments[-1].log_assignment.exp())
@@ -233,7 +233,7 @@ def test_loss_and_gradients(config):
 
 def test_the_assignment_loss_is_the_mean_over_the_heads():
     torch.manual_seed(2)
-    model = GraphMatcher(GEOMETRY).eval()
+    model = GraphMatcher(GEOMETRY).train()     # every head runs in training mode only
     data = random_pair(4, 4, 9, images=False)
     with torch.no_grad():
         out = model(data)
@@ -249,6 +249,20 @@ def test_the_assignment_loss_is_the_mean_over_the_heads():
         terms.append(0.5 * positive + 0.5 * negative)
     losses = model.loss(data, out)
     torch.testing.assert_close(losses["assignment"], sum(terms) / 2)
+
+
+def test_evaluation_mode_computes_only_the_deciding_head():
+    torch.manual_seed(3)
+    model = GraphMatcher(GEOMETRY)
+    data = random_pair(4, 5, 4, images=False)
+    with torch.no_grad():
+        trained = model.train()(data)
+        evaluated = model.eval()(data)
+    assert len(trained.assignments) == GEOMETRY.model.layers and len(evaluated.assignments) == 1
+    model.train()
+    with torch.no_grad():
+        again = model.eval()(data)
+    torch.testing.assert_close(evaluated.score, again.score)
 
 
 ABLATIONS = [{"use_cross": False}, {"position_prior": False}, {"self_layer": "attention"},
