@@ -64,7 +64,6 @@ import SimpleITK as sitk
 import torch
 from provenance import commit
 from torch_geometric.data import Batch, HeteroData
-from torch_geometric.utils import to_dense_batch
 
 from lngraph.cli import main as cli_main
 from lngraph.data.geometry import pair_shifts
@@ -82,7 +81,6 @@ from lngraph.matching.batched import batched_assignment
 from lngraph.models import (
     AsymmetricMatcher,
     GraphMatcher,
-    GraphMatcherOutput,
     Matcher,
     MatcherConfig,
     alignment_params,
@@ -94,7 +92,6 @@ from lngraph.models import (
 from lngraph.models.asymmetric_matcher import (
     MatcherOutput,
     ScanFeatures,
-    all_pair_candidates,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -194,34 +191,10 @@ def tokens_both(model: GraphMatcher, data) -> tuple[tuple[ScanFeatures, torch.Te
     return model.tokens(data, "src"), model.tokens(data, "dst")
 
 
-def layers_and_heads(model: GraphMatcher, data, src_tokens, dst_tokens) -> GraphMatcherOutput:
-    """The rest of :meth:`GraphMatcher.forward`: aligned positions, the (intra-scan,
-    cross-graph) layers, the assignment heads and the node masks."""
-    (src, x0), (dst, x1) = src_tokens, dst_tokens
-    num_graphs = getattr(data, "num_graphs", 1)
-    p0, p1 = model.positions(data)
-    pairs = all_pair_candidates(src.batch, dst.batch)
-    heads = list(model.heads)
-    first_head = len(model.self_layers) - len(heads)
-    assignments = []
-    for index, self_layer in enumerate(model.self_layers):
-        x0 = model.intra(self_layer, x0, data, "src")
-        x1 = model.intra(self_layer, x1, data, "dst")
-        if model.cross_layers:
-            x0, x1 = model.cross(model.cross_layers[index], x0, x1, p0, p1, pairs)
-        if index >= first_head:
-            assignments.append(model.head(heads[index - first_head], x0, x1, p0, p1,
-                                          src.batch, dst.batch, num_graphs))
-    src_mask = to_dense_batch(src.batch, src.batch, batch_size=num_graphs)[1]
-    dst_mask = to_dense_batch(dst.batch, dst.batch, batch_size=num_graphs)[1]
-    return GraphMatcherOutput(src, dst, assignments, assignments[-1].probability, src_mask,
-                              dst_mask)
-
-
 def graph_stages(model: GraphMatcher, data, stage: Callable):
     """One pass of the graph matcher's stages through ``stage``; returns the matches."""
     src, dst = stage("encoders", tokens_both, model, data)
-    out = stage("layers", layers_and_heads, model, data, src, dst)
+    out = stage("layers", model.propagate, data, src, dst)
     return stage("assignment", batched_assignment, out.score, src_mask=out.src_mask,
                  dst_mask=out.dst_mask, threshold=model.config.model.similarity_threshold)
 
@@ -466,13 +439,12 @@ def stage_notes(model: Matcher) -> str:
     if isinstance(model, GraphMatcher):
         cross = ("cross-graph `PositionalAttentionConv` over every (src, dst) node pair"
                  if m.use_cross else "no cross-graph layer")
-        heads = ("an assignment head after every layer" if m.deep_supervision
-                 else "the assignment head")
         return ("Crop encoders + tokens: 3D ResNet on the cubes, 2D ResNet on the nine views, "
                 "appearance + size tokens, both scans (`model.tokens`). Layers + heads: the "
-                f"rest of the forward pass, aligned positions, {m.layers} × (intra-scan "
-                f"`{m.self_layer}` layer on each scan, {cross}), {heads} (dual-softmax × "
-                "matchability) and the node masks. Assignment: `batched_assignment` on the "
+                f"rest of the forward pass (`model.propagate`, evaluation mode), aligned "
+                f"positions, {m.layers} × (intra-scan `{m.self_layer}` layer on each scan, "
+                f"{cross}), the deciding assignment head (dual-softmax × matchability) and the "
+                "node masks. Assignment: `batched_assignment` on the "
                 "last head's probabilities (Hungarian + threshold, SciPy, the only step on the "
                 "host).")
     return ("Crop encoders: 3D ResNet on the cubes, 2D ResNet on the nine views (and the SCB "

@@ -24,7 +24,8 @@ For an earlier node :math:`i` (centre :math:`c_i`, radius :math:`r_i`) and a lat
    :math:`y_{ij} = 1` for a ground-truth match: class-balanced BCE
    (:func:`~lngraph.nn.losses.class_balanced_bce`: matched and unmatched pairs weigh half
    each) plus ``l2``\ :math:`\cdot\lVert w\rVert^2`, L-BFGS in float64
-   (:func:`fit_balanced_logistic`, the fit of the matcher's own fusion calibration). Expected
+   (:func:`lngraph.nn.logistic.fit_balanced_logistic`, the fit of the matcher's own fusion
+   calibration). Expected
    signs: both weights negative (far apart or resized means less likely the same node).
 
 3. **Decision.** The rule every learned method shares
@@ -35,7 +36,7 @@ For an earlier node :math:`i` (centre :math:`c_i`, radius :math:`r_i`) and a lat
    (:func:`~lngraph.metrics.selection_score`: pooled F1 + mean of the new and disappeared F1s,
    the number the matcher's own threshold is calibrated on) on held-out validation patients —
    ``val`` when given, else a ``val_fraction`` share of the training patients
-   (:func:`holdout_patients`, the split of :func:`lngraph.train.folds.holdout_split`), which
+   (:func:`lngraph.data.folds.holdout_split`, the split the learned matchers use), which
    are then left out of the logistic fit. Ties go to the middle of the best run of thresholds.
 
 No image is read (``needs_images = False``) and no learned feature is used: three numbers are
@@ -45,20 +46,18 @@ fitted. Like ``nearest`` and the matcher's prior, it is invariant to translation
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-
 import numpy as np
 import torch
 from scipy.special import expit
 
 from lngraph.baselines.base import Method, register
+from lngraph.data.folds import holdout_split
 from lngraph.data.geometry import AlignmentParams, pair_shifts
 from lngraph.io.cohort import Cohort, ScanPair
 from lngraph.io.matches import PairPrediction
 from lngraph.matching.batched import BatchedMatches, apply_threshold, batched_assignment
 from lngraph.metrics import pair_counts, selection_score, summarize
-from lngraph.nn.losses import class_balanced_bce
+from lngraph.nn.logistic import fit_balanced_logistic
 
 #: ``g`` (mm): the distance unit and the alignment's inlier scale, as in the matcher's config.
 GATE_MM = 15.0
@@ -93,63 +92,6 @@ def pair_labels(pair: ScanPair) -> np.ndarray:
     gt = pair.gt_matches()
     y[gt[:, 0], gt[:, 1]] = 1.0
     return y
-
-
-def fit_balanced_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3
-                          ) -> tuple[np.ndarray, float]:
-    r"""Class-balanced logistic regression :math:`\sigma(w^\top x + c)` of 0/1 labels ``y
-    [M]`` on features ``x [M, k]``: :func:`~lngraph.nn.losses.class_balanced_bce` plus
-    ``l2``\ :math:`\cdot\lVert w\rVert^2`, L-BFGS in float64 from zero — the fit of the
-    matcher's fusion calibration (:func:`lngraph.train.calibrate.fit_logistic`, which sits
-    above the baselines), on features already in units of order one (:math:`d/g`, log ratio).
-
-    Raises:
-        ValueError: the labels hold only one class (or none), or the fit is not finite.
-    """
-    x = np.asarray(x, dtype=np.float64).reshape(len(y), -1)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    positives = int(y.sum())
-    if positives == 0 or positives == len(y):
-        raise ValueError("the logistic fit needs matched and unmatched node pairs")
-    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = class_balanced_bce(xt @ w + b, yt, logits=True) + l2 * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    weight, bias = w.detach().numpy().copy(), float(b.detach())
-    if not (np.isfinite(weight).all() and math.isfinite(bias)):
-        raise ValueError("the logistic fit did not converge (non-finite weights)")
-    return weight, bias
-
-
-def holdout_patients(patients: Iterable[str], val_fraction: float = 0.2, seed: int = 0
-                     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(fit, val)`` patients, both sorted: the split of
-    :func:`lngraph.train.folds.holdout_split` (same patients for the same arguments; that
-    module sits above the baselines, so the few lines are repeated here and a test keeps the
-    two equal). ``round(val_fraction * n)`` patients validate, at least one when
-    ``val_fraction > 0`` and there are two or more, never all.
-
-    Raises:
-        ValueError: no patients or ``val_fraction`` outside ``[0, 1)``.
-    """
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    ordered = sorted({str(p) for p in patients})
-    if not ordered:
-        raise ValueError("no patients to split")
-    n_val = int(round(val_fraction * len(ordered)))
-    if val_fraction > 0 and len(ordered) >= 2:
-        n_val = min(max(n_val, 1), len(ordered) - 1)
-    shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
-    return tuple(sorted(shuffled[n_val:])), tuple(sorted(shuffled[:n_val]))
 
 
 def _prediction(assigned: BatchedMatches) -> PairPrediction:
@@ -230,7 +172,7 @@ class GeometryFusion(Method):
         """
         fit_cohort, select = train, val
         if val is None:
-            fit_patients, val_patients = holdout_patients(train.patients, self.val_fraction,
+            fit_patients, val_patients = holdout_split(train.patients, self.val_fraction,
                                                           self.seed)
             if val_patients:
                 fit_cohort, select = train.subset(fit_patients), train.subset(val_patients)
@@ -241,7 +183,8 @@ class GeometryFusion(Method):
                              "(track_id) and nodes in both scans")
         x = np.concatenate([self.features(p).reshape(-1, len(FEATURES)) for p in pairs])
         y = np.concatenate([pair_labels(p).reshape(-1) for p in pairs])
-        self.weight, self.bias = fit_balanced_logistic(x, y, self.l2)
+        weight, self.bias = fit_balanced_logistic(x, y, l2=self.l2)
+        self.weight = weight.numpy()
         self.threshold, self.val_scores = 0.5, {}
         self.val_patients = tuple(select.patients) if select is not None else ()
         if select is not None:
@@ -281,4 +224,4 @@ class GeometryFusion(Method):
 
 
 __all__ = ["ALIGNMENT", "FEATURES", "GATE_MM", "THRESHOLDS", "GeometryFusion",
-           "fit_balanced_logistic", "holdout_patients", "pair_features", "pair_labels"]
+           "fit_balanced_logistic", "pair_features", "pair_labels"]

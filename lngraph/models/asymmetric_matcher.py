@@ -171,6 +171,35 @@ def pair_distances(data: HeteroData, src_batch: Tensor, dst_batch: Tensor,
     return distance * (src_mask[:, :, None] & dst_mask[:, None, :])
 
 
+def add_encoders(model: nn.Module, config: MatcherConfig) -> None:
+    """Give ``model`` the SE encoders of ``config``: ``geometry_encoder`` (geometry-only) or
+    ``encoder3d`` and ``encoder2d`` (the names :func:`encode_scan` and checkpoints use)."""
+    c = config.model
+    if c.geometry_only:
+        model.geometry_encoder = GeometryEncoder(c.feature_dim, c.geometry_k, c.geometry_hidden,
+                                                 c.geometry_distance_mm)
+        return
+    for dims in (3, 2):
+        setattr(model, f"encoder{dims}d", ResNetEncoder(
+            dims, getattr(c, f"encoder{dims}d_layers"), getattr(c, f"encoder{dims}d_widths"),
+            getattr(c, f"encoder{dims}d_block"), c.feature_dim,
+            stem_stride=getattr(c, f"encoder{dims}d_stem_stride"), token_grid=c.token_grid))
+
+
+def match_targets(data: HeteroData, src_batch: Tensor, dst_batch: Tensor,
+                  like: Tensor) -> Tensor:
+    """``[B, n1_max, n2_max]`` (the shape of ``like``) 1 where the ground truth matches the
+    two nodes, else 0."""
+    matches = data[CROSS].edge_label_index
+    target = torch.zeros_like(like)
+    if matches.numel():
+        num_graphs = like.shape[0]
+        graph = src_batch[matches[0]]
+        target[graph, _local_index(src_batch, num_graphs)[matches[0]],
+               _local_index(dst_batch, num_graphs)[matches[1]]] = 1.0
+    return target
+
+
 def encode_scan(model: nn.Module, store: NodeStorage, scb: SCBHead | None = None
                 ) -> ScanFeatures:
     """SE: a scan's node features from ``model.geometry_encoder`` (geometry-only config) or
@@ -210,18 +239,7 @@ class AsymmetricMatcher(nn.Module):
         self.config = config
         c = config.model
         self.use_scb = c.use_scb and not c.geometry_only
-        if c.geometry_only:
-            self.geometry_encoder = GeometryEncoder(c.feature_dim, c.geometry_k,
-                                                    c.geometry_hidden, c.geometry_distance_mm)
-        else:
-            self.encoder3d = ResNetEncoder(3, c.encoder3d_layers, c.encoder3d_widths,
-                                           c.encoder3d_block, c.feature_dim,
-                                           stem_stride=c.encoder3d_stem_stride,
-                                           token_grid=c.token_grid)
-            self.encoder2d = ResNetEncoder(2, c.encoder2d_layers, c.encoder2d_widths,
-                                           c.encoder2d_block, c.feature_dim,
-                                           stem_stride=c.encoder2d_stem_stride,
-                                           token_grid=c.token_grid)
+        add_encoders(self, config)
         self.seag = SEAGConv(c.feature_dim, c.length_scale_mm, c.learn_length_scale,
                              c.sigma_init, learn_q=c.seag_learn_q) if c.use_seag else None
         if self.use_scb:
@@ -310,14 +328,7 @@ class AsymmetricMatcher(nn.Module):
     @staticmethod
     def match_targets(data: HeteroData, out: MatcherOutput) -> Tensor:
         """``[B, n1_max, n2_max]`` 1 where the ground truth matches the two nodes, else 0."""
-        matches = data[CROSS].edge_label_index
-        num_graphs = out.similarity.shape[0]
-        target = torch.zeros_like(out.similarity)
-        if matches.numel():
-            graph = out.src.batch[matches[0]]
-            target[graph, _local_index(out.src.batch, num_graphs)[matches[0]],
-                   _local_index(out.dst.batch, num_graphs)[matches[1]]] = 1.0
-        return target
+        return match_targets(data, out.src.batch, out.dst.batch, out.similarity)
 
     def loss(self, data: HeteroData, out: MatcherOutput) -> dict[str, Tensor]:
         """The four losses and their weighted ``total`` (keys se, te, seag, scb, total)."""

@@ -56,14 +56,14 @@ from lngraph.matching.batched import BatchedMatches, batched_assignment
 from lngraph.models.asymmetric_matcher import (
     CROSS,
     ScanFeatures,
-    _local_index,
+    add_encoders,
     all_pair_candidates,
     encode_scan,
+    match_targets,
 )
 from lngraph.models.config import MatcherConfig
 from lngraph.nn.assignment_head import Assignment, AssignmentHead, assignment_nll
 from lngraph.nn.conv import PositionalAttentionConv, SEAGConv
-from lngraph.nn.encoders import GeometryEncoder, ResNetEncoder
 from lngraph.nn.losses import se_loss, te_loss
 
 #: Size of an edge's features: the offset (3) and its length.
@@ -128,21 +128,8 @@ class GraphMatcher(nn.Module):
         self.config = config
         c = config.model
         d = c.feature_dim
-        if c.geometry_only:
-            self.geometry_encoder = GeometryEncoder(d, c.geometry_k, c.geometry_hidden,
-                                                    c.geometry_distance_mm)
-            appearance = d
-        else:
-            self.encoder3d = ResNetEncoder(3, c.encoder3d_layers, c.encoder3d_widths,
-                                           c.encoder3d_block, d,
-                                           stem_stride=c.encoder3d_stem_stride,
-                                           token_grid=c.token_grid)
-            self.encoder2d = ResNetEncoder(2, c.encoder2d_layers, c.encoder2d_widths,
-                                           c.encoder2d_block, d,
-                                           stem_stride=c.encoder2d_stem_stride,
-                                           token_grid=c.token_grid)
-            appearance = 2 * d
-        self.appearance = nn.Linear(appearance, d)
+        add_encoders(self, config)
+        self.appearance = nn.Linear(d if c.geometry_only else 2 * d, d)
         self.size = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
         edge_dim = EDGE_DIM if c.position_prior else 0
         self.self_layers = nn.ModuleList([self._self_layer() for _ in range(c.layers)])
@@ -228,9 +215,13 @@ class GraphMatcher(nn.Module):
 
     # The forward pass: 1–4 ------------------------------------------------------------------------
     def forward(self, data: HeteroData) -> GraphMatcherOutput:
+        return self.propagate(data, self.tokens(data, "src"), self.tokens(data, "dst"))
+
+    def propagate(self, data: HeteroData, src_tokens: tuple[ScanFeatures, Tensor],
+                  dst_tokens: tuple[ScanFeatures, Tensor]) -> GraphMatcherOutput:
+        """Steps 2–4 on the two scans' :meth:`tokens`: positions, layers, heads."""
         num_graphs = getattr(data, "num_graphs", 1)
-        src, x0 = self.tokens(data, "src")
-        dst, x1 = self.tokens(data, "dst")
+        (src, x0), (dst, x1) = src_tokens, dst_tokens
         p0, p1 = self.positions(data)
         pairs = all_pair_candidates(src.batch, dst.batch)
         heads = list(self.heads)
@@ -253,14 +244,7 @@ class GraphMatcher(nn.Module):
     # 5. Loss --------------------------------------------------------------------------------------
     def match_targets(self, data: HeteroData, out: GraphMatcherOutput) -> Tensor:
         """``[B, n1_max, n2_max]`` 1 where the ground truth matches the two nodes, else 0."""
-        matches = data[CROSS].edge_label_index
-        target = torch.zeros_like(out.score)
-        if matches.numel():
-            num_graphs = out.score.shape[0]
-            graph = out.src.batch[matches[0]]
-            target[graph, _local_index(out.src.batch, num_graphs)[matches[0]],
-                   _local_index(out.dst.batch, num_graphs)[matches[1]]] = 1.0
-        return target
+        return match_targets(data, out.src.batch, out.dst.batch, out.score)
 
     def loss(self, data: HeteroData, out: GraphMatcherOutput) -> dict[str, Tensor]:
         """The losses and their weighted ``total`` (keys se, te, assignment, total)."""

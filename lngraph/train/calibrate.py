@@ -22,7 +22,6 @@ checkpoint's ``extra["calibration_skipped"]``).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from lngraph.io.cohort import Cohort, ScanPair
 from lngraph.io.matches import PairPrediction
 from lngraph.metrics import evaluate_predictions
 from lngraph.models import AsymmetricMatcher, Matcher, MatcherConfig, matcher_graphs, predict_graphs
-from lngraph.nn.losses import class_balanced_bce
+from lngraph.nn.logistic import fit_balanced_logistic
 from lngraph.train.selection import selection_score
 
 #: Thresholds tried by default: 0.05, 0.10, …, 0.95.
@@ -193,26 +192,9 @@ def fit_logistic(data: Sequence[tuple[torch.Tensor, torch.Tensor]], weight: torc
     if not data:
         raise ValueError("fusion calibration needs matched and unmatched node pairs, got no "
                          "node pair")
-    x = torch.cat([f.reshape(-1, f.shape[-1]) for f, _ in data]).detach().double().cpu()
-    y = torch.cat([t.reshape(-1) for _, t in data]).detach().double().cpu()
-    positives = int(y.sum())
-    if positives == 0 or positives == len(y):
-        raise ValueError("fusion calibration needs matched and unmatched node pairs")
-    w = weight.detach().double().cpu().clone().requires_grad_(True)
-    b = torch.tensor(float(bias), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = class_balanced_bce(x @ w + b, y, logits=True) + l2 * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    w, b = w.detach(), float(b.detach())
-    if not (bool(torch.isfinite(w).all()) and math.isfinite(b)):
-        raise ValueError("fusion calibration did not converge (non-finite weights)")
-    return w, b
+    x = torch.cat([f.reshape(-1, f.shape[-1]) for f, _ in data])
+    y = torch.cat([t.reshape(-1) for _, t in data])
+    return fit_balanced_logistic(x, y, weight, bias, l2)
 
 
 def fit_fusion(model: AsymmetricMatcher, config: MatcherConfig, pairs: Sequence[ScanPair], *,

@@ -5,12 +5,11 @@ from lngraph.baselines import REGISTRY, GeometryFusion
 from lngraph.baselines.geometry_fusion import (
     THRESHOLDS,
     fit_balanced_logistic,
-    holdout_patients,
     pair_features,
 )
+from lngraph.data.folds import holdout_split
 from lngraph.io.cohort import Cohort, NodeTable, Scan, ScanPair
 from lngraph.io.matches import PairPrediction
-from lngraph.train.folds import holdout_split
 
 FAR = (400.0, 400.0, 400.0)
 
@@ -112,13 +111,6 @@ def test_without_val_a_share_of_the_training_patients_chooses_the_threshold(fitt
     given = GeometryFusion().fit(cohort.subset(cohort.patients[:6]),
                                  cohort.subset(cohort.patients[6:]))
     assert given.val_patients == tuple(cohort.patients[6:])
-
-
-@pytest.mark.parametrize("n, fraction, seed", [(1, 0.2, 0), (2, 0.2, 0), (5, 0.2, 3),
-                                               (10, 0.3, 1), (17, 0.2, 9), (4, 0.0, 0)])
-def test_holdout_patients_is_the_training_split(n, fraction, seed):
-    patients = [f"p{i}" for i in range(n)][::-1]
-    assert holdout_patients(patients, fraction, seed) == holdout_split(patients, fraction, seed)
 
 
 def test_logistic_fit_recovers_known_weights():
