@@ -40,7 +40,7 @@ from lngraph.data.views import nine_views
 from lngraph.io.atomic import atomic_path
 from lngraph.io.cohort import Cohort, Scan
 from lngraph.io.errors import InputError
-from lngraph.io.image import read_image
+from lngraph.io.image import image_exists, image_files, read_image
 
 #: Bumped whenever the crop or view computation changes, so old entries are recomputed.
 CACHE_VERSION = 1
@@ -65,15 +65,15 @@ class ScanCrops:
 
 
 def image_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of an image file's bytes, or of a DICOM folder's files (names and bytes)."""
-    path = Path(path)
-    if not path.exists():
+    """SHA-256 of an image file's bytes, or of a DICOM folder's files (names and bytes; only
+    the chosen series' files for ``FOLDER#SERIESUID``)."""
+    if not image_exists(path):
         raise InputError(path, "image not found")
-    files = ([path] if path.is_file() else
-             sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
+    files = image_files(path)
+    single = len(files) == 1 and files[0] == Path(path)
     digest = hashlib.sha256()
     for file in files:
-        if path.is_dir():
+        if not single:
             digest.update(file.name.encode() + b"\0")
         with open(file, "rb") as handle:
             while chunk := handle.read(_CHUNK):

@@ -397,6 +397,8 @@ def read_cohort(path: str | os.PathLike, *, check_images: bool = True) -> Cohort
         raise InputError(root, "cohort folder not found")
     scans_path, nodes_path = root / "scans.csv", root / "nodes.csv"
     scans = read_csv_table(scans_path, SCAN_COLUMNS)
+    from lngraph.io.image import image_exists
+
     nodes = read_csv_table(nodes_path, NODE_COLUMNS)
     seen: dict[str, int] = {}
     for row, values in enumerate(scans[list(SCAN_COLUMNS)].itertuples(index=False)):
@@ -408,7 +410,7 @@ def read_cohort(path: str | os.PathLike, *, check_images: bool = True) -> Cohort
             raise InputError(scans_path, f"duplicate scan_id {scan!r} (first on line "
                              f"{seen[scan] + 2})", line=row + 2)
         seen[scan] = row
-        if image and check_images and not (root / image).exists():
+        if image and check_images and not image_exists(root / image):
             raise InputError(scans_path, f"image {image!r} not found (looked for "
                              f"{root / image})", line=row + 2, what=f"scan {scan}")
     tables = read_nodes_frame(nodes, nodes_path, known_scans=seen)

@@ -12,14 +12,20 @@ are in LPS millimetres, from
   field cannot be placed in LPS and is refused.
 * **MetaImage** (``.mha``, ``.mhd``) — ITK's own format, LPS by definition.
 * **DICOM** — a folder holding one series (slices sorted by position, LPS by the standard;
-  unevenly spaced slices are refused), or a single multi-frame file.
+  unevenly spaced slices are refused), or a single multi-frame file. A folder holding several
+  series is refused with a list of them (SeriesInstanceUID, description, number of files);
+  one is chosen by writing the image path as ``FOLDER#SERIESUID`` (:func:`split_series`),
+  e.g. ``study7/#1.2.840.113619.2.55.3.1``. A path that exists as written is never split.
 
 Anything else (Analyze, PNG stacks, VTK, …) has no defined world frame and is refused rather
 than guessed. Every refusal, a missing path and an unreadable file raise
 :class:`~lngraph.io.errors.InputError` naming the file and the reason.
 
 :func:`write_image` writes a single-file format atomically; :func:`image_geometry` reads only
-a file's header (cheap checks such as "is this node inside the image").
+a file's header (cheap checks such as "is this node inside the image"); :func:`check_image`
+is the check an importer runs on every image path it stores (it exists; a DICOM folder holds
+exactly one series or the chosen one). :func:`image_exists` and :func:`image_files` answer
+"is it there" and "which files hold it" for any image path, ``FOLDER#SERIESUID`` included.
 
 **Integrity.** ITK's NIfTI reader fills the missing part of a truncated file (``.nii`` or
 ``.nii.gz``) with zeros without a word, and the NRRD and MetaImage readers report a cut file in
@@ -61,6 +67,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -79,6 +86,10 @@ WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
 _LPS = "left-posterior-superior"
 _LPS_IOS = ("MetaImageIO", "GDCMImageIO")
 _POSITION_TAG = "0020|0032"
+_DESCRIPTION_TAG = "0008|103e"
+#: Separates a DICOM folder from the SeriesInstanceUID of one of its series: ``FOLDER#UID``.
+SERIES_SEPARATOR = "#"
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 #: Largest relative deviation of a DICOM slice gap from the mean gap.
 _SLICE_GAP_TOLERANCE = 1e-3
 
@@ -499,32 +510,164 @@ def _check_finite(image: sitk.Image, path: Path) -> sitk.Image:
     return image
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
+def split_series(path: str | os.PathLike) -> tuple[Path, str | None]:
+    """``FOLDER#SERIESUID`` → ``(FOLDER, SERIESUID)``; any other path → ``(path, None)``.
+
+    A path that exists as written is never split, and the text after the last ``#`` must look
+    like a DICOM UID (digits and dots), so a file name holding ``#`` keeps working.
+    """
+    text = os.fspath(path)
+    folder, sep, uid = text.rpartition(SERIES_SEPARATOR)
+    if not sep or not folder or not _UID.fullmatch(uid) or Path(text).exists():
+        return Path(text), None
+    return Path(folder), uid
+
+
+@dataclass(frozen=True)
+class DicomSeries:
+    """One DICOM series of a folder: its SeriesInstanceUID, SeriesDescription (``""`` when
+    absent) and files (sorted by slice position)."""
+
+    uid: str
+    description: str
+    files: tuple[str, ...]
+
+    def summary(self) -> str:
+        """``UID ('description', N files)``, as error messages list a series."""
+        what = repr(self.description) if self.description else "no description"
+        return f"{self.uid} ({what}, {len(self.files)} file{'s' * (len(self.files) != 1)})"
+
+
+def _series_description(file: str) -> str:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(file)
+    reader.SetImageIO("GDCMImageIO")
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return ""
+    if not reader.HasMetaDataKey(_DESCRIPTION_TAG):
+        return ""
+    return reader.GetMetaData(_DESCRIPTION_TAG).strip()
+
+
+def dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
+    """The DICOM series of a folder (not recursive), in the order GDCM lists them."""
+    folder = str(folder)
+    out = []
+    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder):
+        files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
+        out.append(DicomSeries(uid, _series_description(files[0]) if files else "", files))
+    return out
+
+
+def _series_list(series: list[DicomSeries]) -> str:
+    return "; ".join(s.summary() for s in series)
+
+
+#: How :func:`check_image` says to choose one of several series, unless told otherwise.
+CHOOSE_SERIES = "writing the image path as FOLDER#SERIESUID"
+
+
+def _choose_series(path: str | os.PathLike, how: str = CHOOSE_SERIES) -> DicomSeries:
+    """The series an image path ``FOLDER`` or ``FOLDER#UID`` names (``how``: how the user
+    chooses one of several, for the error message).
+
+    Raises:
+        InputError: the folder holds no series, several without a choice, or not the chosen one.
+    """
+    folder, uid = split_series(path)
+    series = dicom_series(folder)
+    if not series:
+        raise InputError(path, "the folder holds no DICOM series")
+    if uid is None:
+        if len(series) == 1:
+            return series[0]
+        raise InputError(path, f"the folder holds {len(series)} DICOM series: "
+                         f"{_series_list(series)}. Choose one by {how}, e.g. "
+                         f"{folder}{SERIES_SEPARATOR}{series[0].uid}")
+    for candidate in series:
+        if candidate.uid == uid:
+            return candidate
+    raise InputError(path, f"the folder holds no DICOM series {uid}; it holds "
+                     f"{_series_list(series)}")
+
+
+def _locate(path: str | os.PathLike) -> tuple[Path, str | None]:
+    """``split_series(path)``, after checking that it names an existing file or folder (and a
+    folder when a series is chosen)."""
+    folder, uid = split_series(path)
+    if not folder.exists():
+        raise InputError(path, "image not found")
+    if uid is not None and not folder.is_dir():
+        raise InputError(path, f"{folder} is a file, but '{SERIES_SEPARATOR}{uid}' chooses a "
+                         "series of a DICOM folder")
+    return folder, uid
+
+
+def check_image(path: str | os.PathLike, *, how_to_choose: str = CHOOSE_SERIES) -> Path:
+    """Check an image path before it is stored (e.g. in ``scans.csv`` by an importer).
+
+    A file must exist (its content is read later); a DICOM folder must hold exactly one series,
+    or the series chosen with ``FOLDER#SERIESUID``. Only the DICOM headers are read.
+    ``how_to_choose`` completes "Choose one by …" in the error for a folder of several series.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        InputError: the path is missing, or the folder holds no series, several (listed, with
+            how to choose one), or not the chosen one.
+    """
+    folder, _ = _locate(path)
+    if folder.is_dir():
+        _choose_series(path, how_to_choose)
+    return Path(path)
+
+
+def image_exists(path: str | os.PathLike) -> bool:
+    """Whether an image path (``FOLDER#SERIESUID`` included) names an existing file or folder."""
+    folder, uid = split_series(path)
+    return folder.is_dir() if uid is not None else folder.exists()
+
+
+def image_files(path: str | os.PathLike) -> list[Path]:
+    """The files holding an image: the file itself, a folder's visible files (sorted by name),
+    or the files of the series chosen with ``FOLDER#SERIESUID`` (sorted by name).
+
+    Raises:
+        InputError: as :func:`check_image` for a chosen series; a missing path.
+    """
+    folder, uid = _locate(path)
+    if not folder.is_dir():
+        return [folder]
+    if uid is None:
+        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(Path(f) for f in _choose_series(path).files)
+
+
+def _read_dicom_series(path: str | os.PathLike) -> sitk.Image:
+    """The series a folder path (``FOLDER`` or ``FOLDER#UID``) names, with even slices."""
+    files = list(_choose_series(path).files)
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if len(series) == 0:
-        raise InputError(folder, "the folder holds no DICOM series")
-    if len(series) > 1:
-        raise InputError(folder, f"the folder holds {len(series)} DICOM series "
-                         f"({', '.join(series)}); give the folder of one series")
-    files = reader.GetGDCMSeriesFileNames(str(folder), series[0])
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
         image = reader.Execute()
     except RuntimeError as exc:
-        raise InputError(folder, f"not a readable DICOM series ({_itk_reason(exc)})") from None
+        raise InputError(path, f"not a readable DICOM series ({_itk_reason(exc)})") from None
     positions = []
     for k, file in enumerate(files):
         if not reader.HasMetaDataKey(k, _POSITION_TAG):
-            raise InputError(folder, f"slice {Path(file).name} has no Image Position (Patient) "
+            raise InputError(path, f"slice {Path(file).name} has no Image Position (Patient) "
                              "tag, so the slices cannot be placed")
         positions.append([float(v) for v in reader.GetMetaData(k, _POSITION_TAG).split("\\")])
-    _check_even_slices(np.asarray(positions), image, folder)
+    _check_even_slices(np.asarray(positions), image, path)
     return image
 
 
-def _check_even_slices(positions: np.ndarray, image: sitk.Image, folder: Path) -> None:
+def _check_even_slices(positions: np.ndarray, image: sitk.Image, folder: str | os.PathLike
+                       ) -> None:
     """Raise unless the slice positions along the normal are evenly spaced."""
     if len(positions) < 3:
         return
@@ -541,17 +684,18 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
     """Read a 3D CT image (file or DICOM series folder) with its geometry in LPS.
 
     Args:
-        path: a NIfTI, NRRD, MetaImage or DICOM file, or a folder holding one DICOM series.
+        path: a NIfTI, NRRD, MetaImage or DICOM file, a folder holding one DICOM series, or
+            ``FOLDER#SERIESUID`` choosing one series of a folder.
 
     Raises:
         InputError: the path is missing, unreadable, truncated or corrupt, not 3D scalar, not
-            placeable in LPS, or holds voxels that are not finite.
+            placeable in LPS, or holds voxels that are not finite; a DICOM folder holds no
+            series, several without a choice (listed), or not the chosen one.
     """
+    folder, _ = _locate(path)
+    if folder.is_dir():
+        return _check_finite(_check_volume(_read_dicom_series(path), Path(path)), Path(path))
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "image not found")
-    if path.is_dir():
-        return _check_finite(_check_volume(_read_dicom_series(path), path), path)
     reader = _file_reader(path)
     _check_integrity(path, reader, full=True)
     try:
@@ -570,11 +714,10 @@ def image_geometry(path: str | os.PathLike) -> ImageGeometry:
     Raises:
         InputError: as :func:`read_image`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "image not found")
-    if path.is_dir():
+    folder, _ = _locate(path)
+    if folder.is_dir():
         return ImageGeometry.from_image(read_image(path))
+    path = Path(path)
     reader = _file_reader(path)
     _check_integrity(path, reader, full=False)
     return ImageGeometry.from_image(reader)

@@ -2,6 +2,7 @@
 
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from lngraph.io import InputError, read_image, write_image
 from lngraph.io.coords import ImageGeometry, ras_to_lps
-from lngraph.io.image import image_geometry
+from lngraph.io.image import check_image, image_exists, image_files, image_geometry, split_series
 
 ROTATION = Rotation.from_euler("xyz", [12.0, -20.0, 33.0], degrees=True).as_matrix()
 SPACING = (0.8, 0.9, 2.5)
@@ -139,7 +140,8 @@ def test_format_without_world_frame_is_refused(tmp_path, oblique):
         read_image(tmp_path / "scan.vtk")
 
 
-def write_dicom_series(image: sitk.Image, folder, series_uid: str, skip: int | None = None):
+def write_dicom_series(image: sitk.Image, folder, series_uid: str, skip: int | None = None,
+                       description: str | None = None):
     """Write ``image`` as CT slices with the position and orientation tags a reader needs."""
     folder.mkdir(parents=True, exist_ok=True)
     d = image.GetDirection()
@@ -161,6 +163,8 @@ def write_dicom_series(image: sitk.Image, folder, series_uid: str, skip: int | N
             "0020|0032": "\\".join(f"{v:.10g}" for v in position),
             "0020|0037": orientation,
         }
+        if description is not None:
+            tags["0008|103e"] = description
         for tag, value in tags.items():
             plane.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"{series_uid[-4:]}_{k:03d}.dcm"))
@@ -175,11 +179,61 @@ def test_dicom_series_folder_reads_in_lps(tmp_path, oblique):
     assert image_geometry(tmp_path / "series") == ImageGeometry.from_image(image)
 
 
-def test_dicom_folder_with_two_series_is_refused(tmp_path, oblique):
-    write_dicom_series(oblique, tmp_path / "mixed", "1.2.826.0.1.3680043.2.1125.77.1")
-    write_dicom_series(oblique, tmp_path / "mixed", "1.2.826.0.1.3680043.2.1125.77.2")
-    with pytest.raises(InputError, match=r"mixed: the folder holds 2 DICOM series"):
-        read_image(tmp_path / "mixed")
+UID_1, UID_2 = "1.2.826.0.1.3680043.2.1125.77.1", "1.2.826.0.1.3680043.2.1125.77.2"
+
+
+@pytest.fixture
+def two_series(tmp_path, oblique):
+    """A folder with two series: ``oblique`` (described) and its first 3 slices (not)."""
+    write_dicom_series(oblique, tmp_path / "mixed", UID_1, description="AX 2.5mm")
+    write_dicom_series(oblique[:, :, :3], tmp_path / "mixed", UID_2)
+    return tmp_path / "mixed"
+
+
+def test_dicom_folder_with_two_series_is_refused_with_a_list(two_series):
+    expected = (f"{two_series}: the folder holds 2 DICOM series: {UID_1} ('AX 2.5mm', 6 files); "
+                f"{UID_2} (no description, 3 files). Choose one by writing the image path as "
+                f"FOLDER#SERIESUID, e.g. {two_series}#{UID_1}")
+    for function in (read_image, image_geometry, check_image):
+        with pytest.raises(InputError) as info:
+            function(two_series)
+        assert str(info.value) == expected
+
+
+def test_dicom_series_chosen_by_uid(two_series, oblique):
+    image = read_image(f"{two_series}#{UID_2}")
+    assert image.GetSize() == (8, 7, 3)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image),
+                                  sitk.GetArrayFromImage(oblique)[:3])
+    assert_same_geometry(read_image(f"{two_series}#{UID_1}"), oblique, tol=1e-6)
+    assert image_geometry(f"{two_series}#{UID_2}").size == (8, 7, 3)
+    assert check_image(f"{two_series}#{UID_2}") == Path(f"{two_series}#{UID_2}")
+    assert image_exists(f"{two_series}#{UID_2}") and image_exists(two_series)
+    assert [p.name for p in image_files(f"{two_series}#{UID_2}")] == [
+        f"77.2_{k:03d}.dcm" for k in range(3)]
+    assert len(image_files(two_series)) == 9
+
+
+def test_unknown_or_misplaced_series_uid(two_series, tmp_path, oblique):
+    with pytest.raises(InputError) as info:
+        read_image(f"{two_series}#1.2.3")
+    assert str(info.value) == (f"{two_series}#1.2.3: the folder holds no DICOM series 1.2.3; it "
+                               f"holds {UID_1} ('AX 2.5mm', 6 files); {UID_2} (no description, "
+                               "3 files)")
+    with pytest.raises(InputError, match=r"nowhere#1\.2: image not found"):
+        check_image(tmp_path / "nowhere#1.2")
+    assert not image_exists(tmp_path / "nowhere#1.2")
+    path = write_image(oblique, tmp_path / "scan.mha")
+    with pytest.raises(InputError, match=r"scan\.mha is a file, but '#1\.2' chooses a series"):
+        read_image(f"{path}#1.2")
+
+
+def test_split_series(tmp_path):
+    assert split_series("a/b#1.2.840.1") == (Path("a/b"), "1.2.840.1")
+    assert split_series("a/b#draft") == (Path("a/b#draft"), None)  # not a UID
+    assert split_series("a/b") == (Path("a/b"), None)
+    (tmp_path / "odd#1.2").mkdir()  # exists as written: never split
+    assert split_series(tmp_path / "odd#1.2") == (tmp_path / "odd#1.2", None)
 
 
 def test_dicom_series_with_missing_slice_is_refused(tmp_path, oblique):

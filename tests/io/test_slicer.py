@@ -6,14 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from lngraph.io.cohort import NodeTable, Scan
 from lngraph.io.errors import InputError
+from lngraph.io.image import write_image
 from lngraph.io.slicer import (
     format_description,
     parse_description,
+    read_fcsv,
     read_markups,
     read_markups_folder,
+    read_markups_table,
+    read_points,
     scan_name,
     write_markups,
     write_scan_markups,
@@ -40,7 +45,8 @@ def test_missing_short_axis_without_default_is_an_error():
         read_markups(LPS_FILE)
     assert str(info.value) == (
         f"{LPS_FILE} (markup 1, control point 2 'LN-2'): no short axis: add 'short=<mm>' to the "
-        "control point description or give a default short axis")
+        "control point description, or give one for every such point with --default-short-axis "
+        "MM")
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -208,6 +214,7 @@ def test_not_json_or_not_markups(tmp_path):
 
 @pytest.mark.parametrize(("name", "expected"), [
     ("case07_3.mrk.json", ("case07", "3", "case07_3")),
+    ("case07_3.fcsv", ("case07", "3", "case07_3")),
     ("ABD_LYMPH_001_2021-03-04.mrk.json", ("ABD_LYMPH_001", "2021-03-04",
                                            "ABD_LYMPH_001_2021-03-04")),
 ])
@@ -216,10 +223,17 @@ def test_scan_name(name, expected):
 
 
 @pytest.mark.parametrize("name", ["case07.mrk.json", "_3.mrk.json", "case07_.mrk.json",
-                                  "case07_3.json"])
-def test_bad_scan_name(name):
-    with pytest.raises(InputError, match=name.replace(".", r"\.")):
+                                  "case07_3.json", "case07_baseline.fcsv"])
+def test_bad_scan_name_names_the_flags_that_fix_it(name):
+    with pytest.raises(InputError) as info:
         scan_name(name)
+    message = str(info.value)
+    assert message.startswith(f"{name}: file name must be PATIENT_TIMEPOINT.mrk.json or "
+                              "PATIENT_TIMEPOINT.fcsv")
+    assert message.endswith("or name the scan with --patient P --timepoint T (one file) or "
+                            "--table FILE.csv (columns file,patient_id,timepoint[,image])")
+    if "baseline" in name:
+        assert "but the timepoint 'baseline' is neither an integer nor an ISO date" in message
 
 
 def test_folder_round_trip_with_images(tmp_path):
@@ -230,7 +244,7 @@ def test_folder_round_trip_with_images(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     (images / "p1_1.nrrd").write_bytes(b"")
-    (images / "p1_2").mkdir()  # a DICOM series folder
+    write_dicom_series(images / "p1_2", "1.2.826.0.1.3680043.2.1125.78.1")
     back = read_markups_folder(tmp_path / "markups", images=images)
     assert [(s.patient_id, s.scan_id, s.timepoint) for s in back] == [
         ("p1", "p1_1", "1"), ("p1", "p1_2", "2")]
@@ -239,12 +253,251 @@ def test_folder_round_trip_with_images(tmp_path):
 
 
 def test_folder_errors(tmp_path):
-    with pytest.raises(InputError, match="no \\*.mrk.json files in the folder"):
+    with pytest.raises(InputError, match=r"no \*\.mrk\.json or \*\.fcsv files in the folder"):
         read_markups_folder(tmp_path)
     write_scan_markups(tmp_path, [Scan("p", "s", "1", None, _nodes())])
     (tmp_path / "images").mkdir()
-    with pytest.raises(InputError, match="no image for scan p_1: expected p_1.nii.gz"):
+    with pytest.raises(InputError) as info:
         read_markups_folder(tmp_path, images=tmp_path / "images")
-    with pytest.raises(InputError, match="image folder not found"):
+    assert str(info.value) == (
+        f"{tmp_path / 'images'}: no image for scan p_1: expected p_1.nii.gz (or .nii, .nrrd, "
+        ".nhdr, .mha, .mhd) or a DICOM folder p_1/ in the --images folder, or give the scan's "
+        "image in the image column of a --table FILE.csv")
+    with pytest.raises(InputError, match=r"nope: image folder \(--images\) not found"):
         read_markups_folder(tmp_path, images=tmp_path / "nope")
+    (tmp_path / "images" / "p_1").mkdir()
+    with pytest.raises(InputError, match=r"p_1: the folder holds no DICOM series"):
+        read_markups_folder(tmp_path, images=tmp_path / "images")
     assert len(read_markups_folder(tmp_path / "p_1.mrk.json")) == 1
+
+
+# ---- .fcsv ----
+
+FCSV_HEADER = ("# Markups fiducial file version = 4.11\n# CoordinateSystem = {system}\n"
+               "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n")
+FCSV_ROWS = [("LN-1", "track=T1; short=8.5; long=12.25"), ("LN-2", "T2"), ("LN-3", "")]
+
+
+def _fcsv(path, system: str, positions=EXPECTED_LPS, rows=FCSV_ROWS, header=FCSV_HEADER):
+    """A .fcsv file of the three test points in ``system`` (``LPS``, ``RAS``, ``0``, ``1``)."""
+    ras = system in ("RAS", "0")
+    lines = [header.format(system=system)]
+    for k, ((label, desc), p) in enumerate(zip(rows, positions, strict=True)):
+        x, y, z = (-p[0], -p[1], p[2]) if ras else p
+        lines.append(f"vtkMRMLMarkupsFiducialNode_{k},{x},{y},{z},0,0,0,1,1,1,0,{label},{desc},"
+                     "vtkMRMLScalarVolumeNode1\n")
+    path.write_text("".join(lines))
+    return path
+
+
+@pytest.mark.parametrize("system", ["LPS", "RAS", "1", "0"])
+def test_fcsv_lps_and_ras_give_the_same_lps_centres(tmp_path, system):
+    path = _fcsv(tmp_path / "p_1.fcsv", system)
+    nodes = read_fcsv(path, default_short_axis_mm=10.0)
+    np.testing.assert_allclose(nodes.pos, EXPECTED_LPS, atol=1e-12)
+    assert list(nodes.node_id) == ["LN-1", "LN-2", "LN-3"]
+    assert list(nodes.track_id) == ["T1", "T2", None]
+    np.testing.assert_array_equal(nodes.short_axis_mm, [8.5, 10.0, 10.0])
+    np.testing.assert_array_equal(nodes.long_axis_mm, [12.25, np.nan, np.nan])
+    json_nodes = read_markups(LPS_FILE, default_short_axis_mm=10.0)
+    np.testing.assert_array_equal(nodes.pos, json_nodes.pos)
+
+
+def test_fcsv_quoted_fields_and_own_column_order(tmp_path):
+    path = tmp_path / "p_1.fcsv"
+    path.write_text('# CoordinateSystem = RAS\n# columns = label,desc,x,y,z\n'
+                    '"LN, left","track=A; short=6",1.5,2,-3\n')
+    nodes = read_fcsv(path)
+    assert list(nodes.node_id) == ["LN, left"]
+    assert list(nodes.track_id) == ["A"]
+    np.testing.assert_array_equal(nodes.pos, [[-1.5, -2.0, -3.0]])
+
+
+def test_fcsv_errors_name_the_line(tmp_path):
+    path = _fcsv(tmp_path / "p_1.fcsv", "LPS")
+    with pytest.raises(InputError) as info:
+        read_fcsv(path)
+    assert str(info.value) == (
+        f"{path}, line 5 (label 'LN-2'): no short axis: add 'short=<mm>' to the control point "
+        "description, or give one for every such point with --default-short-axis MM")
+    path.write_text(path.read_text().replace("# CoordinateSystem = LPS\n", ""))
+    with pytest.raises(InputError, match=r"p_1\.fcsv: no '# CoordinateSystem = LPS' \(or RAS\) "
+                                         r"header line"):
+        read_fcsv(path, default_short_axis_mm=5.0)
+    bad = [
+        (_fcsv(tmp_path / "a.fcsv", "IJK"), "a.fcsv, line 2: CoordinateSystem must be LPS or RAS"),
+        (_fcsv(tmp_path / "b.fcsv", "LPS", positions=[[1, "nan", 3], [0, 0, 0], [1, 1, 1]]),
+         "b.fcsv, line 4 (label 'LN-1'): position must be three finite numbers, got "
+         "[1.0, 'nan', 3.0]"),
+        (_fcsv(tmp_path / "c.fcsv", "LPS", rows=[("A", ""), ("A", ""), ("B", "")]),
+         "c.fcsv, line 5 (label 'A'): duplicate label 'A' (first at line 4)"),
+        (_fcsv(tmp_path / "d.fcsv", "LPS", rows=[("A", "T1"), ("B", "T1"), ("C", "")]),
+         "d.fcsv, line 5 (label 'B'): track 'T1' appears twice (first at line 4)"),
+        (_fcsv(tmp_path / "e.fcsv", "LPS", rows=[("A", "short=x"), ("B", ""), ("C", "")]),
+         "e.fcsv, line 4 (label 'A'): short='x' in the description is not a positive number"),
+    ]
+    for file, problem in bad:
+        with pytest.raises(InputError) as info:
+            read_fcsv(file, default_short_axis_mm=5.0)
+        assert str(info.value).startswith(str(tmp_path / problem)), str(info.value)
+
+
+def test_read_points_tells_the_formats_apart(tmp_path):
+    json_copy = tmp_path / "reads.txt"
+    json_copy.write_text(LPS_FILE.read_text(encoding="utf-8"))
+    fcsv_copy = _fcsv(tmp_path / "reads.csv", "RAS")
+    for path in (json_copy, fcsv_copy, LPS_FILE):
+        np.testing.assert_allclose(read_points(path, default_short_axis_mm=1.0).pos,
+                                   EXPECTED_LPS, atol=1e-12)
+
+
+def test_folder_with_both_formats(tmp_path):
+    _fcsv(tmp_path / "p_2.fcsv", "RAS")
+    (tmp_path / "p_1.mrk.json").write_text(RAS_FILE.read_text(encoding="utf-8"))
+    (tmp_path / "notes.txt").write_text("ignored")
+    scans = read_markups_folder(tmp_path, default_short_axis_mm=4.0)
+    assert [(s.patient_id, s.timepoint, s.scan_id) for s in scans] == [
+        ("p", "1", "p_1"), ("p", "2", "p_2")]
+    np.testing.assert_allclose(scans[1].nodes.pos, scans[0].nodes.pos, atol=1e-12)
+
+
+# ---- any file name: patient and timepoint given, or a table ----
+
+
+def test_single_file_of_any_name_with_patient_and_timepoint(tmp_path):
+    path = tmp_path / "F.mrk.json"
+    path.write_text(LPS_FILE.read_text(encoding="utf-8"))
+    (scan,) = read_markups_folder(path, default_short_axis_mm=3.0, patient_id="case 7",
+                                  timepoint="2021-03-04")
+    assert (scan.patient_id, scan.timepoint, scan.scan_id) == ("case 7", "2021-03-04",
+                                                               "case 7_2021-03-04")
+    np.testing.assert_allclose(scan.nodes.pos, EXPECTED_LPS)
+    with pytest.raises(InputError, match="F.mrk.json: file name must be PATIENT_TIMEPOINT"):
+        read_markups_folder(path)
+    with pytest.raises(InputError, match=r"--patient/--timepoint: timepoint 'first' is neither"):
+        read_markups_folder(path, patient_id="p", timepoint="first")
+    with pytest.raises(InputError, match=r"--patient/--timepoint name the scan of one file, but "
+                                         r"this is a folder; name the scan of each file with "
+                                         r"--table FILE\.csv"):
+        read_markups_folder(tmp_path, patient_id="p", timepoint="1")
+    with pytest.raises(ValueError, match="both patient_id and timepoint"):
+        read_markups_folder(path, patient_id="p")
+
+
+def _table(tmp_path, text: str) -> Path:
+    path = tmp_path / "reads.csv"
+    path.write_text(text)
+    return path
+
+
+def test_table_names_files_of_any_name(tmp_path):
+    (tmp_path / "reads").mkdir()
+    (tmp_path / "reads" / "first read.mrk.json").write_text(RAS_FILE.read_text(encoding="utf-8"))
+    _fcsv(tmp_path / "reads" / "second", "LPS")
+    image = write_image(sitk.Image([4, 4, 4], sitk.sitkInt16), tmp_path / "ct.mha")
+    table = _table(tmp_path, "file,patient_id,timepoint,image\n"
+                             "reads/first read.mrk.json,P1,1,ct.mha\n"
+                             f"{tmp_path / 'reads' / 'second'},P1,2,\n")
+    scans = read_markups_table(table, default_short_axis_mm=5.0)
+    assert [(s.patient_id, s.timepoint, s.scan_id, s.image) for s in scans] == [
+        ("P1", "1", "P1_1", image), ("P1", "2", "P1_2", None)]
+    for scan in scans:
+        np.testing.assert_allclose(scan.nodes.pos, EXPECTED_LPS, atol=1e-12)
+
+
+def test_table_with_scan_ids_and_images_folder(tmp_path):
+    (tmp_path / "a.json").write_text(LPS_FILE.read_text(encoding="utf-8"))
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "base.nii.gz").write_bytes(b"")
+    table = _table(tmp_path, "scan_id,file,patient_id,timepoint\nbase,a.json,P,2020-01-02\n")
+    (scan,) = read_markups_table(table, default_short_axis_mm=5.0, images=images)
+    assert (scan.scan_id, scan.image) == ("base", images / "base.nii.gz")
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("file,patient_id\na.json,P\n", ", line 1: missing column(s) timepoint; expected file, "
+     "patient_id, timepoint"),
+    ("file,patient_id,timepoint,series_uid\na.json,P,1,x\n", ", line 1: unknown column(s) "
+     "'series_uid'; the columns are file, patient_id, timepoint and optionally scan_id, image; a "
+     "DICOM series is chosen in the image column as FOLDER#SERIESUID"),
+    ("file,patient_id,timepoint\n", ": the table has no rows"),
+    ("file,patient_id,timepoint\na.json,,1\n", ", line 2: patient_id is empty"),
+    ("file,patient_id,timepoint\na.json,P,later\n", ", line 2: timepoint 'later' is neither an "
+     "integer nor an ISO date (YYYY-MM-DD)"),
+    ("file,patient_id,timepoint\na.json,P,1\na.json,P,1\n", ", line 3: scan_id 'P_1' appears "
+     "twice (first on line 2)"),
+    ("file,patient_id,timepoint,scan_id\na.json,P,1,x\na.json,P,1,y\n", ", line 3: patient 'P' "
+     "has two rows at timepoint '1' (first on line 2)"),
+    ("file,patient_id,timepoint\na.json,P,1\na.json,P,2021-01-01\n", ", line 3: patient 'P' "
+     "mixes integer and date timepoints (1, 2021-01-01)"),
+    ("file,patient_id,timepoint\nmissing.json,P,1\n", ", line 2 (scan P_1): file 'missing.json' "
+     "not found"),
+    ("file,patient_id,timepoint,image\na.json,P,1,nope.nii.gz\n", ", line 2 (scan P_1): image "
+     "'nope.nii.gz': "),
+])
+def test_table_errors(tmp_path, text, problem):
+    (tmp_path / "a.json").write_text(LPS_FILE.read_text(encoding="utf-8"))
+    table = _table(tmp_path, text)
+    with pytest.raises(InputError) as info:
+        read_markups_table(table, default_short_axis_mm=5.0)
+    assert str(info.value).startswith(f"{table}{problem}"), str(info.value)
+
+
+def test_table_image_column_and_images_folder_conflict(tmp_path):
+    table = _table(tmp_path, "file,patient_id,timepoint,image\na.json,P,1,\n")
+    with pytest.raises(InputError, match=r"reads\.csv, line 1: the table has an image column "
+                                         r"and --images was given too"):
+        read_markups_table(table, images=tmp_path)
+
+
+# ---- DICOM folders with several series ----
+
+UID_1, UID_2 = "1.2.826.0.1.3680043.2.1125.78.1", "1.2.826.0.1.3680043.2.1125.78.2"
+
+
+def write_dicom_series(folder: Path, uid: str, depth: int = 3) -> None:
+    """``depth`` 4×4 CT slices of one series, 2 mm apart, with the tags a reader needs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(depth):
+        plane = sitk.Image([4, 4], sitk.sitkInt16)
+        for tag, value in {"0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0060": "CT",
+                           "0008|0018": f"{uid}.{k + 1}", "0020|000d": f"{uid}.0",
+                           "0020|000e": uid, "0020|0013": str(k + 1),
+                           "0020|0032": f"0\\0\\{2 * k}",
+                           "0020|0037": "1\\0\\0\\0\\1\\0"}.items():
+            plane.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{uid[-4:]}_{k}.dcm"))
+        writer.Execute(plane)
+
+
+def test_several_series_listed_and_chosen_in_the_table(tmp_path):
+    write_dicom_series(tmp_path / "study", UID_1)
+    write_dicom_series(tmp_path / "study", UID_2, depth=4)
+    (tmp_path / "a.json").write_text(LPS_FILE.read_text(encoding="utf-8"))
+    table = _table(tmp_path, "file,patient_id,timepoint,image\na.json,P,1,study\n")
+    with pytest.raises(InputError) as info:
+        read_markups_table(table, default_short_axis_mm=5.0)
+    message = str(info.value)
+    assert message.startswith(f"{table}, line 2 (scan P_1): image 'study': {tmp_path / 'study'}: "
+                              "the folder holds 2 DICOM series: ")
+    assert f"{UID_1} (no description, 3 files)" in message
+    assert f"{UID_2} (no description, 4 files)" in message
+    assert "Choose one by writing the image path as FOLDER#SERIESUID" in message
+    table.write_text(f"file,patient_id,timepoint,image\na.json,P,1,study#{UID_2}\n")
+    (scan,) = read_markups_table(table, default_short_axis_mm=5.0)
+    assert scan.image == tmp_path / f"study#{UID_2}"
+
+
+def test_several_series_in_images_folder_point_to_the_table(tmp_path):
+    write_dicom_series(tmp_path / "images" / "p_1", UID_1)
+    write_dicom_series(tmp_path / "images" / "p_1", UID_2)
+    (tmp_path / "p_1.mrk.json").write_text(LPS_FILE.read_text(encoding="utf-8"))
+    with pytest.raises(InputError) as info:
+        read_markups_folder(tmp_path / "p_1.mrk.json", default_short_axis_mm=5.0,
+                            images=tmp_path / "images")
+    assert "holds 2 DICOM series" in str(info.value)
+    assert ("Choose one by giving the scans' images in the image column of a --table FILE.csv, "
+            "there as FOLDER#SERIESUID (--images takes the folder p_1/ whole)") in str(info.value)
