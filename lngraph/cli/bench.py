@@ -29,6 +29,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from lngraph.cli.common import add_cohort, add_quiet, examples
 from lngraph.cli.main import OVERWRITE_HELP, one_line
 
 
@@ -77,8 +78,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "registered with --import) on the same patient-level folds of a cohort and write a "
         "leaderboard: every metric as mean ± std over folds, inference seconds per pair and "
         "training seconds (DIR/leaderboard.md, .csv, _folds.csv, .png).",
+        epilog=examples("lngraph bench my_cohort --out board",
+                        "lngraph bench my_cohort --methods nearest,lgm,matcher --folds 5 "
+                        "--out board",
+                        "lngraph bench my_cohort --import my_method.py --methods mine,nearest "
+                        "--out board"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("cohort", type=Path, metavar="COHORT", help="cohort folder")
+    add_cohort(parser)
     parser.add_argument("--methods", type=_method_list, default=["all"], metavar="LIST|all",
                         help="comma-separated method names, or all (default)")
     parser.add_argument("--folds", type=_positive, default=5, metavar="K",
@@ -107,7 +114,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(default 0.2)")
     parser.add_argument("--threads", type=_positive, default=None, metavar="N",
                         help="torch CPU threads (default: torch's)")
-    parser.add_argument("--quiet", action="store_true", help="no per-fold progress lines")
+    add_quiet(parser)
     parser.set_defaults(func=run)
     return parser
 

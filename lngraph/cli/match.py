@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lngraph.cli.common import add_cache_dir, add_cohort, add_device, add_quiet, examples
 from lngraph.cli.main import OVERWRITE_HELP
 
 #: Optional columns of a ``--src-nodes``/``--dst-nodes`` table.
@@ -22,14 +23,16 @@ STATUS_RGB = {"matched": (0.0, 0.62, 0.45), "disappeared": (0.90, 0.62, 0.0),
 
 
 DESCRIPTION = """\
-Match lymph nodes across follow-up scans with a model trained by `lngraph train`
-(or `lngraph demo`), for every consecutive (or every) scan pair of a cohort
-folder, or for one pair given as two node tables (and images).
+Match lymph nodes across follow-up scans, for every consecutive (or every) scan
+pair of a cohort folder, or for one pair given as two node tables (and
+images). The matcher is a shipped model (default: lite-image when every scan
+has an image, lite-geometry when not; `lngraph models` lists them), a model
+you trained (`lngraph train`, `lngraph demo`), or with --method a method that
+needs no training (nearest, pointset, registration).
 
 Node tables (--src-nodes, --dst-nodes): CSV with node_id,x,y,z,short_axis_mm
 and optionally long_axis_mm and track_id; centres in LPS mm; validated like
-nodes.csv. The scan ids are the file names without .csv. Images are needed
-unless the model is geometry-only.
+nodes.csv. The scan ids are the file names without .csv.
 
 Output folder (written whole at the end; an existing non-empty OUT is refused
 unless --overwrite is given, and then replaced as a whole):
@@ -49,17 +52,44 @@ digits, '.', '_' and '-' become '_', and a name changed that way (or cut to 96
 characters) gets 8 hex digits of the id's hash, so no two ids share a name.
 """
 
+EXAMPLES = examples(
+    "lngraph match my_cohort --out matches --figure",
+    "lngraph match my_cohort --model lite-geometry --pairs all --out matches",
+    "lngraph match --src-nodes t0.csv --dst-nodes t1.csv --src-image t0.nii.gz "
+    "--dst-image t1.nii.gz --out pair",
+    "lngraph match my_cohort --method nearest --out matches_nearest")
+
+
+def untrained_methods() -> dict:
+    """Registered methods that need no training (``--method``), by name."""
+    import lngraph.baselines  # noqa: F401  (registers the built-in baselines)
+    from lngraph.baselines import REGISTRY
+
+    return {name: cls for name, cls in REGISTRY.items() if not cls.learned}
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "match", help="match the nodes of scan pairs with a trained model",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, metavar="CKPT",
-                        help="model checkpoint (RUN/model.ckpt)")
-    parser.add_argument("--cohort", type=Path, metavar="DIR",
-                        help="cohort folder (scans.csv + nodes.csv): match its scan pairs")
+        "match", help="match the nodes of scan pairs (shipped or trained model, or a method)",
+        description=DESCRIPTION, epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_cohort(parser, optional=True, help="cohort folder (scans.csv + nodes.csv): match its "
+               "scan pairs (or give one pair with --src-nodes/--dst-nodes)")
+    parser.add_argument("--cohort", dest="cohort_option", type=Path, default=None,
+                        help=argparse.SUPPRESS)       # the grammar before 0.2
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="output folder (written whole at the end)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", default=None, metavar="NAME|CKPT",
+                       help="a shipped model's name (`lngraph models`) or a checkpoint "
+                       "(RUN/model.ckpt or RUN); default: lite-image when every scan has an "
+                       "image, else lite-geometry")
+    which.add_argument("--method", default=None, metavar="NAME",
+                       help="match with a registered method that needs no training instead "
+                       "of a model: nearest, pointset or registration (needs images)")
     parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
-                        help="with --cohort: consecutive timepoints (default) or every "
+                        help="with COHORT: consecutive timepoints (default) or every "
                         "earlier/later pair")
     parser.add_argument("--src-nodes", type=Path, metavar="CSV",
                         help="earlier scan's nodes: node_id,x,y,z,short_axis_mm"
@@ -69,17 +99,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--src-image", type=Path, metavar="IMG",
                         help="earlier scan's CT (NIfTI, NRRD, MHA or a DICOM folder)")
     parser.add_argument("--dst-image", type=Path, metavar="IMG", help="later scan's CT")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="output folder (written whole at the end)")
-    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--figure", action="store_true",
                         help="also draw each pair (OUT/figures/<src>__<dst>.png)")
-    parser.add_argument("--cache", type=Path, metavar="DIR",
-                        help="crop cache folder (default: the user cache, "
-                        "~/.cache/lngraph/crops, for a cohort; a temporary folder for a single "
-                        "pair)")
-    parser.add_argument("--device", default="cpu",
-                        help="torch device to run the model on (default cpu; e.g. cuda)")
+    add_cache_dir(parser, "the user cache, ~/.cache/lngraph/crops, for a cohort; a temporary "
+                  "folder for a single pair")
+    parser.add_argument("--cache", dest="cache_dir", type=Path, help=argparse.SUPPRESS)
+    add_device(parser)
+    add_quiet(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -93,7 +119,7 @@ def read_pair_nodes(path: Path, scan_id: str):
     frame = read_csv_table(path, PAIR_NODE_COLUMNS)
     if "scan_id" in frame.columns:
         raise InputError(path, "has a scan_id column: give the nodes of one scan (to match "
-                         "the scans of a cohort's nodes.csv, use --cohort)", line=1)
+                         "the scans of a cohort's nodes.csv, give the cohort folder)", line=1)
     for column in PAIR_NODE_OPTIONAL:
         if column not in frame.columns:
             frame[column] = ""
@@ -110,14 +136,15 @@ def single_pair(args):
     """The pair given by ``--src-nodes``/``--dst-nodes`` (and images)."""
     from lngraph.io.cohort import Scan, ScanPair
     from lngraph.io.errors import InputError
+    from lngraph.io.image import image_exists
 
     if args.src_nodes is None or args.dst_nodes is None:
-        raise InputError("lngraph match", "give --cohort DIR, or both --src-nodes and "
-                         "--dst-nodes")
+        raise InputError("lngraph match", "give a cohort folder (lngraph match COHORT --out "
+                         "DIR), or both --src-nodes and --dst-nodes")
     if (args.src_image is None) != (args.dst_image is None):
         raise InputError("lngraph match", "give both --src-image and --dst-image, or neither")
     for image in (args.src_image, args.dst_image):
-        if image is not None and not image.exists():
+        if image is not None and not image_exists(image):
             raise InputError(image, "image not found")
     src_id, dst_id = _pair_scan_ids(args.src_nodes, args.dst_nodes)
     scans = [Scan("pair", scan_id, timepoint, None if image is None else image.resolve(),
@@ -130,13 +157,17 @@ def single_pair(args):
 
 
 def _check_arguments(args) -> None:
-    from lngraph.io.errors import InputError
+    from lngraph.cli.main import UsageError
 
+    if args.cohort_option is not None:
+        if args.cohort is not None:
+            raise UsageError("give the cohort once: COHORT (or the older --cohort DIR)")
+        args.cohort = args.cohort_option
     given = [name for name in ("src_nodes", "dst_nodes", "src_image", "dst_image")
              if getattr(args, name) is not None]
     if args.cohort is not None and given:
-        raise InputError("lngraph match", f"--cohort and --{given[0].replace('_', '-')} "
-                         "exclude each other: match a cohort or one pair")
+        raise UsageError(f"COHORT and --{given[0].replace('_', '-')} exclude each other: "
+                         "match a cohort or one pair")
 
 
 def pair_folder_name(pair) -> str:
@@ -226,16 +257,20 @@ def _summary(results) -> str:
 
 
 def match_pairs(model, pairs, out: Path, *, figure: bool, cache_dir,
-                progress: bool = True) -> list:
+                progress: bool = True, predictions=None) -> list:
     """Predict every pair (in batches) and write ``matches.csv``, markups and figures into
-    ``out``; returns ``[(pair, prediction)]``."""
+    ``out``; returns ``[(pair, prediction)]``. ``predictions`` (one per pair) replaces the
+    model's (``model`` may then be ``None``)."""
     from tqdm.auto import tqdm
 
+    from lngraph.data.crops import CropParams
     from lngraph.io.atomic import unique_name
     from lngraph.io.matches import write_matches
     from lngraph.models import predict_pairs
 
-    predictions = predict_pairs(model, pairs, cache_dir=cache_dir, progress=progress)
+    if predictions is None:
+        predictions = predict_pairs(model, pairs, cache_dir=cache_dir, progress=progress)
+    crops = model.config.crops if model is not None else CropParams()
     results = list(zip(pairs, predictions, strict=True))
     used: set[str] = set()
     for pair, pred in tqdm(results, desc="write", unit="pair", disable=not progress):
@@ -244,52 +279,96 @@ def match_pairs(model, pairs, out: Path, *, figure: bool, cache_dir,
                            used)
         write_pair_markups(out / "markups" / name, pair, pred)
         if figure:
-            pair_figure(out / "figures" / f"{name}.png", pair, pred, model.config.crops,
-                        cache_dir)
+            pair_figure(out / "figures" / f"{name}.png", pair, pred, crops, cache_dir)
     write_matches(out / "matches.csv", results)
     return results
 
 
-def _load_pairs(args, config):
-    """The pairs to match and the crop cache folder to use (None: no cache)."""
+def _load_pairs(args):
+    """The pairs to match, whether every scan has an image, the file that says so, and the
+    crop cache folder to use (None: a temporary one)."""
     from lngraph.data.cache import default_cache_dir
     from lngraph.io.cohort import read_cohort
-    from lngraph.io.errors import InputError
 
     _check_arguments(args)
     if args.cohort is None:
         pair = single_pair(args)
-        source, has_images, pairs = args.src_nodes, pair.src.image is not None, [pair]
-        cache_dir = args.cache
-    else:
-        cohort = read_cohort(args.cohort)
-        source, has_images = args.cohort / "scans.csv", cohort.has_images
-        pairs = cohort.pairs(args.pairs)
-        cache_dir = args.cache if args.cache is not None else default_cache_dir(cohort)
-    if not config.model.geometry_only and not has_images:
-        raise InputError(source, f"the model ({args.model}) matches on image crops, but no "
-                         "image is given for every scan; give images, or use a model trained "
-                         "geometry-only")
-    return pairs, cache_dir
+        return [pair], pair.src.image is not None, args.src_nodes, args.cache_dir
+    cohort = read_cohort(args.cohort)
+    cache_dir = args.cache_dir if args.cache_dir is not None else default_cache_dir(cohort)
+    return cohort.pairs(args.pairs), cohort.has_images, args.cohort / "scans.csv", cache_dir
+
+
+def load_matcher(spec, *, images: bool, source, device: str = "cpu"):
+    """The model ``--model`` names (:func:`lngraph.models.zoo.model_path`), loaded on
+    ``device``, and its path.
+
+    Raises:
+        InputError: no such model, or an image model for scans without images (naming
+            ``source``, the file that lists the scans).
+    """
+    from lngraph.io.errors import InputError
+    from lngraph.models import load_checkpoint
+    from lngraph.models.zoo import model_path
+
+    path = model_path(spec, images=images)
+    model, config, _ = load_checkpoint(path, map_location=device)
+    if not config.model.geometry_only and not images:
+        raise InputError(source, f"the model ({spec}) matches on image crops, but no image is "
+                         "given for every scan; give images, or use a geometry-only model "
+                         "(--model lite-geometry)")
+    return model, path
+
+
+def method_predictions(name: str, pairs, *, images: bool, source) -> list:
+    """``--method NAME``'s prediction of each pair.
+
+    Raises:
+        UsageError: an unknown method or one that needs training.
+        InputError: a method that reads images, for scans without them.
+    """
+    from lngraph.cli.main import UsageError
+    from lngraph.io.errors import InputError
+
+    methods = untrained_methods()
+    if name not in methods:
+        raise UsageError(f"--method {name}: not a registered method that needs no training "
+                         f"(choose from {', '.join(sorted(methods))}; trained matchers are "
+                         "given with --model)")
+    cls = methods[name]
+    if cls.needs_images and not images:
+        raise InputError(source, f"--method {name} reads CT images, but no image is given for "
+                         "every scan")
+    method = cls.build()
+    return [method.predict(pair) for pair in pairs]
 
 
 def run(args) -> int:
     import tempfile
 
+    from lngraph.cli.common import show_progress, torch_device
     from lngraph.cli.main import output_folder
-    from lngraph.models import load_checkpoint
 
-    model, config, _ = load_checkpoint(args.model, map_location=args.device)
-    pairs, cache_dir = _load_pairs(args, config)
-    inputs = [("the model", args.model), ("the cohort", args.cohort),
+    progress = show_progress(args)
+    pairs, images, source, cache_dir = _load_pairs(args)
+    if args.method is not None:
+        model, model_file = None, None
+        predictions = method_predictions(args.method, pairs, images=images, source=source)
+    else:
+        model, model_file = load_matcher(args.model, images=images, source=source,
+                                         device=torch_device(args.device))
+        predictions = None
+    inputs = [("the model", model_file), ("the cohort", args.cohort),
               ("--src-nodes", args.src_nodes), ("--dst-nodes", args.dst_nodes),
               ("--src-image", args.src_image), ("--dst-image", args.dst_image),
-              ("the crop cache", args.cache)]
+              ("the crop cache", args.cache_dir)]
     with output_folder(args.out, overwrite=args.overwrite, inputs=inputs) as tmp, \
             tempfile.TemporaryDirectory(prefix="lngraph-match-") as scratch:
         cache = cache_dir if cache_dir is not None else Path(scratch)
-        results = match_pairs(model, pairs, tmp, figure=args.figure, cache_dir=cache)
-    print(_summary(results))
+        results = match_pairs(model, pairs, tmp, figure=args.figure, cache_dir=cache,
+                              progress=progress, predictions=predictions)
+    matcher = f"--method {args.method}" if args.method else f"model {model_file}"
+    print(f"{_summary(results)} ({matcher})")
     print(f"matches: {args.out / 'matches.csv'}")
     print(f"3D Slicer markups: {args.out / 'markups'}")
     if args.figure:

@@ -30,6 +30,16 @@ import argparse
 import json
 from pathlib import Path
 
+from lngraph.cli.common import (
+    add_cache_dir,
+    add_cohort,
+    add_device,
+    add_quiet,
+    add_workers,
+    examples,
+    lightning_accelerator,
+    show_progress,
+)
 from lngraph.cli.main import OVERWRITE_HELP
 
 
@@ -47,13 +57,19 @@ def _devices(text: str) -> int | str:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
-        help="train the asymmetric matcher on a cohort",
-        description="Train the asymmetric lymph-node matcher (SE + SEAG + SCB) on a cohort "
-        "folder with patient-level splits, early stopping on validation and a saved best "
-        "model (RUN/model.ckpt). Runs on a GPU when present, else on the CPU; the Lightning "
-        "flags select devices, DDP or several nodes.",
+        help="train a matcher on a cohort",
+        description="Train lngraph's matcher (preset lite: the graph matcher; full: a larger "
+        "one; paper: the paper's asymmetric matcher) on a cohort folder with patient-level "
+        "splits, early stopping and the decision threshold on validation patients, and a "
+        "saved best model (RUN/model.ckpt, usable with `lngraph match --model RUN`). A cohort "
+        "without images trains the geometry-only matcher. Runs on a GPU when present, else on "
+        "the CPU; --devices, --strategy and --num-nodes are Lightning's.",
+        epilog=examples("lngraph train my_cohort --out run",
+                        "lngraph train my_cohort --out run_f0 --fold 0 --max-epochs 30",
+                        "lngraph train my_cohort --out run --config full --set optim.lr=3e-4"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("cohort", type=Path, metavar="COHORT", help="cohort folder")
+    add_cohort(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="RUN",
                         help="output folder (model.ckpt, config.yaml, metrics.json, split.json, "
                         "logs/), written whole at the end")
@@ -79,19 +95,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
                         help="train on consecutive scan pairs (default) or on all "
                         "earlier/later pairs of each patient")
-    parser.add_argument("--accelerator", default="auto",
-                        help="Lightning accelerator: auto (default: a GPU when present, else "
-                        "the CPU), cpu, gpu, ...")
+    add_device(parser)
+    parser.add_argument("--accelerator", default=None, help=argparse.SUPPRESS)  # before 0.2
     parser.add_argument("--devices", type=_devices, default="auto",
                         help="Lightning devices: a count, a list such as 0,1, or auto")
     parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
     parser.add_argument("--num-nodes", type=_positive, default=1, help="Lightning num_nodes")
-    parser.add_argument("--workers", type=_positive, default=1, metavar="K",
-                        help="processes that fill the crop cache (default 1)")
-    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
-                        help="crop cache folder (default: the user cache, "
-                        "~/.cache/lngraph/crops)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_workers(parser, "fill the crop cache")
+    add_cache_dir(parser)
+    add_quiet(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -188,6 +200,11 @@ def check_training_pairs(cohort, patients: list[str], pair_mode: str, source) ->
                          "at least two scans and some nodes")
 
 
+def accelerator(args: argparse.Namespace) -> str:
+    """The Lightning accelerator of ``--device`` (or of the older ``--accelerator``)."""
+    return args.accelerator or lightning_accelerator(args.device)
+
+
 def run(args: argparse.Namespace) -> int:
     from lngraph.cli.main import UsageError, output_folder
     from lngraph.io.atomic import write_text_atomic
@@ -218,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
             result = fit_matcher(
                 cohort, effective, train_patients=split["train"], val_patients=split["val"],
                 out_dir=tmp, max_epochs=args.max_epochs, seed=args.seed,
-                progress=not args.quiet, accelerator=args.accelerator, devices=args.devices,
+                progress=show_progress(args), accelerator=accelerator(args),
+                devices=args.devices,
                 strategy=args.strategy, num_nodes=args.num_nodes, cache_dir=args.cache_dir,
                 pair_mode=args.pairs, workers=args.workers)
         except TrainingDiverged as exc:

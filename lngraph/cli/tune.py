@@ -27,6 +27,7 @@ import argparse
 from pathlib import Path
 
 from lngraph.cli import train as train_cmd
+from lngraph.cli.common import DEVICES, add_cache_dir, add_cohort, examples, lightning_accelerator
 
 
 def _positive(text: str) -> int:
@@ -47,15 +48,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "tune",
         help="search the matcher's hyper-parameters with Optuna",
-        description="Tune the asymmetric matcher with Optuna: each trial samples a config, "
-        "trains it on the training patients and is scored on the validation patients by "
+        description="Tune lngraph's matcher (the --config preset) with Optuna: each trial "
+        "samples a config, trains it on the training patients and is scored on the "
+        "validation patients by "
         "F1 + mean(F1 of new, F1 of disappeared nodes); test patients of --fold are never "
         "used. Poor trials are pruned after an epoch. Resumable; several processes or "
         "machines share a study through one --storage. Writes DIR/best_config.yaml (for "
         "`lngraph train --config`), best.json, trials.csv and history, intermediate-value and "
         "importance plots.",
+        epilog=examples("lngraph tune my_cohort --trials 40 --out tune_run",
+                        "lngraph tune my_cohort --trials 40 --out tune_run --storage "
+                        "sqlite:///study.db --n-jobs 2"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("cohort", type=Path, metavar="COHORT", help="cohort folder")
+    add_cohort(parser)
     parser.add_argument("--trials", type=_positive, required=True, metavar="N",
                         help="finished (complete or pruned) trials the study should hold; a "
                         "rerun resumes until it has them")
@@ -94,12 +100,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "trial (default: unseeded sampler, the config's training seed)")
     parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
                         help="train on consecutive scan pairs (default) or on all pairs")
-    parser.add_argument("--accelerator", default="cpu",
-                        help="Lightning accelerator of every trial, one device each (default: "
-                        "cpu)")
-    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
-                        help="crop cache folder (default: the user cache, "
-                        "~/.cache/lngraph/crops)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where every trial trains, one device each: cpu (default), cuda "
+                        "or auto")
+    parser.add_argument("--accelerator", default=None, help=argparse.SUPPRESS)  # before 0.2
+    add_cache_dir(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -132,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
                                base.protocol.val_fraction, base.protocol.seed)
         objective = TuneObjective(cohort, base, split["train"], split["val"], args.out,
                                   max_epochs=args.max_epochs, seed=args.seed,
-                                  accelerator=args.accelerator, cache_dir=args.cache_dir,
+                                  accelerator=args.accelerator
+                                  or lightning_accelerator(args.device),
+                                  cache_dir=args.cache_dir,
                                   pair_mode=args.pairs)
     except ValueError as exc:
         raise InputError(args.cohort, str(exc)) from None

@@ -69,7 +69,7 @@ def test_command_is_registered():
 
 def test_match_cohort(run_cli, any_geometry_model, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run_cli(["match", "--model", str(any_geometry_model), "--cohort", str(EXAMPLE),
+    assert run_cli(["match", "--model", str(any_geometry_model), str(EXAMPLE),
                     "--out", str(out)]) == 0
     cohort = read_cohort(EXAMPLE)
     table = pd.read_csv(out / "matches.csv", dtype=str, keep_default_na=False)
@@ -150,25 +150,95 @@ def test_bad_nodes_csv(run_cli, geometry_model, tmp_path, capsys, rows, header, 
 
 
 def test_image_model_needs_images(run_cli, image_model, tmp_path, capsys):
-    assert run_cli(["match", "--model", str(image_model), "--cohort", str(EXAMPLE),
+    assert run_cli(["match", "--model", str(image_model), str(EXAMPLE),
                     "--out", str(tmp_path / "out")]) == 2
     assert "matches on image crops, but no image is given" in capsys.readouterr().err
 
 
 def test_cohort_and_pair_exclude_each_other(run_cli, geometry_model, tmp_path, capsys):
     nodes = _nodes_csv(tmp_path / "n.csv", ["a,1,2,3,10"])
-    assert run_cli(["match", "--model", str(geometry_model), "--cohort", str(EXAMPLE),
+    assert run_cli(["match", "--model", str(geometry_model), str(EXAMPLE),
                     "--src-nodes", str(nodes), "--out", str(tmp_path / "out")]) == 2
-    assert "--cohort and --src-nodes exclude each other" in capsys.readouterr().err
+    assert "COHORT and --src-nodes exclude each other" in capsys.readouterr().err
     assert run_cli(["match", "--model", str(geometry_model), "--src-nodes", str(nodes),
                     "--out", str(tmp_path / "out")]) == 2
-    assert "give --cohort DIR, or both --src-nodes and --dst-nodes" in capsys.readouterr().err
+    assert "give a cohort folder (lngraph match COHORT --out DIR), or both --src-nodes and " \
+        "--dst-nodes" in capsys.readouterr().err
+
+
+def test_the_older_cohort_option_still_works(run_cli, geometry_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(["match", "--model", str(geometry_model), "--cohort", str(EXAMPLE),
+                    "--out", str(out)]) == 0
+    assert (out / "matches.csv").is_file()
+    assert run_cli(["match", "--model", str(geometry_model), "--cohort", str(EXAMPLE),
+                    str(EXAMPLE), "--out", str(tmp_path / "o2")]) == 2
+    assert "give the cohort once" in capsys.readouterr().err
+
+
+def test_match_with_a_method_that_needs_no_training(run_cli, tmp_path, capsys):
+    """``--method nearest`` writes the same outputs, and its matches are the method's."""
+    from lngraph.baselines import Nearest
+
+    out = tmp_path / "out"
+    assert run_cli(["match", str(EXAMPLE), "--method", "nearest", "--out", str(out)]) == 0
+    cohort = read_cohort(EXAMPLE)
+    predictions = read_matches(out / "matches.csv", cohort)
+    for pair in cohort.pairs():
+        expected = Nearest().predict(pair)
+        got = predictions[(pair.src.scan_id, pair.dst.scan_id)]
+        assert sorted(map(tuple, got.matches.tolist())) == \
+            sorted(map(tuple, expected.matches.tolist()))
+        assert (out / "markups" / f"{pair.src.scan_id}__{pair.dst.scan_id}").is_dir()
+    assert "--method nearest" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method, message", [
+    ("lgm", "not a registered method that needs no training"),
+    ("registration", "reads CT images, but no image is given"),
+])
+def test_match_method_errors(run_cli, tmp_path, capsys, method, message):
+    assert run_cli(["match", str(EXAMPLE), "--method", method, "--out",
+                    str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_model_and_method_exclude_each_other(run_cli, geometry_model, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_cli(["match", str(EXAMPLE), "--method", "nearest", "--model", str(geometry_model),
+                 "--out", str(tmp_path / "out")])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_model_by_shipped_name_and_default(run_cli, geometry_model, monkeypatch, tmp_path,
+                                           capsys):
+    """``--model NAME`` and no ``--model`` resolve to the shipped checkpoints (here a
+    stand-in folder): the geometry model for a cohort without images."""
+    import shutil
+
+    from lngraph.models import zoo
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    shutil.copyfile(geometry_model, shipped / "lite-geometry.ckpt")
+    monkeypatch.setattr(zoo, "SHIPPED_DIR", shipped)
+    for extra in ([], ["--model", "lite-geometry"]):
+        out = tmp_path / f"out{len(extra)}"
+        assert run_cli(["match", str(EXAMPLE), "--out", str(out), *extra]) == 0
+        assert f"model {shipped / 'lite-geometry.ckpt'}" in capsys.readouterr().out
+    assert run_cli(["match", str(EXAMPLE), "--model", "lite-image", "--out",
+                    str(tmp_path / "o")]) == 2
+    assert "the shipped model 'lite-image' is missing" in capsys.readouterr().err
+    assert run_cli(["match", str(EXAMPLE), "--model", "no-such", "--out",
+                    str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "not a shipped model name" in err and "lite-geometry" in err
 
 
 def test_bad_checkpoint(run_cli, tmp_path, capsys):
     junk = tmp_path / "model.ckpt"
     junk.write_bytes(b"not a checkpoint")
-    assert run_cli(["match", "--model", str(junk), "--cohort", str(EXAMPLE),
+    assert run_cli(["match", "--model", str(junk), str(EXAMPLE),
                     "--out", str(tmp_path / "out")]) == 2
     assert f"{junk}: not a readable lngraph checkpoint" in capsys.readouterr().err
 
@@ -195,7 +265,7 @@ def test_match_loads_no_training_code(geometry_model, tmp_path):
         out = tmp_path / f"out-{figure}"
         result = subprocess.run(
             [sys.executable, "-c", MATCH_WITHOUT_LIGHTNING, "match", "--model",
-             str(geometry_model), "--cohort", str(EXAMPLE), "--out", str(out)]
+             str(geometry_model), str(EXAMPLE), "--out", str(out)]
             + (["--figure"] if figure else []), capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert "LOADED:\n" in result.stdout, result.stdout

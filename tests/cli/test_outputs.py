@@ -304,7 +304,7 @@ def test_match_into_a_reused_folder_keeps_no_earlier_markups(monkeypatch, geomet
     out = tmp_path / "out"
     (out / "markups" / "OLD__PAIR").mkdir(parents=True)
     (out / "markups" / "OLD__PAIR" / "OLD.mrk.json").write_text("{}")
-    args = ["match", "--model", str(geometry_model), "--cohort", str(EXAMPLE), "--out", str(out)]
+    args = ["match", "--model", str(geometry_model), str(EXAMPLE), "--out", str(out)]
     assert run(args) == 2
     assert "pass --overwrite" in capsys.readouterr().err
     assert run([*args, "--overwrite"]) == 0
@@ -316,7 +316,7 @@ def test_match_refuses_to_replace_the_folder_of_its_model(monkeypatch, geometry_
                                                            tmp_path, capsys):
     run = _run_cli(monkeypatch, "lngraph.cli.match")
     folder = geometry_model.parent
-    assert run(["match", "--model", str(geometry_model), "--cohort", str(EXAMPLE),
+    assert run(["match", "--model", str(geometry_model), str(EXAMPLE),
                 "--out", str(folder), "--overwrite"]) == 2
     assert "holds the model" in capsys.readouterr().err and geometry_model.is_file()
 

@@ -1,0 +1,103 @@
+"""Arguments that mean the same in every ``lngraph`` command.
+
+One grammar across commands: the cohort folder is the positional ``COHORT``; ``--out`` names
+the output; ``--cache-dir`` the crop cache; ``--device {auto,cpu,cuda}`` where a model runs;
+``--workers`` the processes; ``--quiet`` turns progress off (progress is only drawn on a
+terminal anyway); every ``--help`` ends with examples (:func:`examples`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def examples(*commands: str) -> str:
+    """An ``--help`` epilog listing example command lines."""
+    lines = "\n".join(f"  {command}" for command in commands)
+    return f"example{'s' if len(commands) > 1 else ''}:\n{lines}"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_cohort(parser: argparse.ArgumentParser, *, optional: bool = False,
+               help: str = "cohort folder (scans.csv + nodes.csv)") -> None:
+    """The positional ``COHORT`` (``optional``: may be left out when another input is
+    given)."""
+    parser.add_argument("cohort", type=Path, metavar="COHORT", nargs="?" if optional else None,
+                        help=help)
+
+
+def add_cache_dir(parser: argparse.ArgumentParser, default_text: str = "the user cache, "
+                  "~/.cache/lngraph/crops") -> None:
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help=f"crop cache folder (default: {default_text})")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where the model runs: auto (default: a CUDA GPU when present, "
+                        "else the CPU), cpu or cuda")
+
+
+def add_workers(parser: argparse.ArgumentParser, what: str, default: int = 1) -> None:
+    parser.add_argument("--workers", type=positive_int, default=default, metavar="K",
+                        help=f"processes that {what} (default {default})")
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress output (progress is drawn only on a terminal)")
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars for this command: not ``--quiet`` and stderr is a terminal."""
+    if getattr(args, "quiet", False):
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def torch_device(name: str) -> str:
+    """``--device`` → a torch device string.
+
+    Raises:
+        lngraph.cli.main.UsageError: ``cuda`` asked for on a machine without a CUDA GPU.
+    """
+    import torch
+
+    from lngraph.cli.main import UsageError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available on this machine (use "
+                         "--device cpu or auto)")
+    return name
+
+
+def lightning_accelerator(name: str) -> str:
+    """``--device`` → a Lightning accelerator (``auto``, ``cpu`` or ``gpu``)."""
+    if name == "cuda":
+        torch_device(name)          # the same clear error without a GPU
+        return "gpu"
+    return name
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1
