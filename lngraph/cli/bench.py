@@ -29,7 +29,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from lngraph.cli.common import add_cohort, add_quiet, examples
+from lngraph.cli.common import HelpFormatter, add_cohort, add_quiet, examples
 from lngraph.cli.main import OVERWRITE_HELP, one_line
 
 
@@ -83,7 +83,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "--out board",
                         "lngraph bench my_cohort --import my_method.py --methods mine,nearest "
                         "--out board"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_cohort(parser)
     parser.add_argument("--methods", type=_method_list, default=["all"], metavar="LIST|all",

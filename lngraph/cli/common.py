@@ -16,8 +16,18 @@ from pathlib import Path
 DEVICES = ("auto", "cpu", "cuda")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help text as written when it holds line breaks (laid-out descriptions, the examples
+    epilog), wrapped to the terminal when it is one paragraph."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
 def examples(*commands: str) -> str:
-    """An ``--help`` epilog listing example command lines."""
+    """An ``--help`` epilog listing example command lines (use with :class:`HelpFormatter`)."""
     lines = "\n".join(f"  {command}" for command in commands)
     return f"example{'s' if len(commands) > 1 else ''}:\n{lines}"
 

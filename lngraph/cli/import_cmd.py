@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lngraph.cli.common import examples
+from lngraph.cli.common import HelpFormatter, examples
 
 DESCRIPTION = """\
 Convert annotations into a cohort folder OUT (scans.csv + nodes.csv, centres
@@ -136,7 +136,7 @@ def _common(parser: argparse.ArgumentParser, src_help: str, *, src_optional: boo
 
 
 def add_parser(subparsers) -> None:
-    raw = argparse.RawDescriptionHelpFormatter
+    raw = HelpFormatter
     parser = subparsers.add_parser(
         "import", help="convert NIH, 3D Slicer, DeepLesion or mask annotations into a cohort "
         "folder", description=DESCRIPTION, formatter_class=raw,

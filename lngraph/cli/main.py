@@ -42,6 +42,8 @@ COMMANDS = (
     "lngraph.cli.synth",
     "lngraph.cli.train",
     "lngraph.cli.match",
+    "lngraph.cli.track",
+    "lngraph.cli.models",
     "lngraph.cli.evaluate",
     "lngraph.cli.bench",
     "lngraph.cli.tune",

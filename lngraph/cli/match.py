@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lngraph.cli.common import add_cache_dir, add_cohort, add_device, add_quiet, examples
+from lngraph.cli.common import (
+    HelpFormatter,
+    add_cache_dir,
+    add_cohort,
+    add_device,
+    add_quiet,
+    examples,
+)
 from lngraph.cli.main import OVERWRITE_HELP
 
 #: Optional columns of a ``--src-nodes``/``--dst-nodes`` table.
@@ -72,7 +79,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "match", help="match the nodes of scan pairs (shipped or trained model, or a method)",
         description=DESCRIPTION, epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=HelpFormatter)
     add_cohort(parser, optional=True, help="cohort folder (scans.csv + nodes.csv): match its "
                "scan pairs (or give one pair with --src-nodes/--dst-nodes)")
     parser.add_argument("--cohort", dest="cohort_option", type=Path, default=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lngraph.cli.common import examples
+from lngraph.cli.common import HelpFormatter, examples
 
 DESCRIPTION = """\
 List the models that ship with lngraph (usable by name in `lngraph match
@@ -16,7 +16,7 @@ its measured quality on data it never saw, and its limits.
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "models", help="list the shipped models or show one's model card",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, formatter_class=HelpFormatter,
         epilog=examples("lngraph models", "lngraph models lite-geometry"))
     parser.add_argument("name", nargs="?", metavar="NAME",
                         help="print this shipped model's card")

@@ -31,6 +31,7 @@ import json
 from pathlib import Path
 
 from lngraph.cli.common import (
+    HelpFormatter,
     add_cache_dir,
     add_cohort,
     add_device,
@@ -67,7 +68,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=examples("lngraph train my_cohort --out run",
                         "lngraph train my_cohort --out run_f0 --fold 0 --max-epochs 30",
                         "lngraph train my_cohort --out run --config full --set optim.lr=3e-4"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_cohort(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="RUN",

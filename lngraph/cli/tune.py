@@ -27,7 +27,14 @@ import argparse
 from pathlib import Path
 
 from lngraph.cli import train as train_cmd
-from lngraph.cli.common import DEVICES, add_cache_dir, add_cohort, examples, lightning_accelerator
+from lngraph.cli.common import (
+    DEVICES,
+    HelpFormatter,
+    add_cache_dir,
+    add_cohort,
+    examples,
+    lightning_accelerator,
+)
 
 
 def _positive(text: str) -> int:
@@ -59,7 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=examples("lngraph tune my_cohort --trials 40 --out tune_run",
                         "lngraph tune my_cohort --trials 40 --out tune_run --storage "
                         "sqlite:///study.db --n-jobs 2"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_cohort(parser)
     parser.add_argument("--trials", type=_positive, required=True, metavar="N",

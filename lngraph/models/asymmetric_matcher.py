@@ -45,7 +45,10 @@ pass is pure torch.
    (:func:`~lngraph.matching.batched.batched_assignment`) on the matching score :math:`P`:
    Hungarian, then SCB's Eq. 3 score of each assigned pair decides against
    ``scb_threshold`` (the paper's correction); without SCB (switched off, or geometry-only
-   mode) :math:`P \ge` ``similarity_threshold`` decides instead.
+   mode) :math:`P \ge` ``similarity_threshold`` decides instead. A kept pair's reported score
+   is its decision score :math:`p` through the calibrated monotone map
+   :math:`\sigma(\operatorname{logit}(p)/T + b)` (:func:`confident_matches`), applied after
+   the decision.
 """
 
 from __future__ import annotations
@@ -226,6 +229,27 @@ def encode_scan(model: nn.Module, store: NodeStorage, scb: SCBHead | None = None
     return out
 
 
+#: Decision scores are clipped to [SCORE_EPS, 1 - SCORE_EPS] before the logit of the
+#: confidence map (as :data:`lngraph.metrics.calibration.EPS`).
+SCORE_EPS = 1e-7
+
+
+def confident_matches(matches: BatchedMatches, config: MatcherConfig) -> BatchedMatches:
+    r"""``matches`` with each kept pair's decision score :math:`p` replaced by the reported
+    confidence :math:`\sigma(\operatorname{logit}(p) / T + b)` (``model.score_temperature``,
+    ``model.score_bias``; :mod:`lngraph.metrics.calibration`). The map is strictly
+    increasing and applied after the decision, so the matches themselves are those of
+    ``matches``; with :math:`T = 1, b = 0` ``matches`` is returned as it is."""
+    t, b = config.model.score_temperature, config.model.score_bias
+    if t == 1.0 and b == 0.0:
+        return matches
+    p = matches.scores0.double().clamp(SCORE_EPS, 1 - SCORE_EPS)
+    confidence = torch.sigmoid((p.log() - (-p).log1p()) / t + b)
+    scores = torch.where(matches.matches0 >= 0, confidence, torch.zeros_like(confidence))
+    return BatchedMatches(matches.matches0, matches.matches1, scores.to(matches.scores0.dtype),
+                          matches.src_mask, matches.dst_mask)
+
+
 def all_pair_candidates(src_batch: Tensor, dst_batch: Tensor) -> Tensor:
     """``[2, P]`` every (src, dst) node combination of the same pair, by global index."""
     return (src_batch[:, None] == dst_batch[None, :]).nonzero().T
@@ -359,29 +383,35 @@ class AsymmetricMatcher(nn.Module):
 
     # 6. Inference ----------------------------------------------------------------------------
     @torch.no_grad()
-    def match(self, data: HeteroData, threshold: float | None = None) -> BatchedMatches:
+    def match(self, data: HeteroData, threshold: float | None = None, *,
+              calibrated: bool = True) -> BatchedMatches:
         """Matches of every pair in ``data`` by the inference rule (module docstring, step 6),
         computed in evaluation mode (the feature normalisation uses its running statistics;
         the training mode is restored afterwards). ``threshold`` replaces the config's
-        decision threshold (``scb_threshold`` with SCB, else ``similarity_threshold``); 0
-        keeps every assigned pair with its score."""
+        decision threshold (``scb_threshold`` with SCB, else ``similarity_threshold``) on
+        the decision score; 0 keeps every assigned pair. Each kept pair's score is its
+        calibrated confidence (:func:`confident_matches`), or with ``calibrated=False`` its
+        decision score."""
         was_training = self.training
         self.eval()
         try:
             out = self(data, candidates=data["src"].pos.new_zeros((2, 0), dtype=torch.long))
-            return self.assign(out, threshold)
+            return self.assign(out, threshold, calibrated=calibrated)
         finally:
             self.train(was_training)
 
     @torch.no_grad()
-    def assign(self, out: MatcherOutput, threshold: float | None = None) -> BatchedMatches:
+    def assign(self, out: MatcherOutput, threshold: float | None = None, *,
+               calibrated: bool = True) -> BatchedMatches:
         """The inference rule on a forward pass's output (:meth:`match`)."""
         m = self.config.model
         decision = self.scb_decision(out) if self.use_scb else None
         default = m.scb_threshold if self.use_scb else m.similarity_threshold
-        return batched_assignment(out.score, src_mask=out.src_mask, dst_mask=out.dst_mask,
-                                  threshold=default if threshold is None else threshold,
-                                  decision=decision, reassign=self.use_scb and m.scb_reassign)
+        matches = batched_assignment(out.score, src_mask=out.src_mask, dst_mask=out.dst_mask,
+                                     threshold=default if threshold is None else threshold,
+                                     decision=decision,
+                                     reassign=self.use_scb and m.scb_reassign)
+        return confident_matches(matches, self.config) if calibrated else matches
 
     def scb_decision(self, out: MatcherOutput) -> Tensor:
         """``[B, n1_max, n2_max]`` SCB's Eq. 3 score of the pairs the assignment on the

@@ -17,7 +17,11 @@ field to its section (:meth:`~lngraph.models.MatcherConfig.from_legacy_dict`); f
 augmentation at a constant learning rate, which their config is given
 (``model.architecture: asymmetric``, ``model.seag_learn_q: false``, ``optim.augment_drop``,
 ``optim.augment_rotation_deg``, ``optim.augment_scale``, ``optim.augment_jitter_mm``: 0,
-``optim.schedule: constant``); a file of any
+``optim.schedule: constant``). The reported confidence's map (``model.score_temperature``,
+``model.score_bias``, :func:`~lngraph.models.asymmetric_matcher.confident_matches`) is part of
+the config; a file without it — every file of versions 2 and 3, and version-4 files written
+before it existed — loads with :math:`T = 1, b = 0`, i.e. the decision score is reported as
+before (the map changes no weight and no decision, so the version stays 4). A file of any
 other version, a corrupt file or any other file is refused with an
 :class:`~lngraph.io.errors.InputError` naming it and the problem. So is a checkpoint whose
 weights hold a NaN or an infinity (:func:`nonfinite_weights`: such a model scores every node
@@ -62,8 +66,10 @@ _BEFORE_4 = {"model": {"architecture": "asymmetric", "seag_learn_q": False},
 def plain(value, where: str = "extra"):
     """``value`` as plain checkpoint-safe Python: numpy scalars and arrays, tuples and paths are
     converted; anything else that ``weights_only`` loading would refuse is a ``TypeError``."""
-    if value is None or isinstance(value, bool | str | torch.Tensor):
+    if value is None or isinstance(value, bool | torch.Tensor):
         return value
+    if isinstance(value, str):
+        return str(value)           # (numpy's str_ is a str that weights_only refuses)
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):

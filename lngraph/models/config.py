@@ -33,6 +33,7 @@ config (checkpoint format 2) to their dotted keys (:meth:`MatcherConfig.from_leg
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -144,6 +145,15 @@ class ModelConfig(_Section):
         similarity_temperature: τ of the matching-score logits: the SEAG term
             ``(S - 0.5) / τ`` and the encoder term ``E / τ``.
 
+    Reported confidence (:mod:`lngraph.metrics.calibration`; fitted with
+    ``protocol.calibrate_confidence``):
+        score_temperature, score_bias: ``T`` and ``b`` of the monotone map
+            ``σ(logit(p) / T + b)`` from a kept pair's decision score ``p`` to the confidence
+            the model reports (``matches.csv``'s ``score``). The decision itself is made on
+            ``p`` (the thresholds above are on ``p``), so they never change which nodes are
+            matched; ``T = 1, b = 0`` (the default, and what checkpoints without them get)
+            reports ``p`` itself.
+
     Position prior (our extension, :mod:`lngraph.matching.alignment`):
         position_prior: (``graph``) give the layers and the head each node's position after
             the robust alignment (offsets between aligned centres as attention biases and a
@@ -194,6 +204,8 @@ class ModelConfig(_Section):
     scb_reassign: bool = False
     similarity_threshold: float = 0.5
     similarity_temperature: float = 0.1
+    score_temperature: float = 1.0
+    score_bias: float = 0.0
     position_prior: bool = True
     position_gate_mm: float = 15.0
     position_local_mm: float = 30.0
@@ -205,7 +217,7 @@ class ModelConfig(_Section):
     geometry_distance_mm: float = 50.0
 
     _POSITIVE = ("length_scale_mm", "sigma_init", "scb_temperature", "similarity_temperature",
-                 "position_gate_mm", "geometry_distance_mm")
+                 "score_temperature", "position_gate_mm", "geometry_distance_mm")
     _AT_LEAST_ONE = ("encoder2d_stem_stride", "encoder3d_stem_stride", "feature_dim",
                      "token_grid", "scb_hidden", "geometry_k", "geometry_hidden", "layers",
                      "heads")
@@ -226,6 +238,9 @@ class ModelConfig(_Section):
 
     def _problems(self) -> list[str]:
         problems = []
+        for key in ("score_temperature", "score_bias"):
+            if not math.isfinite(getattr(self, key)):
+                problems.append(f"{key} must be finite, got {getattr(self, key)}")
         if self.architecture not in ARCHITECTURES:
             problems.append(f"architecture must be one of {ARCHITECTURES}, got "
                             f"{self.architecture!r}")
@@ -341,6 +356,10 @@ class ProtocolConfig(_Section):
     calibrate_threshold: after training, choose the decision threshold in use
         (``model.scb_threshold`` with SCB, else ``model.similarity_threshold``) on the
         validation pairs.
+    calibrate_confidence: after training (and after the threshold), fit the reported
+        confidence's ``model.score_temperature`` and ``model.score_bias`` on the validation
+        pairs' assigned pairs (:func:`~lngraph.train.calibrate.fit_confidence`); decisions do
+        not change.
     """
 
     folds: int = 5
@@ -348,6 +367,7 @@ class ProtocolConfig(_Section):
     seed: int = 0
     calibrate_fusion: bool = True
     calibrate_threshold: bool = True
+    calibrate_confidence: bool = True
 
     _AT_LEAST_ONE = ("folds",)
 

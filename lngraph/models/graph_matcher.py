@@ -39,6 +39,13 @@ geometry-only ``cube`` and ``views`` crops; with ``model.position_prior`` the al
    (:func:`~lngraph.matching.batched.batched_assignment`) on :math:`P_{ij}`; an assigned pair
    is kept when :math:`P_{ij} \ge` ``similarity_threshold`` (fixed, or chosen once on
    validation patients and stored in the checkpoint). Nothing is fused by hand or refitted.
+   The kept pair's reported score is the calibrated confidence
+   :math:`\sigma(\operatorname{logit}(P_{ij})/T + b)` (``score_temperature``,
+   ``score_bias``, fitted on validation patients;
+   :func:`~lngraph.models.asymmetric_matcher.confident_matches`): a monotone map applied
+   after the decision, which it never changes. (Scaling the dual-softmax logits
+   :math:`s_{ij}` by a temperature instead would change the softmaxes' ratios, and with them
+   the Hungarian assignment and which pairs pass the threshold.)
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from lngraph.models.asymmetric_matcher import (
     ScanFeatures,
     add_encoders,
     all_pair_candidates,
+    confident_matches,
     encode_scan,
     match_targets,
 )
@@ -269,20 +277,25 @@ class GraphMatcher(nn.Module):
 
     # 6. Inference ----------------------------------------------------------------------------
     @torch.no_grad()
-    def match(self, data: HeteroData, threshold: float | None = None) -> BatchedMatches:
+    def match(self, data: HeteroData, threshold: float | None = None, *,
+              calibrated: bool = True) -> BatchedMatches:
         """Matches of every pair in ``data`` (module docstring, step 6), computed in evaluation
         mode (the training mode is restored afterwards); ``threshold`` replaces
-        ``similarity_threshold``, 0 keeps every assigned pair with its probability."""
+        ``similarity_threshold`` on :math:`P_{ij}`, 0 keeps every assigned pair. Each kept
+        pair's score is its calibrated confidence, or with ``calibrated=False`` its
+        :math:`P_{ij}`."""
         was_training = self.training
         self.eval()
         try:
-            return self.assign(self(data), threshold)
+            return self.assign(self(data), threshold, calibrated=calibrated)
         finally:
             self.train(was_training)
 
     @torch.no_grad()
-    def assign(self, out: GraphMatcherOutput, threshold: float | None = None) -> BatchedMatches:
+    def assign(self, out: GraphMatcherOutput, threshold: float | None = None, *,
+               calibrated: bool = True) -> BatchedMatches:
         """The inference rule on a forward pass's output (:meth:`match`)."""
         default = self.config.model.similarity_threshold
-        return batched_assignment(out.score, src_mask=out.src_mask, dst_mask=out.dst_mask,
-                                  threshold=default if threshold is None else threshold)
+        matches = batched_assignment(out.score, src_mask=out.src_mask, dst_mask=out.dst_mask,
+                                     threshold=default if threshold is None else threshold)
+        return confident_matches(matches, self.config) if calibrated else matches

@@ -57,11 +57,15 @@ def matcher_graphs(pairs: Sequence[ScanPair], config: MatcherConfig, *,
 
 def predict_graphs(model: Matcher, graphs: Sequence[HeteroData], *,
                    batch_size: int | None = None, threshold: float | None = None,
-                   progress: bool = False) -> list[PairPrediction]:
+                   progress: bool = False, calibrated: bool = True) -> list[PairPrediction]:
     """The model's prediction of each pair graph, in order, in batches of ``batch_size``
     graphs (default the config's ``optim.batch_size``); evaluation mode and no gradients, on
     the model's device; the model's training mode is restored afterwards. ``threshold``
-    replaces the config's decision threshold (:meth:`GraphMatcher.match`)."""
+    replaces the config's decision threshold (:meth:`GraphMatcher.match`; it applies to the
+    decision score). The scores are the calibrated confidences
+    (:func:`~lngraph.models.asymmetric_matcher.confident_matches`), or with
+    ``calibrated=False`` the decision scores themselves (what calibration fits on); the
+    matches are the same either way."""
     if not graphs:
         return []
     device = next(model.parameters()).device
@@ -69,16 +73,17 @@ def predict_graphs(model: Matcher, graphs: Sequence[HeteroData], *,
                         shuffle=False)
     predictions: list[PairPrediction] = []
     for batch in tqdm(loader, desc="matching", unit="batch", disable=not progress):
-        predictions += to_predictions(model.match(batch.to(device), threshold))
+        predictions += to_predictions(model.match(batch.to(device), threshold,
+                                                  calibrated=calibrated))
     return predictions
 
 
 def predict_pairs(model: Matcher, pairs: Sequence[ScanPair], *,
                   cache_dir: str | os.PathLike | None = None, progress: bool = False,
-                  batch_size: int | None = None, threshold: float | None = None
-                  ) -> list[PairPrediction]:
+                  batch_size: int | None = None, threshold: float | None = None,
+                  calibrated: bool = True) -> list[PairPrediction]:
     """The model's :class:`~lngraph.io.matches.PairPrediction` for each pair, in order
-    (:func:`matcher_graphs`, then :func:`predict_graphs`).
+    (:func:`matcher_graphs`, then :func:`predict_graphs`; ``calibrated`` as there).
 
     Raises:
         InputError: a scan needs crops but has no image, or its image is unreadable.
@@ -86,4 +91,4 @@ def predict_pairs(model: Matcher, pairs: Sequence[ScanPair], *,
     pairs = list(pairs)
     graphs = matcher_graphs(pairs, model.config, cache_dir=cache_dir, progress=progress)
     return predict_graphs(model, graphs, batch_size=batch_size, threshold=threshold,
-                          progress=progress)
+                          progress=progress, calibrated=calibrated)

@@ -1,7 +1,7 @@
 """Synthetic longitudinal abdominal CT cohorts with ground-truth lymph-node identities.
 
 :func:`generate_cohort` writes a cohort folder (docs/design.md, *Cohort folder*) of patients with
-2–3 scans each:
+2–3 scans each (or follow-up series of ``timepoints`` scans, :func:`simulate_series`):
 a phantom abdomen (:mod:`~lngraph.synth.anatomy`, :mod:`~lngraph.synth.bowel`), lymph nodes
 laid out like the NIH abdominal annotations (:mod:`~lngraph.synth.nodes`), follow-ups that
 reposition, deform and change the patient (:mod:`~lngraph.synth.followup`), rendered by
@@ -12,7 +12,7 @@ reposition, deform and change the patient (:mod:`~lngraph.synth.followup`), rend
 Knows no learner: nothing here imports torch.
 """
 
-from lngraph.synth.cohort import generate_cohort, patient_scans
+from lngraph.synth.cohort import generate_cohort, parse_timepoints, patient_scans, simulate_series
 from lngraph.synth.motion import random_rotation, rotate_cohort, rotate_scan
 from lngraph.synth.phantom import PatientRenderer, PatientSim, simulate_patient
 from lngraph.synth.presets import (
@@ -28,6 +28,7 @@ from lngraph.synth.presets import (
 
 __all__ = [
     "DEFAULT", "DEFAULT_GRID", "EASY", "HARD", "PRESETS", "PatientRenderer", "PatientSim",
-    "ScanGrid", "SynthPreset", "generate_cohort", "get_preset", "patient_scans",
-    "random_rotation", "rotate_cohort", "rotate_scan", "simulate_patient",
+    "ScanGrid", "SynthPreset", "generate_cohort", "get_preset", "parse_timepoints",
+    "patient_scans", "random_rotation", "rotate_cohort", "rotate_scan", "simulate_patient",
+    "simulate_series",
 ]

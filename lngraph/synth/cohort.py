@@ -4,11 +4,17 @@
 ``OUT/scans.csv``, ``OUT/nodes.csv``, ``OUT/images/<scan_id>.nii.gz`` (int16 HU, LPS) and
 ``OUT/synth.json`` (the parameters that produced it). Patient ``i`` gets the ``i``-th child of
 ``SeedSequence(seed)``, so the cohort is a deterministic function of ``(seed, patients, preset,
-layouts, grid)`` whatever the number of workers, and patient ``i`` is the same in a cohort of
-10 or of 100. The cohort is written into a hidden temporary folder beside ``OUT`` that replaces
-``OUT`` at the end (:func:`lngraph.io.atomic.atomic_folder`), so an interrupted or failed run
-leaves an earlier cohort in ``OUT`` untouched, and a finished one holds no file of an earlier
-generation (no stale images of patients a smaller cohort no longer has).
+layouts, grid, timepoints)`` whatever the number of workers, and patient ``i`` is the same in a
+cohort of 10 or of 100. The cohort is written into a hidden temporary folder beside ``OUT``
+that replaces ``OUT`` at the end (:func:`lngraph.io.atomic.atomic_folder`), so an interrupted
+or failed run leaves an earlier cohort in ``OUT`` untouched, and a finished one holds no file
+of an earlier generation (no stale images of patients a smaller cohort no longer has).
+
+**Scans per patient.** By default 2 or 3 (``SynthPreset.scans_per_patient``). A follow-up
+*series* (``timepoints``: ``N``, or a range ``(A, B)`` drawn per patient) has ``N`` scans, and
+nodes may miss one inner scan and come back with their identity
+(:func:`lngraph.synth.followup.transient_gaps`); new nodes appear at every follow-up. Without
+``timepoints`` nothing of this is drawn, so earlier cohorts are reproduced byte for byte.
 """
 
 from __future__ import annotations
@@ -27,11 +33,62 @@ import numpy as np
 from lngraph.io.atomic import atomic_folder, write_text_atomic
 from lngraph.io.cohort import Scan, write_cohort
 from lngraph.io.errors import InputError
-from lngraph.synth.nodes import NihCase, read_nih_cases
-from lngraph.synth.phantom import LAYOUTS, PatientRenderer, PatientSim, simulate_patient
+from lngraph.synth.anatomy import sample_anatomy
+from lngraph.synth.bowel import plan_bowel, sample_bowel_state
+from lngraph.synth.followup import annotate, evolve_nodes, gap_probability, transient_gaps
+from lngraph.synth.nodes import (
+    FreeSpace,
+    NihCase,
+    nih_layout,
+    node_semi_axes,
+    prior_layout,
+    read_nih_cases,
+)
+from lngraph.synth.phantom import (
+    LAYOUTS,
+    PatientRenderer,
+    PatientSim,
+    _dates,
+    _hidden_nodes,
+    _transform_in_view,
+    simulate_patient,
+)
 from lngraph.synth.presets import DEFAULT_GRID, ScanGrid, SynthPreset, get_preset
 
 IMAGE_DIR = "images"
+#: Fewest and most scans of a patient in a follow-up series (``timepoints``).
+MIN_TIMEPOINTS, MAX_TIMEPOINTS = 2, 20
+
+
+def parse_timepoints(value: int | str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``timepoints`` as ``(fewest, most)`` scans per patient: ``N`` → ``(N, N)``, ``"A-B"`` or
+    ``(A, B)`` → ``(A, B)``, ``None`` → ``None`` (the preset's 2–3 scans).
+
+    Raises:
+        ValueError: not an integer or a range ``A-B``, ``A > B``, or outside
+            ``MIN_TIMEPOINTS..MAX_TIMEPOINTS``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, tuple | list):
+        bounds = tuple(value)
+    else:
+        text = str(value).strip()
+        parts = text.split("-") if "-" in text else [text, text]
+        try:
+            bounds = tuple(int(part) for part in parts)
+        except ValueError:
+            raise ValueError(f"timepoints must be an integer N or a range A-B, got "
+                             f"{value!r}") from None
+    if len(bounds) != 2 or any(not isinstance(b, int | np.integer) for b in bounds):
+        raise ValueError(f"timepoints must be an integer N or a range A-B, got {value!r}")
+    low, high = (int(b) for b in bounds)
+    if low > high:
+        raise ValueError(f"timepoints range {low}-{high} is empty (A must not exceed B)")
+    if low < MIN_TIMEPOINTS or high > MAX_TIMEPOINTS:
+        raise ValueError(f"timepoints must lie in {MIN_TIMEPOINTS}..{MAX_TIMEPOINTS}, got "
+                         f"{value!r}")
+    return low, high
 
 
 def patient_id(index: int) -> str:
@@ -45,6 +102,80 @@ def patient_scans(sim: PatientSim, images: dict[int, Path] | None = None) -> lis
             for t in range(sim.n_scans)]
 
 
+def simulate_series(patient_id: str, seed: int | np.random.SeedSequence,
+                    timepoints: tuple[int, int], preset: str | SynthPreset = "default",
+                    layout: str = "prior", nih_case: NihCase | None = None, *,
+                    gaps: bool = True) -> PatientSim:
+    """Simulate a patient of a follow-up series: like
+    :func:`~lngraph.synth.phantom.simulate_patient`, with the number of scans drawn uniformly
+    from ``timepoints = (A, B)`` and one-scan gaps (:func:`~lngraph.synth.followup.
+    transient_gaps`).
+
+    Both draws use a sixth child of the patient's seed, so the rest follows the very streams of
+    :func:`~lngraph.synth.phantom.simulate_patient`: with ``gaps=False`` and the number of scans
+    that function draws, the two give the same patient.
+
+    Args:
+        patient_id: the id (prefix of scan and track ids).
+        seed: the patient's seed.
+        timepoints: fewest and most scans (:func:`parse_timepoints`).
+        preset, layout, nih_case: as for :func:`~lngraph.synth.phantom.simulate_patient`.
+        gaps: add the one-scan gaps.
+    """
+    low, high = parse_timepoints(timepoints)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == "nih" and nih_case is None:
+        raise ValueError("the 'nih' layout needs an NIH case")
+    preset = get_preset(preset)
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    # a fresh copy: spawning is stateful, and the first five children must be those of
+    # simulate_patient
+    ss = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size)
+    s_anat, s_layout, s_follow, s_annot, s_render, s_series = ss.spawn(6)
+    series = np.random.default_rng(s_series)
+    n_scans = int(series.integers(low, high + 1))
+
+    rng = np.random.default_rng(s_anat)
+    anatomy = sample_anatomy(rng)
+    free = FreeSpace.of(anatomy)
+
+    rng = np.random.default_rng(s_layout)
+    if layout == "prior":
+        baseline = prior_layout(anatomy, free, rng)
+    else:
+        baseline = nih_layout(nih_case, anatomy, free, rng)
+    hidden = _hidden_nodes(anatomy, free, rng, baseline)
+
+    rng = np.random.default_rng(s_follow)
+    rng.choice([2, 3], p=np.asarray(preset.scans_per_patient)
+               / sum(preset.scans_per_patient))  # the draw of simulate_patient, unused
+    timeline = evolve_nodes(baseline, hidden, n_scans, preset, anatomy, free, rng)
+    if gaps:
+        timeline = transient_gaps(timeline, preset, series)
+    probe = np.concatenate([st.path for st in anatomy.stations])
+    centres = np.array([s.centre for s in timeline.specs]).reshape(-1, 3)
+    transforms = tuple(_transform_in_view(preset, anatomy, rng, probe, centres, t == 0)
+                       for t in range(n_scans))
+    reach = np.array([node_semi_axes(s, timeline.short_mm[:, i].max(),
+                                     timeline.long_mm[:, i].max()).max()
+                      for i, s in enumerate(timeline.specs)])
+    bowel = tuple(plan_bowel(anatomy, free, centres, reach, rng))
+    oral = rng.random() < 0.3
+    states = tuple(sample_bowel_state(list(bowel), rng, oral and rng.random() < 0.8)
+                   for _ in range(n_scans))
+    stool_k = rng.standard_normal((8, 3))
+    stool_k *= (2 * np.pi / rng.uniform(6, 14, 8) / np.linalg.norm(stool_k, axis=1))[:, None]
+    noise = tuple(float(rng.uniform(*preset.noise_hu)) for _ in range(n_scans))
+    dates = _dates(n_scans, rng)
+
+    rng = np.random.default_rng(s_annot)
+    annotations = tuple(annotate(timeline, t, transforms[t], preset, rng)
+                        for t in range(n_scans))
+    return PatientSim(patient_id, anatomy, timeline, transforms, annotations, dates, bowel,
+                      states, stool_k, noise, int(s_render.generate_state(1)[0]))
+
+
 def _nih_cases(layouts: str, patients: int, seed: int, nih_root) -> list[NihCase | None]:
     """The NIH case of each patient (a seeded permutation, cycled), or ``None``s."""
     if layouts == "prior":
@@ -56,8 +187,11 @@ def _nih_cases(layouts: str, patients: int, seed: int, nih_root) -> list[NihCase
 
 def _make_patient(job) -> list[Scan]:
     """Worker: simulate one patient, render and write its images; returns its scans."""
-    index, seed, preset, layout, case, grid, out = job
-    sim = simulate_patient(patient_id(index), seed, preset, layout, case)
+    index, seed, preset, layout, case, grid, out, timepoints = job
+    if timepoints is None:
+        sim = simulate_patient(patient_id(index), seed, preset, layout, case)
+    else:
+        sim = simulate_series(patient_id(index), seed, timepoints, preset, layout, case)
     images = None
     if out is not None:
         import SimpleITK as sitk
@@ -101,7 +235,8 @@ def generate_cohort(out: str | os.PathLike, patients: int, seed: int,
                     preset: str | SynthPreset = "default", layouts: str = "prior",
                     workers: int = 1, progress: bool = True, *, images: bool = True,
                     grid: ScanGrid = DEFAULT_GRID, nih_root: str | os.PathLike | None = None,
-                    overwrite: bool = True) -> Path:
+                    overwrite: bool = True,
+                    timepoints: int | str | tuple[int, int] | None = None) -> Path:
     """Generate a synthetic cohort into the folder ``out`` and return it.
 
     The folder is written whole or not at all (module docstring).
@@ -109,39 +244,44 @@ def generate_cohort(out: str | os.PathLike, patients: int, seed: int,
     Args:
         out: the cohort folder (created; with ``overwrite``, a folder already there is
             replaced as a whole, whatever it holds).
-        patients: number of patients (each has 2 or 3 scans).
+        patients: number of patients (each has 2 or 3 scans, unless ``timepoints``).
         seed: cohort seed.
         preset: ``"easy"``, ``"default"``, ``"hard"`` or a :class:`SynthPreset`.
         layouts: baseline node layouts, ``"prior"`` (built in) or ``"nih"`` (real NIH
-            abdominal layouts; needs the annotations, see :func:`read_nih_cases`).
+            abdominal layouts shipped with lngraph, see :func:`read_nih_cases`).
         workers: worker processes (results do not depend on it). They are *spawned*, so a
             script that asks for more than one must call this under
             ``if __name__ == "__main__":``.
         progress: show a progress bar (tqdm, on stderr).
         images: write CT images; ``False`` gives a geometry-only cohort with the same nodes.
         grid: image grid (the default is documented in :mod:`lngraph.synth.presets`).
-        nih_root: folder of the NIH annotations for ``layouts="nih"``.
+        nih_root: for ``layouts="nih"``, a folder of the original NIH annotations to read
+            instead of the shipped layouts (``None``).
         overwrite: replace a non-empty ``out``; ``False`` refuses it (an empty folder is
             always used).
+        timepoints: a follow-up series: ``N`` scans per patient, or a range ``"A-B"`` /
+            ``(A, B)`` drawn per patient (:func:`simulate_series`); ``None`` (default) keeps
+            the preset's 2–3 scans.
 
     Raises:
-        ValueError: bad ``patients``, ``preset`` or ``layouts``.
+        ValueError: bad ``patients``, ``preset``, ``layouts`` or ``timepoints``.
         InputError: ``out`` is a file, or a non-empty folder without ``overwrite``, or
-            ``layouts="nih"`` and the NIH annotations are missing.
+            ``layouts="nih"`` with an ``nih_root`` that holds no NIH annotations.
     """
     if int(patients) < 1:
         raise ValueError(f"patients must be at least 1, got {patients}")
     if layouts not in LAYOUTS:
         raise ValueError(f"layouts must be one of {', '.join(LAYOUTS)}, got {layouts!r}")
     preset = get_preset(preset)
+    timepoints = parse_timepoints(timepoints)
     cases = _nih_cases(layouts, int(patients), int(seed), nih_root)
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise InputError(root, "exists and is not a folder; give a folder for the cohort")
     seeds = np.random.SeedSequence(int(seed)).spawn(int(patients))
     with atomic_folder(root, overwrite=overwrite) as tmp:
-        jobs = [(i, seeds[i], preset, layouts, cases[i], grid, tmp if images else None)
-                for i in range(int(patients))]
+        jobs = [(i, seeds[i], preset, layouts, cases[i], grid, tmp if images else None,
+                 timepoints) for i in range(int(patients))]
         made = _run(jobs, int(workers))
         try:
             results = made
@@ -160,5 +300,8 @@ def generate_cohort(out: str | os.PathLike, patients: int, seed: int,
                      "centre_mm": list(grid.centre)},
             "scans": len(scans), "nodes": int(sum(len(s.nodes) for s in scans)),
         }
+        if timepoints is not None:  # absent by default: earlier cohorts stay byte-identical
+            meta["timepoints"] = {"min": timepoints[0], "max": timepoints[1],
+                                  "gap_probability": gap_probability(preset)}
         write_text_atomic(tmp / "synth.json", json.dumps(meta, indent=2) + "\n")
     return root

@@ -22,6 +22,11 @@ shrinking (0.3–0.6×), growth (1.5–3×) and rare surges (3–10×, capped), 
 orientation and texture, disappearance (shrinking below the annotation threshold or vanishing)
 and new nodes (a hidden small node growing, or a fresh one). :func:`annotate` turns the true
 state into what a radiologist would record: jittered centres and sizes.
+
+**Gaps** (long follow-up series only, :func:`transient_gaps`): a node annotated in the scans
+before and after an inner scan may be left out of that scan's annotations — missed by the
+reader, or too faint to be recorded that time — and comes back with its identity (the same
+``track_id``) in the next scan.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ GLOBAL_WAVELENGTH_MM = (140.0, 260.0)
 VISCERAL_WAVELENGTH_MM = (60.0, 120.0)
 #: Local shifts of the mesentery per follow-up (Gaussian bumps of 15–30 mm radius).
 N_LOCAL_SHIFTS = 6
+#: Probability that a node is missing from one inner scan of a series (and back in the next),
+#: as a share of the preset's per-interval ``p_disappear`` (:func:`transient_gaps`).
+GAP_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -340,6 +348,30 @@ def evolve_nodes(baseline: list[NodeSpec], hidden: list[NodeSpec], n_scans: int,
         present=np.asarray(present, dtype=bool),
         annotated=np.asarray(annotated, dtype=bool),
     )
+
+
+def gap_probability(preset: SynthPreset) -> float:
+    """Per inner scan and node, the probability of a one-scan gap: ``GAP_SHARE · p_disappear``."""
+    return GAP_SHARE * preset.p_disappear
+
+
+def transient_gaps(timeline: NodeTimeline, preset: SynthPreset,
+                   rng: np.random.Generator) -> NodeTimeline:
+    """``timeline`` with one-scan annotation gaps (module docstring, *Gaps*).
+
+    For every inner scan ``0 < t < T - 1`` (in order) and every node annotated at ``t - 1``,
+    ``t`` and ``t + 1``, the node is left unannotated at ``t`` with probability
+    :func:`gap_probability`; it stays in the image (``present``) with its size unchanged, so
+    the size trend of its track runs on. Gaps never touch the first or the last scan, and two
+    gaps of a node are never adjacent (the scan before a gap must be annotated).
+    """
+    annotated = timeline.annotated.copy()
+    p = gap_probability(preset)
+    for t in range(1, annotated.shape[0] - 1):
+        eligible = np.flatnonzero(annotated[t - 1] & annotated[t] & annotated[t + 1])
+        draws = rng.random(len(eligible))
+        annotated[t, eligible[draws < p]] = False
+    return replace(timeline, annotated=annotated)
 
 
 @dataclass(frozen=True)

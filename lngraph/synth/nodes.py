@@ -17,7 +17,10 @@ Two baseline layouts:
 * ``nih`` (:func:`nih_layout`) — the real node positions and sizes of one NIH CT Lymph Nodes
   abdominal case (Roth et al., 2014), centred on the phantom's para-aortic region, shrunk per
   axis only where the case is larger than the phantom's nodal region, and moved into the
-  nearest fat where a position falls inside an organ, vessel or bone.
+  nearest fat where a position falls inside an organ, vessel or bone. The 86 cases ship with
+  the package (:data:`NIH_LAYOUTS_CSV`, derived by ``benchmarks/nih_layouts.py``; CC BY 3.0,
+  see ``lngraph/synth/data/NOTICE``); :func:`read_nih_cases` reads them, or a folder of the
+  original annotations.
 
 Every placement is checked against a :class:`FreeSpace` map (the abdominal fat of the
 phantom, rendered on a 4 mm planning grid) so that nodes never sit inside solid structures.
@@ -44,8 +47,14 @@ from lngraph.synth.anatomy import (
 )
 from lngraph.synth.raster import VolumeGrid, blend, occupancy, radial_sdf
 
-#: Default location of the NIH CT Lymph Nodes annotations (``../shared/data`` beside the repo).
+#: Where the original NIH CT Lymph Nodes annotations sit in the development workplace
+#: (``../shared/data`` beside the repository); ``benchmarks/nih_layouts.py`` reads them.
 NIH_DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "nih_ct_lymph_nodes"
+#: The abdominal NIH layouts shipped with the package: one row per node (see
+#: :func:`read_nih_layouts`).
+NIH_LAYOUTS_CSV = Path(__file__).resolve().parent / "data" / "nih_abdominal_layouts.csv"
+#: Columns of :data:`NIH_LAYOUTS_CSV`.
+NIH_LAYOUT_COLUMNS = ("case", "node", "x_mm", "y_mm", "z_mm", "short_mm", "long_mm")
 
 #: Wave components of a node's texture and of its outline lobulation.
 N_TEXTURE, N_LOBES = 6, 4
@@ -358,21 +367,26 @@ class NihCase:
 
 
 def read_nih_cases(root: str | os.PathLike | None = None) -> list[NihCase]:
-    """The abdominal (``ABD_*``) cases of the NIH CT Lymph Nodes annotations under ``root``.
+    """The abdominal NIH CT Lymph Nodes cases: the packaged ones (``root=None``,
+    :func:`packaged_nih_cases`) or the ``ABD_*`` case folders of the original annotations under
+    ``root``.
 
-    The reader's warnings about quirks of the collection (one size row written ``long short``)
-    are silenced here: the reader resolves them and the layout needs no user action.
+    A node without a long axis gets 1.2 × its short axis (no abdominal node lacks one). The
+    reader's warnings about quirks of the collection (one size row written ``long short``) are
+    silenced here: the reader resolves them and the layout needs no user action.
 
     Raises:
-        InputError: the folder is absent or holds no abdominal case (the ``nih`` layout needs
-            the real annotations; the ``prior`` layout runs anywhere).
+        InputError: ``root`` is absent or holds no abdominal case.
     """
+    if root is None:
+        return packaged_nih_cases()
     from lngraph.io.nih import read_nih_case
 
-    root = Path(NIH_DEFAULT_ROOT if root is None else root)
+    root = Path(root)
     if not root.is_dir():
         raise InputError(root, "NIH CT Lymph Nodes annotations not found; the 'nih' layout "
-                         "needs them (ABD_LYMPH_* folders); use the 'prior' layout instead")
+                         "reads ABD_LYMPH_* folders there (leave the folder out to use the "
+                         "packaged NIH layouts, or use the 'prior' layout)")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.upper().startswith(
         "ABD"))
     if not folders:
@@ -386,6 +400,83 @@ def read_nih_cases(root: str | os.PathLike | None = None) -> list[NihCase]:
         t = scan.nodes
         long_ = np.where(np.isfinite(t.long_axis_mm), t.long_axis_mm, t.short_axis_mm * 1.2)
         out.append(NihCase(scan.patient_id, t.pos.copy(), t.short_axis_mm.copy(), long_))
+    return out
+
+
+def packaged_nih_cases() -> list[NihCase]:
+    """The 86 abdominal NIH cases shipped with the package (:data:`NIH_LAYOUTS_CSV`), equal
+    to :func:`read_nih_cases` of the original annotations."""
+    return read_nih_layouts(NIH_LAYOUTS_CSV)
+
+
+def _number(text: str) -> str:
+    """A float written so that it reads back to the same float64 (Python's shortest repr)."""
+    return repr(float(text))
+
+
+def format_nih_layouts(cases: list[NihCase]) -> str:
+    """The CSV text of :data:`NIH_LAYOUTS_CSV` for ``cases``: a header, then one row per node
+    (case name, its 0-based index in the case, x y z in LPS mm, short and long axis in mm),
+    cases and nodes in order; every number is written to read back exactly."""
+    lines = [",".join(NIH_LAYOUT_COLUMNS)]
+    for case in cases:
+        for k, (p, short, long_) in enumerate(zip(case.pos, case.short_mm, case.long_mm,
+                                                  strict=True)):
+            lines.append(",".join([case.name, str(k), *(_number(v) for v in p),
+                                   _number(short), _number(long_)]))
+    return "\n".join(lines) + "\n"
+
+
+def read_nih_layouts(path: str | os.PathLike) -> list[NihCase]:
+    """Read a table written by :func:`format_nih_layouts` → one :class:`NihCase` per case.
+
+    Raises:
+        InputError: naming the file and line: a wrong header or field count, a number that is
+            not one, a position or size out of range, a case split over separate blocks or
+            node indices out of order.
+    """
+    from lngraph.io.cohort import position_problem, size_problem
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found (the packaged NIH layouts are missing from "
+                         "this installation)")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or tuple(lines[0].split(",")) != NIH_LAYOUT_COLUMNS:
+        raise InputError(path, f"expected the header {','.join(NIH_LAYOUT_COLUMNS)!r}", line=1)
+    rows: dict[str, list[list[float]]] = {}
+    last = None
+    for n, line in enumerate(lines[1:], start=2):
+        fields = line.split(",")
+        if len(fields) != len(NIH_LAYOUT_COLUMNS):
+            raise InputError(path, f"expected {len(NIH_LAYOUT_COLUMNS)} fields, got "
+                             f"{len(fields)}", line=n)
+        name, node = fields[0], fields[1]
+        if not name:
+            raise InputError(path, "empty case name", line=n)
+        if name != last and name in rows:
+            raise InputError(path, f"case {name} continues after other cases; its rows must "
+                             "be consecutive", line=n)
+        last = name
+        nodes = rows.setdefault(name, [])
+        if node != str(len(nodes)):
+            raise InputError(path, f"node {node!r} of case {name}: expected {len(nodes)} "
+                             "(nodes numbered 0, 1, … in order)", line=n)
+        try:
+            values = [float(f) for f in fields[2:]]
+        except ValueError:
+            raise InputError(path, f"not a number among {','.join(fields[2:])!r}",
+                             line=n) from None
+        problem = position_problem(values[:3]) or size_problem(values[3], values[4])
+        if problem or not np.isfinite(values[4]):
+            raise InputError(path, problem or "long_mm is not a finite number", line=n)
+        nodes.append(values)
+    if not rows:
+        raise InputError(path, "holds no node")
+    out = []
+    for name, nodes in rows.items():
+        a = np.asarray(nodes, dtype=np.float64)
+        out.append(NihCase(name, a[:, :3].copy(), a[:, 3].copy(), a[:, 4].copy()))
     return out
 
 

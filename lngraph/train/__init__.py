@@ -3,8 +3,9 @@
 * :func:`patient_folds` / :func:`holdout_split` — patient-level cross-validation splits;
 * :class:`PairDataModule`, :class:`MatcherModule` — the Lightning data and model modules;
 * :func:`fit_matcher` — one training run → ``model.ckpt`` (:class:`FitResult`);
-* :func:`fit_fusion`, :func:`calibrate_threshold` — the fused score's weights and the
-  decision threshold fitted on validation pairs;
+* :func:`fit_fusion`, :func:`calibrate_threshold`, :func:`fit_confidence` — the fused score's
+  weights, the decision threshold and the reported confidence's map fitted on validation
+  pairs;
 * :class:`MatcherMethod` — all of it behind the :class:`~lngraph.baselines.base.Method`
   interface, registered as ``matcher``.
 
@@ -17,10 +18,11 @@ from lngraph._lazy import lazy_exports
 
 #: Public name → the submodule that defines it.
 _EXPORTS = {
-    "MatcherMethod": "method", "Calibration": "calibrate",
+    "MatcherMethod": "method", "Calibration": "calibrate", "ConfidenceFit": "calibrate",
     "CalibrationWarning": "calibrate", "FitResult": "fit", "TrainingDiverged": "fit",
     "FoldSplit": "folds", "MatcherModule": "module", "PairDataModule": "datamodule",
-    "calibrate_threshold": "calibrate", "fit_fusion": "calibrate", "fit_matcher": "fit",
+    "calibrate_threshold": "calibrate", "fit_confidence": "calibrate", "fit_fusion": "calibrate",
+    "fit_matcher": "fit",
     "holdout_split": "folds", "patient_folds": "folds", "selection_score": "selection",
 }
 

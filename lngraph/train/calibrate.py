@@ -1,5 +1,6 @@
 r"""Fitting a trained matcher's last few numbers on validation pairs: the weights of its fused
-matching score (:func:`fit_fusion`) and its decision threshold (:func:`calibrate_threshold`).
+matching score (:func:`fit_fusion`), its decision threshold (:func:`calibrate_threshold`) and
+the map from decision score to reported confidence (:func:`fit_confidence`).
 
 The inference rule (:func:`~lngraph.matching.batched.batched_assignment`) assigns nodes by Hungarian
 on the matching score and then drops pairs whose decision score is below a threshold; the
@@ -12,10 +13,22 @@ selection score (F1 + mean of the new and disappeared F1s,
 nearest the config's own. The class-balanced loss weighs matched and unmatched pairs equally,
 which says nothing about where *new versus moved* is best decided; the validation patients do.
 
+**Confidence.** :func:`fit_confidence` fits :math:`T, b` of the reported confidence
+:math:`\sigma(\operatorname{logit}(p)/T + b)` of a kept pair's decision score :math:`p`
+(:mod:`lngraph.metrics.calibration`) by maximum likelihood on the validation *assigned-pair
+events*: every pair the Hungarian step assigns (the prediction at threshold 0, kept or not),
+labelled correct when the ground truth matches its two nodes. The map is monotone and applied
+after the decision, so neither the matches nor the threshold (which stays on :math:`p`)
+change; a kept match's confidence is at least :math:`\sigma(\operatorname{logit}(\theta)/T +
+b)`. Fitting on every assigned pair rather than on the kept ones gives the map the low scores
+too, and a score calibrated on all pairs stays calibrated on the kept ones (they are the pairs
+above a score).
+
 **Too few or one-sided validation pairs.** The fusion fit needs matched and unmatched node pairs
 (:func:`fusion_problem`); the threshold needs matched nodes to keep and new or disappeared nodes
-to drop (:func:`threshold_problem`). When the validation pairs lack either, the step is skipped
-and its documented default stands — the trained fusion weights, the config's threshold — with a
+to drop (:func:`threshold_problem`); the confidence needs correct and wrong assigned pairs.
+When the validation pairs lack either, the step is skipped and its documented default stands —
+the trained fusion weights, the config's threshold, the config's confidence map — with a
 :class:`CalibrationWarning` (:func:`~lngraph.train.fit.fit_matcher` records why in the
 checkpoint's ``extra["calibration_skipped"]``).
 """
@@ -34,6 +47,12 @@ from torch_geometric.loader import DataLoader
 from lngraph.io.cohort import Cohort, ScanPair
 from lngraph.io.matches import PairPrediction
 from lngraph.metrics import evaluate_predictions
+from lngraph.metrics.calibration import (
+    calibration_summary,
+    fit_scaling,
+    match_events,
+    temperature_scale,
+)
 from lngraph.models import AsymmetricMatcher, Matcher, MatcherConfig, matcher_graphs, predict_graphs
 from lngraph.nn.logistic import fit_balanced_logistic
 from lngraph.train.selection import selection_score
@@ -162,9 +181,67 @@ def calibrate_threshold(model: Matcher, config: MatcherConfig, cohort: Cohort,
     pairs = list(pairs)
     if graphs is None:
         graphs = matcher_graphs(pairs, config, cache_dir=cache_dir)
-    every = predict_graphs(model, graphs, threshold=0.0)
+    every = predict_graphs(model, graphs, threshold=0.0, calibrated=False)
     return choose_threshold(every, pairs, cohort, grid=grid,
                             current=config.flat()[decision_key(config)])
+
+
+@dataclass(frozen=True)
+class ConfidenceFit:
+    """The outcome of :func:`fit_confidence`.
+
+    Args:
+        temperature, bias: :math:`T` and :math:`b` of the confidence map.
+        threshold_confidence: the confidence of a kept pair at the decision threshold, the
+            least any kept match reports.
+        summary: :func:`~lngraph.metrics.calibration.calibration_summary` of the validation
+            assigned-pair events before and after the map (ECE, NLL, reliability curves).
+    """
+
+    temperature: float
+    bias: float
+    threshold_confidence: float
+    summary: dict
+
+    def to_dict(self) -> dict:
+        """What the checkpoint's ``extra["confidence"]`` stores (no reliability curves)."""
+        keep = ("n", "n_correct", "ece_raw", "ece", "nll_raw", "nll")
+        return {"temperature": self.temperature, "bias": self.bias,
+                "threshold_confidence": self.threshold_confidence,
+                **{k: self.summary[k] for k in keep}}
+
+
+def assigned_pair_events(model: Matcher, pairs: Sequence[ScanPair],
+                         graphs: Sequence[HeteroData]) -> tuple[np.ndarray, np.ndarray]:
+    """``(decision scores, labels)`` of every assigned pair of ``pairs`` (the model's
+    prediction at threshold 0, uncalibrated; :func:`~lngraph.metrics.calibration.match_events`)."""
+    every = predict_graphs(model, graphs, threshold=0.0, calibrated=False)
+    return match_events(zip(pairs, every, strict=True))
+
+
+def fit_confidence(model: Matcher, config: MatcherConfig, pairs: Sequence[ScanPair], *,
+                   bias: bool = True, cache_dir: str | os.PathLike | None = None,
+                   graphs: Sequence[HeteroData] | None = None) -> ConfidenceFit:
+    """Fit the confidence map's :math:`T` and :math:`b` (``bias=False``: :math:`T` alone) on
+    the assigned-pair events of ``pairs`` (module docstring). The model and config are not
+    changed: store the result as ``model.score_temperature`` and ``model.score_bias``.
+    ``graphs``: the pairs' graphs when already built.
+
+    Raises:
+        ValueError: no assigned pair with known tracks, or only correct or only wrong ones.
+    """
+    pairs = list(pairs)
+    if graphs is None:
+        graphs = matcher_graphs(pairs, config, cache_dir=cache_dir)
+    scores, labels = assigned_pair_events(model, pairs, graphs)
+    try:
+        temperature, b = fit_scaling(scores, labels, bias=bias)
+    except ValueError as exc:
+        raise ValueError(f"{exc} among the assigned pairs of the validation scan pairs "
+                         f"(patients {_patients(pairs)})") from None
+    threshold = config.flat()[decision_key(config)]
+    return ConfidenceFit(temperature, b, float(temperature_scale(threshold, temperature, b)),
+                         calibration_summary(scores, labels, temperature, b))
 
 
 def fusion_data(model: AsymmetricMatcher, batch, out) -> list[tuple[torch.Tensor, torch.Tensor]]:

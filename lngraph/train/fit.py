@@ -10,9 +10,12 @@ written as ``out_dir/model.ckpt`` in lngraph's checkpoint format
 the validation metrics of that model (every metric (docs/design.md, *Metrics*), from
 :func:`~lngraph.metrics.evaluate_predictions`). Then, on the validation pairs,
 ``config.protocol.calibrate_fusion`` refits the weights of the fused matching score
-(:func:`~lngraph.train.calibrate.fit_fusion`) and ``config.protocol.calibrate_threshold``
+(:func:`~lngraph.train.calibrate.fit_fusion`), ``config.protocol.calibrate_threshold``
 chooses the decision threshold (:func:`~lngraph.train.calibrate.calibrate_threshold`, stored in the
-checkpoint's config).
+checkpoint's config) and ``config.protocol.calibrate_confidence`` then fits the map from decision
+score to reported confidence (:func:`~lngraph.train.calibrate.fit_confidence`: the config's
+``model.score_temperature`` and ``model.score_bias``, with the validation ECE before and after
+in ``extra["confidence"]``); the last changes no decision.
 
 Output folder::
 
@@ -34,7 +37,8 @@ threshold, :func:`~lngraph.train.calibrate.threshold_problem`) is skipped with a
 :class:`~lngraph.train.calibrate.CalibrationWarning`: the trained fusion weights and the
 config's threshold are kept. ``extra["calibration_skipped"]`` (and
 ``FitResult.calibration_skipped``) maps each skipped step (``"fusion"``, ``"threshold"``) to
-the reason. Training patients without a scan pair with nodes are an
+the reason (``"confidence"`` too: correct and wrong assigned pairs are needed). Training
+patients without a scan pair with nodes are an
 :class:`~lngraph.io.errors.InputError` (a ``ValueError``) before anything is written; a
 training that diverged to non-finite weights is a :class:`TrainingDiverged` (a ``ValueError``)
 and writes no
@@ -86,6 +90,7 @@ from lngraph.train.calibrate import (
     CalibrationWarning,
     calibrate_threshold,
     decision_key,
+    fit_confidence,
     fit_fusion,
     fusion_problem,
     threshold_problem,
@@ -128,8 +133,8 @@ class FitResult:
             without validation patients or when theirs have no scan pair with nodes (the
             epoch with the lowest training loss is kept; module docstring).
         calibration_skipped: ``{step: reason}`` for each calibration the config asked for
-            but the validation pairs could not support (``"fusion"``, ``"threshold"``);
-            empty when every requested step ran.
+            but the validation pairs could not support (``"fusion"``, ``"threshold"``,
+            ``"confidence"``); empty when every requested step ran.
     """
 
     checkpoint: Path
@@ -194,6 +199,11 @@ def _skipped_message(skipped: dict[str, str], config: MatcherConfig) -> str:
         key = decision_key(config)
         parts.append(f"decision threshold not calibrated ({skipped['threshold']}): the "
                      f"config's {key} = {config.flat()[key]:g} is kept")
+    if "confidence" in skipped:
+        m = config.model
+        parts.append(f"confidence not calibrated ({skipped['confidence']}): the config's "
+                     f"model.score_temperature = {m.score_temperature:g} and "
+                     f"model.score_bias = {m.score_bias:g} are kept")
     return "; ".join(parts)
 
 
@@ -301,7 +311,7 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
         raise TrainingDiverged(f"training diverged: the best epoch ({best_epoch}) has {diverged}; "
                          f"no {CHECKPOINT_NAME} was written — try a lower optim.lr")
     val_metrics: dict = {}
-    calibration = fusion = None
+    calibration = fusion = confidence = None
     skipped: dict[str, str] = {}
     if config.protocol.calibrate_fusion and config.model.fuses_scores:
         problem = unusable or fusion_problem(data.val_pairs)
@@ -321,6 +331,20 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
             model.config = config
         else:
             skipped["threshold"] = problem
+    if config.protocol.calibrate_confidence:
+        problem = unusable or (None if data.val_pairs else "no validation scan pair")
+        if problem is None:
+            try:
+                confidence = fit_confidence(model, config, data.val_pairs,
+                                            graphs=data.val_graphs)
+            except ValueError as exc:      # one-sided assigned pairs: nothing to fit
+                problem = str(exc)
+            else:
+                config = config.with_values({"model.score_temperature": confidence.temperature,
+                                             "model.score_bias": confidence.bias})
+                model.config = config
+        if problem:
+            skipped["confidence"] = problem
     if validate and skipped:       # (without validation the warning above said it all)
         warnings.warn(_skipped_message(skipped, config), CalibrationWarning, stacklevel=2)
     if calibration is not None:    # the metrics at the chosen threshold, already computed
@@ -341,6 +365,7 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
         "calibration": None if calibration is None else {
             "key": decision_key(config), "threshold": calibration.threshold,
             "scores": {f"{t:g}": v for t, v in calibration.scores.items()}},
+        "confidence": None if confidence is None else confidence.to_dict(),
         "cohort": str(cohort.root) if cohort.root is not None else None,
         "validated": validate,
         "calibration_skipped": skipped,

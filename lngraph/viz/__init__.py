@@ -1,4 +1,6 @@
-"""Figures: a scan pair's predicted matching drawn as a PNG.
+"""Figures: a scan pair's predicted matching drawn as a PNG; reliability diagrams of match
+confidences (:mod:`lngraph.viz.reliability`); a patient's node tracks over its scans
+(:mod:`lngraph.viz.tracks`).
 
 :mod:`lngraph.viz.slabs` resamples and projects a scan onto a world-aligned panel (numpy and
 SimpleITK only); :mod:`lngraph.viz.figure` draws the pair with matplotlib (node statuses,
@@ -16,6 +18,8 @@ _EXPORTS = {
     **dict.fromkeys(("missed_matches", "node_status", "wrong_matches"), "status"),
     **dict.fromkeys(("PLANES", "Box", "Slab", "central_slice", "choose_plane", "panel_boxes",
                      "slab"), "slabs"),
+    **dict.fromkeys(("draw_reliability", "reliability_figure"), "reliability"),
+    **dict.fromkeys(("draw_track_figure", "track_figure", "track_series"), "tracks"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,9 +1,13 @@
-"""``lngraph evaluate --predictions``: JSON output, printed table, pair selection and errors."""
+"""``lngraph evaluate``: the grammar (COHORT, one input of --predictions / --model / --tracks,
+optional --out), JSON output, printed table, pair selection, the confidence report and errors."""
 
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
+import torch
 
 from lngraph.cli import main as cli_main
 from lngraph.io import PairPrediction, write_cohort, write_matches
@@ -105,6 +109,119 @@ def test_bad_predictions_file(run_cli, cohort, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_predictions_are_required(run_cli, cohort, tmp_path):
+def test_an_input_is_required(run_cli, cohort, tmp_path):
     with pytest.raises(SystemExit):
         run_cli(["evaluate", str(cohort.root), "--out", str(tmp_path / "m.json")])
+
+
+def test_inputs_exclude_each_other(run_cli, cohort, tmp_path, capsys):
+    matches = write_matches(tmp_path / "matches.csv", [])
+    for other in (["--model", "lite-geometry"], ["--tracks", str(tmp_path / "tracks.csv")]):
+        with pytest.raises(SystemExit):
+            run_cli(["evaluate", str(cohort.root), "--predictions", str(matches), *other])
+        assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_out_is_optional_and_the_table_always_printed(run_cli, cohort, tmp_path, capsys):
+    pred = PairPrediction(3, 3, [[0, 0], [1, 2]], [0.9, 0.4])
+    matches = write_matches(tmp_path / "matches.csv", [(cohort.pair("p1", "p2"), pred)])
+    assert run_cli(["evaluate", str(cohort.root), "--predictions", str(matches)]) == 0
+    printed = capsys.readouterr().out
+    assert "F1" in printed and "50.00 %" in printed and "written" not in printed
+    # the scores' calibration: 0.9 right, 0.4 wrong → |1 - 0.9| and |0 - 0.4|, over 2
+    assert "scored matches (n = 2): ECE 0.250" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort", "matches.csv"]
+
+
+def test_predictions_report_the_calibration_of_their_scores(run_cli, cohort, tmp_path, capsys):
+    pred = PairPrediction(3, 3, [[0, 0], [1, 2]], [0.9, 0.4])
+    matches = write_matches(tmp_path / "matches.csv", [(cohort.pair("p1", "p2"), pred)])
+    out = tmp_path / "res" / "metrics.json"
+    assert run_cli(["evaluate", str(cohort.root), "--predictions", str(matches), "--out",
+                    str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))["calibration"]
+    assert report["bins"] == 15 and report["matches"]["n"] == 2
+    assert report["matches"]["ece"] == pytest.approx(0.25)
+    assert sum(report["matches"]["reliability"]["count"]) == 2
+    diagram = tmp_path / "res" / "metrics.reliability.png"
+    assert diagram.read_bytes()[:4] == b"\x89PNG"
+    assert f"reliability diagram written to {diagram}" in capsys.readouterr().out
+
+
+def _geometry_model(tmp_path, **model):
+    """An untrained geometry-only graph matcher saved as RUN/model.ckpt."""
+    from lngraph.models import build_matcher, preset, save_checkpoint
+
+    config = preset("lite").updated(model={"geometry_only": True, "feature_dim": 16,
+                                           "layers": 1, "heads": 2, "geometry_hidden": 16,
+                                           "similarity_threshold": 0.02, **model})
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "run" / "model.ckpt", build_matcher(config).eval(), config)
+
+
+def test_model_reports_ece_before_and_after_its_confidence_map(run_cli, cohort, tmp_path,
+                                                               capsys):
+    ckpt = _geometry_model(tmp_path, score_temperature=0.5, score_bias=2.0)
+    out = tmp_path / "eval" / "test.json"
+    matches = tmp_path / "eval" / "matches.csv"
+    # the run folder names its model.ckpt
+    assert run_cli(["evaluate", str(cohort.root), "--model", str(ckpt.parent), "--out",
+                    str(out), "--matches", str(matches), "--device", "cpu", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads(out.read_text(encoding="utf-8"))
+    report = metrics["calibration"]
+    assert (report["temperature"], report["bias"], report["calibrated"]) == (0.5, 2.0, True)
+    assigned, kept = report["assigned_pairs"], report["kept"]
+    assert assigned["n"] == 3 and kept["n"] <= 3         # p1 -> p2: three assigned pairs
+    assert kept["n"] == report["matches"]["n"] == metrics["n_pred_matches"]
+    for part in (assigned, kept):
+        assert part["ece_raw"] is not None and part["ece"] is not None
+    assert "the model's confidence map: sigma(logit(p) / 0.5 + 2)" in printed
+    assert (f"assigned pairs (n = 3): ECE {assigned['ece_raw']:.3f} raw -> "
+            f"{assigned['ece']:.3f} calibrated") in printed
+    assert (tmp_path / "eval" / "test.reliability.png").is_file()
+    # matches.csv holds the calibrated confidences, at least f(θ) each
+    from lngraph.io.matches import read_matches
+    from lngraph.metrics import temperature_scale
+
+    scores = read_matches(matches, cohort)[("p1", "p2")].scores
+    assert len(scores) == kept["n"]
+    assert (scores >= float(temperature_scale(0.02, 0.5, 2.0)) - 1e-12).all()
+
+
+def test_an_uncalibrated_model_says_so(run_cli, cohort, tmp_path, capsys):
+    ckpt = _geometry_model(tmp_path)
+    assert run_cli(["evaluate", str(cohort.root), "--model", str(ckpt), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "no fitted confidence map" in printed and "assigned pairs (n = 3): ECE" in printed
+    assert "raw ->" not in printed
+
+
+def test_an_unknown_model_names_the_shipped_ones(run_cli, cohort, tmp_path, capsys):
+    assert run_cli(["evaluate", str(cohort.root), "--model", str(tmp_path / "nope.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "no such checkpoint, and not a shipped model name (shipped: lite-image" in err
+
+
+def test_tracks_are_handed_to_the_track_command(run_cli, cohort, tmp_path, monkeypatch):
+    seen = []
+    fake = types.ModuleType("lngraph.cli.track")
+    fake.evaluate_tracks_command = lambda args: seen.append(args) or 0
+    monkeypatch.setitem(sys.modules, "lngraph.cli.track", fake)
+    tracks = tmp_path / "tracks.csv"
+    assert run_cli(["evaluate", str(cohort.root), "--tracks", str(tracks), "--quiet"]) == 0
+    (args,) = seen
+    assert (args.cohort, args.tracks, args.out, args.quiet) == (cohort.root, tracks, None, True)
+    out = tmp_path / "m.json"
+    assert run_cli(["evaluate", str(cohort.root), "--tracks", str(tracks), "--out",
+                    str(out)]) == 0
+    assert seen[-1].out == out
+
+
+@pytest.mark.parametrize("option", [["--allow-empty"], ["--matches", "m.csv"],
+                                    ["--pairs", "all"]])
+def test_model_or_prediction_options_are_refused_with_tracks(run_cli, cohort, tmp_path, capsys,
+                                                             option):
+    assert run_cli(["evaluate", str(cohort.root), "--tracks", str(tmp_path / "t.csv"),
+                    *option]) == 2
+    assert "lngraph evaluate: error:" in capsys.readouterr().err

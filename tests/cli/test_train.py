@@ -83,7 +83,8 @@ def test_errors(run_cli, tmp_path, capsys):
     assert "--set wants SECTION.KEY=VALUE, got 'optim.lr'" in capsys.readouterr().err
     assert run_cli(["evaluate", "--model", str(tmp_path / "none.ckpt"), EXAMPLE,
                     "--out", str(tmp_path / "x.json")]) == 2
-    assert "none.ckpt: checkpoint not found" in capsys.readouterr().err
+    assert "none.ckpt: no such checkpoint, and not a shipped model name" in \
+        capsys.readouterr().err
     assert run_cli(["evaluate", "--predictions", str(tmp_path / "m.csv"), EXAMPLE,
                     "--out", str(tmp_path / "x.json"), "--fold", "0"]) == 2
     assert "--patients-from, --fold and --matches need --model" in capsys.readouterr().err

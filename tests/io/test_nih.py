@@ -1,4 +1,5 @@
-"""NIH/TCIA CT Lymph Nodes annotation folders: hand-made cases and the real collection."""
+"""NIH/TCIA CT Lymph Nodes annotation folders (hand-made cases and the real collection) and the
+abdominal layouts derived from them that ship with the package."""
 
 import warnings
 
@@ -7,6 +8,13 @@ import pytest
 
 from lngraph.io.errors import InputError
 from lngraph.io.nih import read_mps, read_nih, read_nih_case, read_nih_sizes, read_point_list
+from lngraph.synth.nodes import (
+    NIH_LAYOUTS_CSV,
+    format_nih_layouts,
+    packaged_nih_cases,
+    read_nih_cases,
+    read_nih_layouts,
+)
 
 MPS = """<?xml version="1.0" encoding="ISO-8859-1"?>
 <point_set_file>
@@ -210,3 +218,76 @@ def test_real_physical_points_are_lps(shared_data):
         d_world = scan.nodes.pos[:, None] - scan.nodes.pos[None]
         moved = d_index != 0
         assert (np.sign(d_world[moved]) == np.sign(d_index[moved])).all(), scan.scan_id
+
+
+# ---- the abdominal layouts shipped with the package (lngraph/synth/data) ----
+
+def test_packaged_layouts_hold_the_86_abdominal_cases():
+    cases = read_nih_cases()
+    assert [c.name for c in cases] == [f"ABD_LYMPH_{k:03d}" for k in range(1, 87)]
+    assert sum(len(c.pos) for c in cases) == 595
+    for c in cases:
+        assert c.pos.shape == (len(c.short_mm), 3) and len(c.long_mm) == len(c.short_mm)
+        assert np.all(c.short_mm > 0) and np.all(c.long_mm >= c.short_mm)
+    assert (NIH_LAYOUTS_CSV.parent / "NOTICE").is_file()
+
+
+def test_packaged_layouts_round_trip():
+    cases = packaged_nih_cases()
+    assert format_nih_layouts(cases).encode("utf-8") == NIH_LAYOUTS_CSV.read_bytes()
+
+
+def test_packaged_layouts_equal_the_real_annotations(shared_data):
+    real = read_nih_cases(shared_data / "nih_ct_lymph_nodes")
+    packaged = packaged_nih_cases()
+    assert [c.name for c in packaged] == [c.name for c in real]
+    for a, b in zip(packaged, real, strict=True):
+        np.testing.assert_array_equal(a.pos, b.pos)
+        np.testing.assert_array_equal(a.short_mm, b.short_mm)
+        np.testing.assert_array_equal(a.long_mm, b.long_mm)
+    # benchmarks/nih_layouts.py writes exactly format_nih_layouts(real): byte-identical
+    assert format_nih_layouts(real).encode("utf-8") == NIH_LAYOUTS_CSV.read_bytes()
+
+
+def test_layouts_table_from_a_hand_made_collection(collection, tmp_path):
+    (case,) = read_nih_cases(collection)  # the ABD case only
+    path = tmp_path / "layouts.csv"
+    path.write_text(format_nih_layouts([case]))
+    assert path.read_text().splitlines()[:2] == [
+        "case,node,x_mm,y_mm,z_mm,short_mm,long_mm", "ABD_LYMPH_002,0,-10.5,90.25,-300.0,8.5,11.25"]
+    (back,) = read_nih_layouts(path)
+    assert back.name == "ABD_LYMPH_002"
+    np.testing.assert_array_equal(back.pos, ABD)
+    np.testing.assert_array_equal(back.long_mm, [11.25, 13.5, 17])
+
+
+HEADER = "case,node,x_mm,y_mm,z_mm,short_mm,long_mm\n"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("case,node,x,y,z\n",
+     "line 1: expected the header 'case,node,x_mm,y_mm,z_mm,short_mm,long_mm'"),
+    (HEADER, "holds no node"),
+    (HEADER + "A,0,1,2,3,8\n", "line 2: expected 7 fields, got 6"),
+    (HEADER + "A,0,1,two,3,8,10\n", "line 2: not a number among '1,two,3,8,10'"),
+    (HEADER + "A,0,1,2,3,8,10\nA,2,1,2,3,8,10\n",
+     "line 3: node '2' of case A: expected 1 (nodes numbered 0, 1, … in order)"),
+    (HEADER + "A,0,1,2,3,8,10\nB,0,1,2,3,8,10\nA,1,1,2,3,8,10\n",
+     "line 4: case A continues after other cases; its rows must be consecutive"),
+    (HEADER + "A,0,1,2,3,12,10\n", "line 2: long_axis_mm 10 is smaller than short_axis_mm 12"),
+    (HEADER + "A,0,1,2,3,8,nan\n", "line 2: long_mm is not a finite number"),
+    (HEADER + "A,0,1,2,inf,8,10\n", "line 2: z is not a finite number"),
+    (HEADER + ",0,1,2,3,8,10\n", "line 2: empty case name"),
+])
+def test_bad_layouts_table(tmp_path, text, problem):
+    path = tmp_path / "layouts.csv"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        read_nih_layouts(path)
+    where = f"{path}, " if problem.startswith("line") else f"{path}: "
+    assert str(info.value).startswith(where + problem)
+
+
+def test_missing_layouts_table(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        read_nih_layouts(tmp_path / "absent.csv")

@@ -92,12 +92,33 @@ def test_bad_arguments(tmp_path):
                         progress=False)
 
 
-def test_nih_layouts(shared_data, tmp_path):
-    root = shared_data / "nih_ct_lymph_nodes"
-    cohort = read_cohort(generate_cohort(tmp_path, 2, seed=1, layouts="nih", nih_root=root,
-                                         images=False, progress=False))
-    for k, case in enumerate(_nih_cases("nih", 2, 1, root)):
+def _check_nih_layouts(cohort, cases) -> None:
+    for k, case in enumerate(cases):
         baseline = cohort.scans_of(f"P{k + 1:04d}")[0].nodes
         assert len(baseline) == len(case.pos)
         ratio = np.sort(baseline.short_axis_mm) / np.sort(case.short_mm)
         assert np.all(np.abs(np.log(ratio)) < 0.4)  # real sizes, up to annotation jitter
+
+
+def test_nih_layouts_ship_with_the_package(tmp_path, monkeypatch):
+    """``layouts="nih"`` needs no annotations folder (as in a fresh clone): the packaged cases
+    are used."""
+    monkeypatch.setattr("lngraph.synth.nodes.NIH_DEFAULT_ROOT", tmp_path / "absent")
+    cohort = read_cohort(generate_cohort(tmp_path, 2, seed=1, layouts="nih", images=False,
+                                         progress=False))
+    cases = _nih_cases("nih", 2, 1, None)
+    assert all(c.name.startswith("ABD_LYMPH_") for c in cases)
+    _check_nih_layouts(cohort, cases)
+    meta = json.loads((tmp_path / "synth.json").read_text(encoding="utf-8"))
+    assert meta["layouts"] == "nih"
+
+
+def test_nih_layouts_from_the_annotations_folder(shared_data, tmp_path):
+    """``nih_root`` reads the original annotations, which give the same cohort."""
+    root = shared_data / "nih_ct_lymph_nodes"
+    folder = generate_cohort(tmp_path / "real", 2, seed=1, layouts="nih", nih_root=root,
+                             images=False, progress=False)
+    _check_nih_layouts(read_cohort(folder), _nih_cases("nih", 2, 1, root))
+    packaged = generate_cohort(tmp_path / "packaged", 2, seed=1, layouts="nih", images=False,
+                               progress=False)
+    assert (folder / "nodes.csv").read_bytes() == (packaged / "nodes.csv").read_bytes()

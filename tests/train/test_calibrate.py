@@ -250,13 +250,18 @@ def test_one_sided_validation_keeps_the_defaults_with_a_warning(three_patients, 
     assert "the trained fusion weights are kept" in text
     assert "decision threshold not calibrated (no new or disappeared node" in text
     assert "model.similarity_threshold = 0.35 is kept" in text
+    # every assigned pair is right: no temperature is best
+    assert "confidence not calibrated (score calibration needs correct and wrong matches" in text
+    assert "model.score_temperature = 1 and model.score_bias = 0 are kept" in text
     assert result.validated and result.val_metrics["n_pairs"] == 2
-    assert set(result.calibration_skipped) == {"fusion", "threshold"}
+    assert set(result.calibration_skipped) == {"fusion", "threshold", "confidence"}
     model, loaded, extra = load_checkpoint(result.checkpoint)
     assert extra["validated"] is True
     assert extra["calibration_skipped"] == result.calibration_skipped
     assert extra["fusion"] is None and extra["calibration"] is None
+    assert extra["confidence"] is None
     assert loaded.model.similarity_threshold == 0.35
+    assert (loaded.model.score_temperature, loaded.model.score_bias) == (1.0, 0.0)
     trained = _best_state(str(tmp_path / "lightning" / "best.ckpt"))
     assert torch.equal(model.fusion_weight, trained["fusion_weight"])
     assert torch.equal(model.fusion_bias, trained["fusion_bias"])
@@ -284,6 +289,38 @@ def test_validation_patients_without_a_pair_train_without_validation(three_patie
     assert extra["validated"] is False and extra["val_metrics"] == {}
     # only the asymmetric matcher has fusion weights to calibrate
     assert set(result.calibration_skipped) == (
-        {"fusion", "threshold"} if architecture == "asymmetric" else {"threshold"})
+        {"fusion", "threshold", "confidence"} if architecture == "asymmetric"
+        else {"threshold", "confidence"})
     assert extra["calibration_skipped"] == result.calibration_skipped
     assert result.calibration_skipped["threshold"].startswith("no validation pair: ")
+
+
+def test_fit_stores_the_confidence_map_fitted_on_validation(fitted, geometry_cohort):
+    from lngraph.metrics import calibration_summary, match_events, temperature_scale
+    from lngraph.train.calibrate import fit_confidence
+
+    result, val = fitted
+    model, config, extra = load_checkpoint(result.checkpoint)
+    conf = extra["confidence"]
+    assert "confidence" not in result.calibration_skipped
+    assert (config.model.score_temperature, config.model.score_bias) == \
+        (conf["temperature"], conf["bias"]) != (1.0, 0.0)
+    # maximum likelihood on the validation assigned pairs: the NLL falls, and so does the ECE
+    assert conf["nll"] < conf["nll_raw"] and conf["ece"] < conf["ece_raw"]
+    assert conf["threshold_confidence"] == pytest.approx(float(temperature_scale(
+        config.model.similarity_threshold, conf["temperature"], conf["bias"])))
+    pairs = geometry_cohort.pairs(patients=val)
+    raw = predict_pairs(model, pairs, threshold=0.0, calibrated=False)
+    scores, labels = match_events(zip(pairs, raw, strict=True))
+    assert calibration_summary(scores, labels, conf["temperature"], conf["bias"])["ece"] == \
+        pytest.approx(conf["ece"])
+    again = fit_confidence(model, config, pairs)        # deterministic: the same map
+    assert (again.temperature, again.bias) == pytest.approx((conf["temperature"], conf["bias"]))
+    # the decisions are those of the raw scores at the calibrated threshold; the scores mapped
+    kept = predict_pairs(model, pairs)
+    for k, r in zip(kept, threshold_predictions(raw, config.model.similarity_threshold),
+                    strict=True):
+        np.testing.assert_array_equal(k.matches, r.matches)
+        np.testing.assert_allclose(k.scores, temperature_scale(r.scores, conf["temperature"],
+                                                               conf["bias"]), rtol=1e-9)
+        assert (k.scores >= conf["threshold_confidence"] - 1e-12).all()

@@ -29,10 +29,11 @@ TINY = preset("lite").updated(model={"architecture": "asymmetric",
 TINY_GRAPH = TINY.with_values({"model.architecture": "graph", "model.layers": 2})
 #: Fields that configs of checkpoint formats 2 and 3 did not have, by section.
 NEW_IN_4 = {"model": ("architecture", "layers", "heads", "self_layer", "use_cross",
-                      "deep_supervision", "seag_learn_q"),
+                      "deep_supervision", "seag_learn_q", "score_temperature", "score_bias"),
             "loss": ("weight_assignment",),
             "optim": ("augment_drop", "augment_rotation_deg", "augment_scale",
-                      "augment_jitter_mm", "schedule")}
+                      "augment_jitter_mm", "schedule"),
+            "protocol": ("calibrate_confidence",)}
 #: How formats 2 and 3 trained, whatever the lite defaults are now: no geometric augmentation,
 #: a constant learning rate.
 BEFORE_4_OPTIM = {"augment_drop": 0.0, "augment_rotation_deg": 0.0, "augment_scale": 0.0,
@@ -330,3 +331,14 @@ def test_bad_decision_threshold_is_refused(tmp_path, key, value):
     with pytest.raises(InputError, match=rf"m\.ckpt: invalid config in the checkpoint: .*"
                                          rf"{key} must be in \[0, 1\], got {value}"):
         load_checkpoint(path)
+
+
+def test_numpy_strings_in_extra_are_stored_as_plain_strings(tmp_path):
+    # patients drawn with numpy (np.str_) once made a file that weights_only loading refused
+    model = build_matcher(TINY).eval()
+    patients = list(np.random.default_rng(0).permutation(["P1", "P2", "P3"]))
+    path = save_checkpoint(tmp_path / "m.ckpt", model, TINY,
+                           extra={"val_patients": patients, "best": np.str_("P1")})
+    _, _, extra = load_checkpoint(path)
+    assert sorted(extra["val_patients"]) == ["P1", "P2", "P3"] and extra["best"] == "P1"
+    assert all(type(p) is str for p in extra["val_patients"])

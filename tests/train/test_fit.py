@@ -92,7 +92,8 @@ def test_without_validation_keeps_lowest_training_loss(geometry_cohort, tmp_path
     assert result.val_metrics == {} and result.epochs == 1 and result.checkpoint.is_file()
     assert result.validated is False
     # only the asymmetric matcher has fusion weights to calibrate
-    expected = {"threshold": "no validation patients"}
+    expected = {"threshold": "no validation patients",
+                "confidence": "no validation patients"}
     if architecture == "asymmetric":
         expected["fusion"] = "no validation patients"
     assert result.calibration_skipped == expected
