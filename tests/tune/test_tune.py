@@ -320,9 +320,11 @@ def test_one_sided_validation_completes_the_trial(tmp_path, base):
         study.optimize(objective, n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
-    # only the asymmetric matcher has fusion weights to calibrate
+    # only the asymmetric matcher has fusion weights to calibrate; one-sided validation pairs
+    # fit neither the threshold nor the confidence map
     assert set(trial.user_attrs["calibration_skipped"]) == (
-        {"fusion", "threshold"} if base is ASYMMETRIC_BASE else {"threshold"})
+        {"fusion", "threshold", "confidence"} if base is ASYMMETRIC_BASE
+        else {"threshold", "confidence"})
 
 
 def test_a_trial_whose_training_fails_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
