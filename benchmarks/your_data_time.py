@@ -1,7 +1,7 @@
 """From a clinic's files to matches: the wall time of the commands ``docs/your-data.md`` gives,
 for one patient's pair of real-format scans, with the shipped model.
 
-The pair: one patient of an unseen synthetic ``default`` cohort (seed 101, the one the model
+The pair: the pair with the most nodes of an unseen synthetic ``default`` cohort (seed 101, the one the model
 cards report on), written as a clinic would hand it over — two NIfTI CTs ``scans/SCAN.nii.gz``
 and two 3D Slicer point lists ``reads/PATIENT_TIMEPOINT.mrk.json``. Each command runs as a
 fresh process (imports included) with an empty crop cache:
@@ -39,9 +39,10 @@ RESULTS = HERE / "results" / "your_data_time.md"
 
 
 def clinic_files(folder: Path, cohort_dir: Path) -> tuple[Path, Path, str]:
-    """The first pair of the cohort as NIfTI files + Slicer markups under ``folder``."""
+    """The cohort's pair with the most nodes as NIfTI files + Slicer markups under
+    ``folder``."""
     cohort = read_cohort(cohort_dir)
-    pair = cohort.pairs()[0]
+    pair = max(cohort.pairs(), key=lambda p: len(p.src.nodes) + len(p.dst.nodes))
     reads, scans = folder / "reads", folder / "scans"
     scans.mkdir(parents=True)
     write_scan_markups(reads, [pair.src, pair.dst])
