@@ -33,24 +33,15 @@ import numpy as np
 from lngraph.io.atomic import atomic_folder, write_text_atomic
 from lngraph.io.cohort import Scan, write_cohort
 from lngraph.io.errors import InputError
-from lngraph.synth.anatomy import sample_anatomy
-from lngraph.synth.bowel import plan_bowel, sample_bowel_state
-from lngraph.synth.followup import annotate, evolve_nodes, gap_probability, transient_gaps
+from lngraph.synth.followup import gap_probability, transient_gaps
 from lngraph.synth.nodes import (
-    FreeSpace,
     NihCase,
-    nih_layout,
-    node_semi_axes,
-    prior_layout,
     read_nih_cases,
 )
 from lngraph.synth.phantom import (
     LAYOUTS,
     PatientRenderer,
     PatientSim,
-    _dates,
-    _hidden_nodes,
-    _transform_in_view,
     simulate_patient,
 )
 from lngraph.synth.presets import DEFAULT_GRID, ScanGrid, SynthPreset, get_preset
@@ -123,57 +114,18 @@ def simulate_series(patient_id: str, seed: int | np.random.SeedSequence,
         gaps: add the one-scan gaps.
     """
     low, high = parse_timepoints(timepoints)
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    if layout == "nih" and nih_case is None:
-        raise ValueError("the 'nih' layout needs an NIH case")
-    preset = get_preset(preset)
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    # a fresh copy: spawning is stateful, and the first five children must be those of
-    # simulate_patient
-    ss = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size)
-    s_anat, s_layout, s_follow, s_annot, s_render, s_series = ss.spawn(6)
-    series = np.random.default_rng(s_series)
+
+    def fresh() -> np.random.SeedSequence:   # spawning is stateful: children from the start
+        return np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key,
+                                      pool_size=ss.pool_size)
+
+    series = np.random.default_rng(fresh().spawn(6)[5])
     n_scans = int(series.integers(low, high + 1))
-
-    rng = np.random.default_rng(s_anat)
-    anatomy = sample_anatomy(rng)
-    free = FreeSpace.of(anatomy)
-
-    rng = np.random.default_rng(s_layout)
-    if layout == "prior":
-        baseline = prior_layout(anatomy, free, rng)
-    else:
-        baseline = nih_layout(nih_case, anatomy, free, rng)
-    hidden = _hidden_nodes(anatomy, free, rng, baseline)
-
-    rng = np.random.default_rng(s_follow)
-    rng.choice([2, 3], p=np.asarray(preset.scans_per_patient)
-               / sum(preset.scans_per_patient))  # the draw of simulate_patient, unused
-    timeline = evolve_nodes(baseline, hidden, n_scans, preset, anatomy, free, rng)
-    if gaps:
-        timeline = transient_gaps(timeline, preset, series)
-    probe = np.concatenate([st.path for st in anatomy.stations])
-    centres = np.array([s.centre for s in timeline.specs]).reshape(-1, 3)
-    transforms = tuple(_transform_in_view(preset, anatomy, rng, probe, centres, t == 0)
-                       for t in range(n_scans))
-    reach = np.array([node_semi_axes(s, timeline.short_mm[:, i].max(),
-                                     timeline.long_mm[:, i].max()).max()
-                      for i, s in enumerate(timeline.specs)])
-    bowel = tuple(plan_bowel(anatomy, free, centres, reach, rng))
-    oral = rng.random() < 0.3
-    states = tuple(sample_bowel_state(list(bowel), rng, oral and rng.random() < 0.8)
-                   for _ in range(n_scans))
-    stool_k = rng.standard_normal((8, 3))
-    stool_k *= (2 * np.pi / rng.uniform(6, 14, 8) / np.linalg.norm(stool_k, axis=1))[:, None]
-    noise = tuple(float(rng.uniform(*preset.noise_hu)) for _ in range(n_scans))
-    dates = _dates(n_scans, rng)
-
-    rng = np.random.default_rng(s_annot)
-    annotations = tuple(annotate(timeline, t, transforms[t], preset, rng)
-                        for t in range(n_scans))
-    return PatientSim(patient_id, anatomy, timeline, transforms, annotations, dates, bowel,
-                      states, stool_k, noise, int(s_render.generate_state(1)[0]))
+    preset = get_preset(preset)
+    edit = (lambda timeline: transient_gaps(timeline, preset, series)) if gaps else None
+    return simulate_patient(patient_id, fresh(), preset, layout, nih_case, n_scans=n_scans,
+                            edit_timeline=edit)
 
 
 def _nih_cases(layouts: str, patients: int, seed: int, nih_root) -> list[NihCase | None]:

@@ -12,6 +12,7 @@ through-plane) and given correlated scanner noise; it is stored as int16 HU.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,7 +143,9 @@ def _dates(n: int, rng: np.random.Generator) -> tuple[str, ...]:
 
 def simulate_patient(patient_id: str, seed: int | np.random.SeedSequence,
                      preset: str | SynthPreset = "default", layout: str = "prior",
-                     nih_case: NihCase | None = None) -> PatientSim:
+                     nih_case: NihCase | None = None, *, n_scans: int | None = None,
+                     edit_timeline: Callable[[NodeTimeline], NodeTimeline] | None = None
+                     ) -> PatientSim:
     """Simulate one patient's anatomy, nodes, motion and annotations (no images).
 
     Args:
@@ -151,6 +154,10 @@ def simulate_patient(patient_id: str, seed: int | np.random.SeedSequence,
         preset: difficulty preset.
         layout: ``"prior"`` or ``"nih"`` (then ``nih_case`` gives the baseline nodes).
         nih_case: the NIH case for the ``nih`` layout.
+        n_scans: the number of scans (default: drawn from ``preset.scans_per_patient``; the
+            draw is made either way, so the other random streams do not depend on it).
+        edit_timeline: applied to the node timeline before imaging and annotation (e.g.
+            :func:`~lngraph.synth.followup.transient_gaps`).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
@@ -171,9 +178,12 @@ def simulate_patient(patient_id: str, seed: int | np.random.SeedSequence,
     hidden = _hidden_nodes(anatomy, free, rng, baseline)
 
     rng = np.random.default_rng(s_follow)
-    n_scans = int(rng.choice([2, 3], p=np.asarray(preset.scans_per_patient)
-                             / sum(preset.scans_per_patient)))
+    drawn = int(rng.choice([2, 3], p=np.asarray(preset.scans_per_patient)
+                           / sum(preset.scans_per_patient)))
+    n_scans = drawn if n_scans is None else int(n_scans)
     timeline = evolve_nodes(baseline, hidden, n_scans, preset, anatomy, free, rng)
+    if edit_timeline is not None:
+        timeline = edit_timeline(timeline)
     probe = np.concatenate([st.path for st in anatomy.stations])
     centres = np.array([s.centre for s in timeline.specs]).reshape(-1, 3)
     transforms = tuple(_transform_in_view(preset, anatomy, rng, probe, centres, t == 0)
