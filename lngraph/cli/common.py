@@ -51,6 +51,20 @@ def add_cohort(parser: argparse.ArgumentParser, *, optional: bool = False,
                         help=help)
 
 
+def add_matcher(parser: argparse.ArgumentParser) -> None:
+    """``--model NAME|CKPT`` or ``--method NAME`` (exclusive), as ``match`` and ``track`` take
+    them (resolved by :func:`lngraph.cli.match.load_matcher` and
+    :func:`lngraph.cli.match.untrained_method`)."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", default=None, metavar="NAME|CKPT",
+                       help="a shipped model's name (`lngraph models`) or a checkpoint "
+                       "(RUN/model.ckpt or RUN); default: lite-image when every scan has an "
+                       "image, else lite-geometry")
+    which.add_argument("--method", default=None, metavar="NAME",
+                       help="match with a registered method that needs no training instead "
+                       "of a model: nearest, pointset or registration (needs images)")
+
+
 def add_cache_dir(parser: argparse.ArgumentParser, default_text: str = "the user cache, "
                   "~/.cache/lngraph/crops") -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",

@@ -16,6 +16,7 @@ from lngraph.cli.common import (
     add_cache_dir,
     add_cohort,
     add_device,
+    add_matcher,
     add_quiet,
     examples,
 )
@@ -67,12 +68,36 @@ EXAMPLES = examples(
     "lngraph match my_cohort --method nearest --out matches_nearest")
 
 
-def untrained_methods() -> dict:
-    """Registered methods that need no training (``--method``), by name."""
-    import lngraph.baselines  # noqa: F401  (registers the built-in baselines)
-    from lngraph.baselines import REGISTRY
+def untrained_method(name: str, *, images: bool, source):
+    """A fresh instance of the registered method ``--method NAME`` names.
 
-    return {name: cls for name, cls in REGISTRY.items() if not cls.learned}
+    Raises:
+        UsageError: an unknown method, or one that is trained first (it needs ``--model``).
+        InputError: a method that reads images, for scans without them (naming ``source``,
+            the file that lists the scans).
+    """
+    from lngraph.baselines import REGISTRY
+    from lngraph.cli.main import UsageError
+    from lngraph.io.errors import InputError
+
+    if name in REGISTRY and not REGISTRY[name].learned:
+        known = dict(REGISTRY)        # the baselines: no need to import the trainers
+    else:
+        from lngraph.bench.registry import available_methods
+
+        known = available_methods()
+    usable = ", ".join(n for n, cls in known.items() if not cls.learned)
+    if name not in known:
+        raise UsageError(f"--method {name}: unknown method; methods that need no training: "
+                         f"{usable}")
+    cls = known[name]
+    if cls.learned:
+        raise UsageError(f"--method {name}: this method is trained first; give a trained model "
+                         f"with --model, or one of {usable}")
+    if cls.needs_images and not images:
+        raise InputError(source, f"--method {name} reads CT images, but no image is given for "
+                         "every scan")
+    return cls.build()
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -87,14 +112,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="output folder (written whole at the end)")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--model", default=None, metavar="NAME|CKPT",
-                       help="a shipped model's name (`lngraph models`) or a checkpoint "
-                       "(RUN/model.ckpt or RUN); default: lite-image when every scan has an "
-                       "image, else lite-geometry")
-    which.add_argument("--method", default=None, metavar="NAME",
-                       help="match with a registered method that needs no training instead "
-                       "of a model: nearest, pointset or registration (needs images)")
+    add_matcher(parser)
     parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
                         help="with COHORT: consecutive timepoints (default) or every "
                         "earlier/later pair")
@@ -327,29 +345,6 @@ def load_matcher(spec, *, images: bool, source, device: str = "cpu"):
     return model, path
 
 
-def method_predictions(name: str, pairs, *, images: bool, source) -> list:
-    """``--method NAME``'s prediction of each pair.
-
-    Raises:
-        UsageError: an unknown method or one that needs training.
-        InputError: a method that reads images, for scans without them.
-    """
-    from lngraph.cli.main import UsageError
-    from lngraph.io.errors import InputError
-
-    methods = untrained_methods()
-    if name not in methods:
-        raise UsageError(f"--method {name}: not a registered method that needs no training "
-                         f"(choose from {', '.join(sorted(methods))}; trained matchers are "
-                         "given with --model)")
-    cls = methods[name]
-    if cls.needs_images and not images:
-        raise InputError(source, f"--method {name} reads CT images, but no image is given for "
-                         "every scan")
-    method = cls.build()
-    return [method.predict(pair) for pair in pairs]
-
-
 def run(args) -> int:
     import tempfile
 
@@ -360,7 +355,8 @@ def run(args) -> int:
     pairs, images, source, cache_dir = _load_pairs(args)
     if args.method is not None:
         model, model_file = None, None
-        predictions = method_predictions(args.method, pairs, images=images, source=source)
+        method = untrained_method(args.method, images=images, source=source)
+        predictions = [method.predict(pair) for pair in pairs]
     else:
         model, model_file = load_matcher(args.model, images=images, source=source,
                                          device=torch_device(args.device))

@@ -22,6 +22,7 @@ from lngraph.cli.common import (
     add_cache_dir,
     add_cohort,
     add_device,
+    add_matcher,
     add_quiet,
     examples,
     show_progress,
@@ -81,14 +82,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="output folder (written whole at the end)")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", default=None, metavar="NAME|PATH",
-                        help="a shipped model (lite-image, lite-geometry) or a checkpoint "
-                        "(RUN/model.ckpt or RUN); default: lite-image when the scans have "
-                        "images, else lite-geometry")
-    source.add_argument("--method", default=None, metavar="NAME",
-                        help="a registered method that needs no training instead of a model "
-                        "(nearest, pointset, registration)")
+    add_matcher(parser)
     parser.add_argument("--mode", choices=("sync", "chain"), default="sync",
                         help="sync (default): synchronise the matchings of all scan pairs; "
                         "chain: link consecutive scans only")
@@ -112,47 +106,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------- predicting
 
-def _check_images(cohort, source: str) -> None:
-    """Every scan has an existing image, or an InputError naming ``scans.csv``."""
-    from lngraph.io.errors import InputError
-
-    where = cohort.root / "scans.csv" if cohort.root is not None else "scans.csv"
-    for scan in cohort.scans.values():
-        if scan.image is None:
-            raise InputError(where, f"{source} reads CT images, but scan {scan.scan_id} has "
-                             "none; give images, or use a geometry-only model or method")
-        if not Path(scan.image).exists():
-            raise InputError(where, f"image {scan.image} not found", what=f"scan {scan.scan_id}")
+def _scans_csv(cohort):
+    return cohort.root / "scans.csv" if cohort.root is not None else "scans.csv"
 
 
 def method_predictor(name: str, cohort):
     """``(predict(pairs, progress) -> predictions, description)`` of a registered method that
-    needs no training.
+    needs no training (:func:`lngraph.cli.match.untrained_method`)."""
+    from lngraph.cli.match import untrained_method
 
-    Raises:
-        InputError: an unknown method, one that trains (it needs ``--model``), or one that
-            reads images on a cohort without them.
-    """
-    from lngraph.baselines import REGISTRY
-    from lngraph.cli.main import UsageError
-
-    if name in REGISTRY and not REGISTRY[name].learned:
-        known = dict(REGISTRY)        # the baselines: no need to import the trainers
-    else:
-        from lngraph.bench.registry import available_methods
-
-        known = available_methods()
-    usable = [n for n, cls in known.items() if not cls.learned]
-    if name not in known:
-        raise UsageError(f"--method {name}: unknown method; methods that need no training: "
-                         f"{', '.join(usable)}")
-    cls = known[name]
-    if cls.learned:
-        raise UsageError(f"--method {name}: this method is trained first; give a trained model "
-                         f"with --model, or one of {', '.join(usable)}")
-    if cls.needs_images:
-        _check_images(cohort, f"method {name}")
-    method = cls.build()
+    method = untrained_method(name, images=cohort.has_images, source=_scans_csv(cohort))
 
     def predict(pairs, progress: bool):
         from tqdm.auto import tqdm
@@ -164,21 +127,17 @@ def method_predictor(name: str, cohort):
 
 
 def model_predictor(spec, cohort, device: str, cache_dir):
-    """``(predict(pairs, progress) -> predictions, description)`` of a model.
-
-    Raises:
-        InputError: no such model, or an image model on scans without images.
-    """
+    """``(predict(pairs, progress) -> predictions, description)`` of a model
+    (:func:`lngraph.cli.match.load_matcher`)."""
     from lngraph.cli.common import torch_device
+    from lngraph.cli.match import load_matcher
     from lngraph.data.cache import default_cache_dir
-    from lngraph.models import load_checkpoint, predict_pairs
-    from lngraph.models.zoo import model_path
+    from lngraph.models import predict_pairs
 
-    path = model_path(spec, images=cohort.has_images)
-    model, config, _ = load_checkpoint(path, map_location=torch_device(device))
-    if not config.model.geometry_only:
-        _check_images(cohort, f"the model ({path})")
-        cache_dir = cache_dir if cache_dir is not None else default_cache_dir(cohort)
+    model, path = load_matcher(spec, images=cohort.has_images, source=_scans_csv(cohort),
+                               device=torch_device(device))
+    if not model.config.model.geometry_only and cache_dir is None:
+        cache_dir = default_cache_dir(cohort)
 
     def predict(pairs, progress: bool):
         return predict_pairs(model, pairs, cache_dir=cache_dir, progress=progress)

@@ -194,7 +194,8 @@ def test_match_with_a_method_that_needs_no_training(run_cli, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("method, message", [
-    ("lgm", "not a registered method that needs no training"),
+    ("lgm", "this method is trained first; give a trained model with --model"),
+    ("nope", "unknown method; methods that need no training: nearest, pointset"),
     ("registration", "reads CT images, but no image is given"),
 ])
 def test_match_method_errors(run_cli, tmp_path, capsys, method, message):
