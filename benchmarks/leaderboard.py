@@ -142,8 +142,9 @@ def run_dls(args) -> pd.DataFrame | None:
             cohort, args.methods, folds=args.folds, seeds=args.seeds, out_dir=args.out,
             max_epochs=args.max_epochs, options={
                 "lgm": {"epochs": args.lgm_epochs},
-                **({"matcher_geometry": {"init_from": args.init_geometry}}
-                   if args.init_geometry else {})},
+                "matcher_geometry": {
+                    **({"init_from": args.init_geometry} if args.init_geometry else {}),
+                    **({"extra_train": args.extra_geometry} if args.extra_geometry else {})}},
             command=_command(), stem="leaderboard_dls",
             source=f"`{args.dls_file.name}` read by `lngraph.io.dls.read_dls` (written to a "
                    "temporary cohort folder)",
@@ -173,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-geometry", type=Path, default=None, metavar="CKPT",
                         help="(--dls) start `matcher_geometry` from this checkpoint, e.g. a "
                              "geometry model trained on synthetic cohorts")
+    parser.add_argument("--extra-geometry", type=Path, default=None, metavar="DIR",
+                        help="(--dls) a cohort folder whose patients join every fold's training "
+                             "of `matcher_geometry`, e.g. a synthetic geometry cohort")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lngraph.baselines.base import Method, register
 from lngraph.data.cache import default_cache_dir
-from lngraph.io.cohort import Cohort, ScanPair
+from lngraph.io.cohort import Cohort, ScanPair, read_cohort
 from lngraph.io.matches import PairPrediction
 from lngraph.models import Matcher, MatcherConfig, load_checkpoint, predict_pairs, preset
 from lngraph.train.fit import FitResult, fit_matcher
@@ -31,6 +31,10 @@ class MatcherMethod(Method):
         cache_dir: crop cache (default: the user cache folder,
             :func:`~lngraph.data.cache.default_cache_dir`).
         init_from: a checkpoint whose weights start training (fine-tuning).
+        extra_train: a cohort folder whose patients join the training patients of every
+            :meth:`fit` (e.g. synthetic geometry beside real pairs); validation, and so the
+            epoch and the threshold, stays on the fit's own patients. Its patient ids must
+            differ from theirs.
         trainer_flags: ``accelerator``, ``devices``, ``strategy``, ``num_nodes`` for Lightning.
 
     Without a validation cohort, :meth:`fit` carves ``config.protocol.val_fraction`` of the training
@@ -47,7 +51,8 @@ class MatcherMethod(Method):
                  out_dir: str | os.PathLike | None = None, *, max_epochs: int | None = None,
                  seed: int | None = None,
                  progress: bool = False, cache_dir: str | os.PathLike | None = None,
-                 init_from: str | os.PathLike | None = None, **trainer_flags):
+                 init_from: str | os.PathLike | None = None,
+                 extra_train: str | os.PathLike | None = None, **trainer_flags):
         self.config = preset("lite") if config is None else config
         self.needs_images = not self.config.model.geometry_only
         self._tmp = tempfile.TemporaryDirectory(prefix="lngraph-matcher-") \
@@ -58,6 +63,7 @@ class MatcherMethod(Method):
         self.progress = progress
         self.cache_dir = cache_dir
         self.init_from = init_from
+        self.extra_train = extra_train
         self.trainer_flags = trainer_flags
         self.model: Matcher | None = None
         self.result: FitResult | None = None
@@ -82,6 +88,15 @@ class MatcherMethod(Method):
             train_patients, val_patients = train.patients, val.patients
             cohort = Cohort(list(train.scans.values()) + list(val.scans.values()),
                             root=train.root)
+        if self.extra_train is not None:
+            extra = read_cohort(self.extra_train)
+            shared = sorted(set(extra.patients) & set(cohort.patients))
+            if shared:
+                raise ValueError(f"extra_train {self.extra_train}: patient id(s) "
+                                 f"{', '.join(shared[:5])} are also in the cohort being fitted")
+            train_patients = [*train_patients, *extra.patients]
+            cohort = Cohort(list(cohort.scans.values()) + list(extra.scans.values()),
+                            root=cohort.root)
         if (self.cache_dir is None and cohort.root is not None
                 and not self.config.model.geometry_only):
             self.cache_dir = default_cache_dir(cohort)

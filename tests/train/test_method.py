@@ -42,3 +42,27 @@ def test_fit_without_validation_cohort_carves_one(geometry_cohort):
     assert len(method.result.extra["val_patients"]) == 1
     assert len(method.result.extra["train_patients"]) == 4
     assert method.out_dir.is_dir()
+
+
+def test_extra_train_patients_join_training_only(geometry_cohort, tmp_path):
+    """``extra_train``: another cohort's patients are trained on; validation stays on the
+    fit's own patients; shared patient ids are refused."""
+    import pytest
+
+    from lngraph.io.cohort import Cohort, write_cohort
+
+    extra_scans = [s for s in geometry_cohort.subset(geometry_cohort.patients[10:14])
+                   .scans.values()]
+    renamed = [type(s)(f"X{s.patient_id}", f"X{s.scan_id}", s.timepoint, s.image, s.nodes)
+               for s in extra_scans]
+    extra = write_cohort(tmp_path / "extra", Cohort(renamed))
+    train = geometry_cohort.subset(geometry_cohort.patients[:4])
+    val = geometry_cohort.subset(geometry_cohort.patients[4:6])
+    method = MatcherMethod(GEOMETRY, tmp_path / "run", max_epochs=1, extra_train=extra)
+    method.fit(train, val)
+    assert method.result.extra["train_patients"] == sorted(
+        [*train.patients, *[f"X{p}" for p in geometry_cohort.patients[10:14]]])
+    assert method.result.extra["val_patients"] == val.patients
+    clash = write_cohort(tmp_path / "clash", train)
+    with pytest.raises(ValueError, match="also in the cohort being fitted"):
+        MatcherMethod(GEOMETRY, max_epochs=1, extra_train=clash).fit(train, val)
