@@ -74,12 +74,19 @@ class UsageError(InputError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lngraph.cli.common import HelpFormatter, examples
+
     parser = argparse.ArgumentParser(
         prog="lngraph",
         description="Match abdominal lymph nodes across follow-up CT scans. Every command reads "
         "or writes a cohort folder (scans.csv + nodes.csv, coordinates in LPS mm); see "
         "`lngraph COMMAND --help`. Exit status: 0 done, 2 bad input (one-line message), "
         "130 interrupted, 1 a bug (traceback).",
+        epilog=examples("lngraph demo",
+                        "lngraph import slicer reads/ my_cohort --images scans/",
+                        "lngraph match my_cohort --out my_matches --figure",
+                        "lngraph track my_cohort --out my_tracks"),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lngraph {__version__}")
     parser.add_argument("--debug", action="store_true",
