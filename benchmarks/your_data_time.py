@@ -1,10 +1,10 @@
 """From a clinic's files to matches: the wall time of the commands ``docs/your-data.md`` gives,
 for one patient's pair of real-format scans, with the shipped model.
 
-The pair: the pair with the most nodes of an unseen synthetic ``default`` cohort (seed 101, the one the model
-cards report on), written as a clinic would hand it over — two NIfTI CTs ``scans/SCAN.nii.gz``
-and two 3D Slicer point lists ``reads/PATIENT_TIMEPOINT.mrk.json``. Each command runs as a
-fresh process (imports included) with an empty crop cache:
+The pair: the pair with the most nodes of an unseen synthetic ``default`` cohort (seed 101, the
+one the model cards report on), written as a clinic would hand it over — two NIfTI CTs
+``scans/SCAN.nii.gz`` and two 3D Slicer point lists ``reads/PATIENT_TIMEPOINT.mrk.json``. Each
+command runs as a fresh process (imports included) with an empty crop cache:
 
 1. ``lngraph import slicer reads/ cohort --images scans/``
 2. ``lngraph match cohort --out matches --figure`` (the shipped ``lite-image``, chosen because
