@@ -28,23 +28,21 @@ and ``leaderboard_folds.csv``, and copies the plot to ``docs/img/``) and
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
+from cohorts import cached_cohort
 
 from lngraph.baselines.registration import RegistrationParams
 from lngraph.bench import METRICS, markdown_table, run_leaderboard
 from lngraph.io.atomic import atomic_path
 from lngraph.io.cohort import Cohort, read_cohort, write_cohort
 from lngraph.io.dls import read_dls
-from lngraph.synth import generate_cohort, get_preset
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -105,17 +103,10 @@ def paper_tables(summary: pd.DataFrame) -> list[str]:
 
 
 def study_cohort(patients: int, seed: int, workers: int) -> Cohort:
-    """The study's own cached ``default`` cohort, ``benchmarks/.data/leaderboard-p<N>-s<seed>``,
-    generated again when the ``default`` preset no longer matches the one it was made with (a
-    folder of its own, so that other studies regenerating theirs cannot change it mid-run)."""
-    folder = DATA / f"leaderboard-p{patients}-s{seed}"
-    meta = folder / "synth.json"
-    wanted = {"patients": patients, "seed": seed,
-              "preset": json.loads(json.dumps(asdict(get_preset("default"))))}
-    if not meta.is_file() or {k: json.loads(meta.read_text(encoding="utf-8")).get(k)
-                              for k in wanted} != wanted:
-        generate_cohort(folder, patients, seed, "default", workers=workers, progress=True)
-    return read_cohort(folder)
+    """The study's own cached ``default`` cohort, ``benchmarks/.data/leaderboard-p<N>-s<seed>``
+    (:func:`cohorts.cached_cohort`)."""
+    return cached_cohort(DATA / f"leaderboard-p{patients}-s{seed}", patients, seed,
+                         workers=workers)
 
 
 def run_synthetic(args) -> pd.DataFrame:

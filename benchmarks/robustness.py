@@ -26,25 +26,24 @@ Run: ``python benchmarks/robustness.py`` (writes ``benchmarks/results/robustness
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from cohorts import cached_cohort
 
 from lngraph.bench import run_leaderboard
 from lngraph.bench.report import commit, describe_cohort, machine, write_csv
 from lngraph.io import write_text_atomic
 from lngraph.io.cohort import Cohort, read_cohort
 from lngraph.metrics import mean_std_over_folds
-from lngraph.synth import generate_cohort, get_preset, rotate_cohort
+from lngraph.synth import rotate_cohort
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -56,17 +55,9 @@ RUNS = ("plain", "rotated")
 
 
 def study_cohort(data: Path, patients: int, seed: int, images: bool, workers: int) -> Cohort:
-    """The study's cached ``default`` cohort, ``<data>/robustness-p<N>-s<seed>[-geo]``,
-    generated again when the ``default`` preset no longer matches the one it was made with."""
-    folder = data / f"robustness-p{patients}-s{seed}{'' if images else '-geo'}"
-    meta = folder / "synth.json"
-    wanted = {"patients": patients, "seed": seed, "images": images,
-              "preset": json.loads(json.dumps(asdict(get_preset("default"))))}
-    if not meta.is_file() or {k: json.loads(meta.read_text(encoding="utf-8")).get(k)
-                              for k in wanted} != wanted:
-        generate_cohort(folder, patients, seed, "default", workers=workers, progress=True,
-                        images=images)
-    return read_cohort(folder)
+    """The study's cached ``default`` cohort, ``<data>/robustness-p<N>-s<seed>[-geo]``."""
+    return cached_cohort(data / f"robustness-p{patients}-s{seed}{'' if images else '-geo'}",
+                         patients, seed, images=images, workers=workers)
 
 
 def compare(plain: pd.DataFrame, rotated: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -29,10 +29,10 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from cohorts import cached_cohort
 
 from lngraph.bench.registry import build_method
 from lngraph.bench.report import commit, machine
@@ -44,8 +44,6 @@ from lngraph.metrics import evaluate_predictions
 from lngraph.models import load_checkpoint, predict_pairs
 from lngraph.models.config import preset
 from lngraph.models.zoo import SHIPPED_DIR
-from lngraph.synth import generate_cohort
-from lngraph.synth.presets import get_preset
 from lngraph.train import fit_matcher
 
 HERE = Path(__file__).resolve().parent
@@ -55,20 +53,6 @@ DLS = HERE.parent.parent / "shared" / "data" / "dls" / "valid.json"
 ROWS = (("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("nlr", "NLR"),
         ("new_precision", "new prec."), ("dlr", "DLR"), ("disappeared_precision",
                                                          "disapp. prec."))
-
-
-def cached_cohort(patients: int, seed: int, *, images: bool, workers: int) -> Cohort:
-    """A ``default`` synthetic cohort cached in ``benchmarks/.data`` (made again when the
-    preset changed)."""
-    folder = DATA / f"{'leaderboard' if images else 'geometry'}-p{patients}-s{seed}"
-    meta = folder / "synth.json"
-    wanted = {"patients": patients, "seed": seed,
-              "preset": json.loads(json.dumps(asdict(get_preset("default"))))}
-    if not meta.is_file() or {k: json.loads(meta.read_text(encoding="utf-8")).get(k)
-                              for k in wanted} != wanted:
-        generate_cohort(folder, patients, seed, "default", workers=workers, progress=True,
-                        images=images)
-    return read_cohort(folder)
 
 
 def fit(cohort: Cohort, config, out: Path, *, epochs: int, init_from=None) -> dict:
@@ -159,13 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     print("[1/4] image model", flush=True)
-    image_cohort = cached_cohort(args.image_patients, args.image_seed, images=True,
-                                 workers=args.workers)
+    image_cohort = cached_cohort(DATA / f"leaderboard-p{args.image_patients}-s{args.image_seed}",
+                                 args.image_patients, args.image_seed, workers=args.workers)
     image = fit(image_cohort, preset("lite"), work / "image", epochs=args.image_epochs)
 
     print("[2/4] geometry model: synthetic pre-training", flush=True)
-    geo_cohort = cached_cohort(args.geometry_patients, args.geometry_seed, images=False,
-                               workers=args.workers)
+    geo_cohort = cached_cohort(
+        DATA / f"geometry-p{args.geometry_patients}-s{args.geometry_seed}",
+        args.geometry_patients, args.geometry_seed, images=False, workers=args.workers)
     geo_config = preset("lite").with_values({"model.geometry_only": True})
     geo_pre = fit(geo_cohort, geo_config, work / "geometry-pre", epochs=args.geometry_epochs)
     dls = dls_test = None
@@ -182,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                   init_from=geo_pre["checkpoint"])
 
     print("[3/4] quality on unseen data", flush=True)
-    test = cached_cohort(args.test_patients, args.test_seed, images=True, workers=args.workers)
+    test = cached_cohort(DATA / f"leaderboard-p{args.test_patients}-s{args.test_seed}",
+                         args.test_patients, args.test_seed, workers=args.workers)
     synthetic = {"`lite-image`": score_model(image["checkpoint"], test),
                  "`lite-geometry`": score_model(geo["checkpoint"], test),
                  "`nearest` (baseline)": score_method("nearest", test)}

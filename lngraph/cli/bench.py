@@ -29,15 +29,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from lngraph.cli.common import HelpFormatter, add_cohort, add_quiet, examples
+from lngraph.cli.common import HelpFormatter, add_cohort, add_quiet, examples, positive_int
 from lngraph.cli.main import OVERWRITE_HELP, one_line
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _method_list(text: str) -> list[str]:
@@ -88,7 +81,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_cohort(parser)
     parser.add_argument("--methods", type=_method_list, default=["all"], metavar="LIST|all",
                         help="comma-separated method names, or all (default)")
-    parser.add_argument("--folds", type=_positive, default=5, metavar="K",
+    parser.add_argument("--folds", type=positive_int, default=5, metavar="K",
                         help="patient-level folds (default 5)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
                         help="seeds: each reshuffles the folds and seeds the methods "
@@ -99,7 +92,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="small version: 2 folds, one seed, at most 2 epochs, lighter "
                         "slow baselines")
-    parser.add_argument("--max-epochs", type=_positive, default=None, metavar="E",
+    parser.add_argument("--max-epochs", type=positive_int, default=None, metavar="E",
                         help="cap of the learned methods' epochs (default: each method's)")
     parser.add_argument("--set", dest="settings", nargs="+", default=[],
                         metavar="METHOD.KEY=VALUE",
@@ -112,7 +105,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                         help="share of each fold's training patients used for validation "
                         "(default 0.2)")
-    parser.add_argument("--threads", type=_positive, default=None, metavar="N",
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's)")
     add_quiet(parser)
     parser.set_defaults(func=run)

@@ -16,15 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lngraph.cli.common import HelpFormatter, examples
+from lngraph.cli.common import HelpFormatter, examples, positive_int
 from lngraph.cli.main import OVERWRITE_HELP
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _timepoints(text: str) -> tuple[int, int]:
@@ -53,7 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("out", type=Path, metavar="OUT",
                         help="cohort folder to write (whole, at the end)")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    parser.add_argument("--patients", type=_positive, default=20, help="patients (default 20)")
+    parser.add_argument("--patients", type=positive_int, default=20, help="patients (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
     parser.add_argument("--preset", choices=("easy", "default", "hard"), default="default",
                         help="difficulty (default: default); see docs/synth.md")
@@ -68,7 +61,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="scans per patient: N, or a range A-B drawn per patient (2..20); "
                         "nodes may then miss an inner scan and come back (default: 2 or 3 "
                         "scans, as the preset says)")
-    parser.add_argument("--workers", type=_positive, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="worker processes (default 1)")
     parser.add_argument("--no-images", action="store_true",
                         help="write a geometry-only cohort (same nodes, no images)")

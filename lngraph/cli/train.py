@@ -39,16 +39,10 @@ from lngraph.cli.common import (
     add_workers,
     examples,
     lightning_accelerator,
+    positive_int,
     show_progress,
 )
 from lngraph.cli.main import OVERWRITE_HELP
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _devices(text: str) -> int | str:
@@ -84,12 +78,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--fold", type=int, default=None, metavar="K",
                         help="hold out test fold K (0-based) of --folds patient-level folds; "
                         "default: train on every patient")
-    parser.add_argument("--folds", type=_positive, default=None, metavar="N",
+    parser.add_argument("--folds", type=positive_int, default=None, metavar="N",
                         help="number of folds (default: the config's, 5)")
     parser.add_argument("--split-seed", type=int, default=0, metavar="S",
                         help="seed of the patient shuffle behind the folds (default 0); "
                         "`lngraph evaluate --fold` uses the same")
-    parser.add_argument("--max-epochs", type=_positive, default=None, metavar="E",
+    parser.add_argument("--max-epochs", type=positive_int, default=None, metavar="E",
                         help="maximum epochs (default: the config's)")
     parser.add_argument("--seed", type=seed_value, default=None, metavar="S",
                         help="training seed (default: the config's)")
@@ -101,7 +95,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--devices", type=_devices, default="auto",
                         help="Lightning devices: a count, a list such as 0,1, or auto")
     parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
-    parser.add_argument("--num-nodes", type=_positive, default=1, help="Lightning num_nodes")
+    parser.add_argument("--num-nodes", type=positive_int, default=1, help="Lightning num_nodes")
     add_workers(parser, "fill the crop cache")
     add_cache_dir(parser)
     add_quiet(parser)

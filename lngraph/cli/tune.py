@@ -34,14 +34,8 @@ from lngraph.cli.common import (
     add_cohort,
     examples,
     lightning_accelerator,
+    positive_int,
 )
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _seconds(text: str) -> float:
@@ -69,7 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_cohort(parser)
-    parser.add_argument("--trials", type=_positive, required=True, metavar="N",
+    parser.add_argument("--trials", type=positive_int, required=True, metavar="N",
                         help="finished (complete or pruned) trials the study should hold; a "
                         "rerun resumes until it has them")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
@@ -82,9 +76,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="study name inside the storage (default: lngraph)")
     parser.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                         help="stop starting trials after S seconds (per worker)")
-    parser.add_argument("--n-jobs", type=_positive, default=1, metavar="K",
+    parser.add_argument("--n-jobs", type=positive_int, default=1, metavar="K",
                         help="worker processes on this machine (default 1)")
-    parser.add_argument("--max-epochs", type=_positive, default=None, metavar="E",
+    parser.add_argument("--max-epochs", type=positive_int, default=None, metavar="E",
                         help="epochs per trial (default: the config's); the best config keeps "
                         "the config's own max_epochs")
     parser.add_argument("--config", default="lite", metavar="lite|full|paper|FILE.yaml",
@@ -97,7 +91,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="tune on fold K (0-based) of --folds patient-level folds, its test "
                         "patients left out; default: every patient, the config's "
                         "protocol.val_fraction for validation")
-    parser.add_argument("--folds", type=_positive, default=None, metavar="N",
+    parser.add_argument("--folds", type=positive_int, default=None, metavar="N",
                         help="number of folds (default: the config's, 5)")
     parser.add_argument("--split-seed", type=int, default=0, metavar="S",
                         help="seed of the patient shuffle behind the folds (default 0), as in "
