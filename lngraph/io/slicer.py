@@ -45,7 +45,6 @@ with the patient and timepoint given. :func:`read_markups_table` reads the files
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -55,7 +54,14 @@ from pathlib import Path
 import numpy as np
 
 from lngraph.io.atomic import write_text_atomic
-from lngraph.io.cohort import NodeTable, Scan, position_problem, read_csv_table, size_problem
+from lngraph.io.cohort import (
+    NodeTable,
+    Scan,
+    position_problem,
+    read_csv_table,
+    size_problem,
+    timepoint_key,
+)
 from lngraph.io.coords import ras_to_lps
 from lngraph.io.errors import InputError, read_json
 from lngraph.io.image import check_image
@@ -392,16 +398,12 @@ NAMING_HINT = ("or name the scan with --patient P --timepoint T (one file) or --
 
 
 def timepoint_problem(timepoint: str) -> str | None:
-    """What is wrong with a timepoint (an integer or an ISO date ``YYYY-MM-DD``), or ``None``."""
+    """What is wrong with a timepoint (an integer or an ISO date ``YYYY-MM-DD``, as
+    :func:`~lngraph.io.cohort.timepoint_key` reads them), or ``None``."""
     try:
-        int(timepoint)
+        timepoint_key([timepoint])
         return None
-    except ValueError:
-        pass
-    try:
-        _dt.date.fromisoformat(timepoint)
-        return None
-    except ValueError:
+    except InputError:
         return f"timepoint {timepoint!r} is neither an integer nor an ISO date (YYYY-MM-DD)"
 
 
