@@ -23,3 +23,20 @@ def cached_cohort(folder: Path, patients: int, seed: int, *, images: bool = True
         generate_cohort(folder, patients, seed, "default", workers=workers, progress=True,
                         images=images)
     return read_cohort(folder)
+
+
+def prefixed_cohort(folder: Path, source: Cohort, prefix: str) -> Cohort:
+    """``source`` written to ``folder`` with ``prefix`` before every patient and scan id, so
+    that it can join another cohort's training (``MatcherMethod(extra_train=…)``) whose ids it
+    would otherwise share; rewritten when ``source``'s scans changed."""
+    from dataclasses import replace
+
+    from lngraph.io.cohort import nodes_frame, write_cohort
+
+    scans = [replace(s, patient_id=prefix + s.patient_id, scan_id=prefix + s.scan_id)
+             for s in source.scans.values()]
+    if (folder / "scans.csv").is_file():
+        cached = read_cohort(folder)
+        if nodes_frame(cached.scans.values()).equals(nodes_frame(scans)):
+            return cached
+    return read_cohort(write_cohort(folder, scans))

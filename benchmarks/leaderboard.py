@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from cohorts import cached_cohort
+from cohorts import cached_cohort, prefixed_cohort
 
 from lngraph.baselines.registration import RegistrationParams
 from lngraph.bench import METRICS, markdown_table, run_leaderboard
@@ -109,15 +109,28 @@ def study_cohort(patients: int, seed: int, workers: int) -> Cohort:
                          workers=workers)
 
 
+def geometry_options(args) -> dict:
+    """``matcher_geometry``'s options: ``--init-geometry``, and ``--extra-geometry`` as a copy
+    whose patient and scan ids start with ``extra-`` (:func:`cohorts.prefixed_cohort`, cached
+    beside it), so that they cannot clash with the study cohort's."""
+    options = {"init_from": args.init_geometry} if args.init_geometry else {}
+    if args.extra_geometry:
+        folder = args.extra_geometry.with_name(args.extra_geometry.name + "-extra")
+        prefixed_cohort(folder, read_cohort(args.extra_geometry), "extra-")
+        options["extra_train"] = folder
+    return options
+
+
 def run_synthetic(args) -> pd.DataFrame:
     cohort = study_cohort(args.patients, args.cohort_seed, args.workers)
     options = {"lgm": {"epochs": args.lgm_epochs},
                "registration": {"params": LIGHT_REGISTRATION},
+               "matcher_geometry": geometry_options(args),
                **{name: {"steps": args.tracker_steps}
                   for name in ("dlt_lite", "sam_lite", "tlt_lite")}}
     return run_leaderboard(
         cohort, args.methods, folds=args.folds, seeds=args.seeds, out_dir=args.out,
-        max_epochs=args.max_epochs, options=options, command=_command(),
+        max_epochs=args.max_epochs, options=options, command=_command(), reuse=args.reuse,
         title=f"Leaderboard: `default` synthetic cohort, {args.patients} patients",
         sections=paper_tables)
 
@@ -133,10 +146,8 @@ def run_dls(args) -> pd.DataFrame | None:
             cohort, args.methods, folds=args.folds, seeds=args.seeds, out_dir=args.out,
             max_epochs=args.max_epochs, options={
                 "lgm": {"epochs": args.lgm_epochs},
-                "matcher_geometry": {
-                    **({"init_from": args.init_geometry} if args.init_geometry else {}),
-                    **({"extra_train": args.extra_geometry} if args.extra_geometry else {})}},
-            command=_command(), stem="leaderboard_dls",
+                "matcher_geometry": geometry_options(args)},
+            command=_command(), stem="leaderboard_dls", reuse=args.reuse,
             source=f"`{args.dls_file.name}` read by `lngraph.io.dls.read_dls` (written to a "
                    "temporary cohort folder)",
             title="Leaderboard: DeepLesion DLS follow-up pairs (geometry only)")
@@ -163,11 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="synth worker processes")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--init-geometry", type=Path, default=None, metavar="CKPT",
-                        help="(--dls) start `matcher_geometry` from this checkpoint, e.g. a "
+                        help="start `matcher_geometry` from this checkpoint, e.g. a "
                              "geometry model trained on synthetic cohorts")
     parser.add_argument("--extra-geometry", type=Path, default=None, metavar="DIR",
-                        help="(--dls) a cohort folder whose patients join every fold's training "
+                        help="a cohort folder whose patients join every fold's training "
                              "of `matcher_geometry`, e.g. a synthetic geometry cohort")
+    parser.add_argument("--reuse", type=Path, default=None, metavar="FOLDS_CSV",
+                        help="keep the fold rows of the methods not in --methods from this "
+                             "earlier leaderboard_folds.csv (same cohort, folds and seeds)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

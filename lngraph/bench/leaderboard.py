@@ -30,6 +30,11 @@ max_epochs=...)``: the seed reaches methods that declare ``seeded``, the epoch c
 declare an ``epochs_option``. ``quick=True`` is a small version (2 folds, one seed, at most 2
 epochs and the lighter settings of :data:`QUICK_OPTIONS`) that runs in minutes.
 
+**Reusing an earlier run.** ``reuse`` takes the per-fold rows of an earlier run
+(``leaderboard_folds.csv``); the rows of its methods that are not run again are kept, after a
+check that every kept row was scored on the same test patients as this run's split of its seed
+and fold. One method can so be rerun (a new default, a fix) without refitting the others.
+
 **Outputs** (in ``out_dir``, see :mod:`lngraph.bench.report`): ``leaderboard.csv``,
 ``leaderboard_folds.csv``, ``leaderboard.md`` and ``leaderboard.png``.
 """
@@ -117,6 +122,33 @@ def check_same_scans(cohort: Cohort, test_cohort: Cohort) -> None:
                              "(earliest first)")
 
 
+def reused_rows(reuse: pd.DataFrame | str | os.PathLike, names: Sequence[str],
+                splits: Mapping[int, Sequence]) -> pd.DataFrame:
+    """The rows of ``reuse`` (an earlier run's per-fold rows or their CSV) whose method is not
+    in ``names``, checked against this run's ``splits`` (``{seed: [split, ...]}``).
+
+    Raises:
+        ValueError: a kept row's seed or fold is not one of this run's, or its test patients
+            differ from this run's split (naming the method, seed and fold).
+    """
+    frame = reuse if isinstance(reuse, pd.DataFrame) else pd.read_csv(reuse, dtype={
+        "test_ids": str, "note": str})
+    kept = frame[~frame["method"].isin(list(names))]
+    for row in kept.itertuples(index=False):
+        if row.status == "skipped":
+            continue
+        seed, fold = int(row.seed), int(row.fold)
+        if seed not in splits or not 0 <= fold < len(splits[seed]):
+            raise ValueError(f"reused row {row.method} seed {seed} fold {fold}: this run has "
+                             "no such seed and fold")
+        expected = " ".join(splits[seed][fold].test)
+        if str(row.test_ids) != expected:
+            raise ValueError(f"reused row {row.method} seed {seed} fold {fold} was tested on "
+                             "other patients than this run's fold (another cohort, seed or "
+                             "number of folds?)")
+    return kept
+
+
 def _log(progress: bool, text: str) -> None:
     if progress:
         print(f"[leaderboard] {text}", file=sys.stderr, flush=True)
@@ -131,7 +163,8 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                     stem: str = "leaderboard", title: str = "Leaderboard",
                     sections: Callable[[pd.DataFrame], list[str]] | None = None,
                     source: str | None = None, progress: bool = True,
-                    test_cohort: Cohort | str | os.PathLike | None = None) -> pd.DataFrame:
+                    test_cohort: Cohort | str | os.PathLike | None = None,
+                    reuse: pd.DataFrame | str | os.PathLike | None = None) -> pd.DataFrame:
     """Run ``methods`` on the same patient folds of ``cohort`` (module docstring).
 
     Args:
@@ -157,10 +190,12 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
         test_cohort: a cohort or folder with the same patients and scan ids as ``cohort``
             whose scans are scored instead of ``cohort``'s (methods are still fitted and
             selected on ``cohort``, on the same folds); default ``cohort`` itself.
+        reuse: an earlier run's per-fold rows (or ``leaderboard_folds.csv``) whose methods
+            not in ``methods`` are kept (module docstring).
 
     Raises:
-        ValueError: no methods, or ``test_cohort``'s patients or scan ids differ from
-            ``cohort``'s.
+        ValueError: no methods, ``test_cohort``'s patients or scan ids differ from
+            ``cohort``'s, or a reused row was tested on other patients.
 
     Returns:
         One row per (method, seed, fold): ``method, status`` (``ok | skipped | failed``),
@@ -190,7 +225,15 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
     options = dict(options or {})
     splits = {seed: patient_folds(cohort.patients, folds, seed, val_fraction)
               for seed in seeds}
-    rows = []
+    kept = (reused_rows(reuse, names, splits) if reuse is not None
+            else pd.DataFrame(columns=["method"]))
+    reused = list(kept["method"].unique())
+    for name in reused:
+        _log(progress, f"{name}: fold rows reused from the earlier run")
+    rows = [{**row, "note": row["note"] if isinstance(row.get("note"), str) else "",
+             **({"seed": int(row["seed"]), "fold": int(row["fold"])}
+                if row["status"] != "skipped" else {})}
+            for row in kept.to_dict("records")]
     for name in names:
         def build(seed: int, name=name) -> Method:
             return build_method(name, seed=seed, max_epochs=max_epochs,
@@ -226,12 +269,17 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                          f"{row['train_seconds']:.1f} s, {row['seconds_per_pair']:.3f} s/pair")
                     rows.append(row)
         if out_dir is not None:
-            header = header_lines(cohort, names=names, folds=folds, seeds=seeds, quick=quick,
-                                  max_epochs=max_epochs, options=options,
+            header = header_lines(cohort, names=[*reused, *names], folds=folds, seeds=seeds,
+                                  quick=quick, max_epochs=max_epochs, options=options,
                                   val_fraction=val_fraction, pair_mode=pair_mode,
                                   provenance=provenance,
                                   seconds=time.perf_counter() - started, command=command,
                                   source=source)
+            if reused:
+                header.append("- reused: the fold rows of " + ", ".join(
+                    f"`{n}`" for n in reused) + " come from an earlier run on the same folds "
+                    "(test patients checked equal); their train and predict times are that "
+                    "run's")
             if test_cohort is not None:
                 header.append("- test scans: from another cohort with the same patients and "
                               "scan ids (methods fitted on the cohort above): "

@@ -57,8 +57,11 @@ from lngraph.models import AsymmetricMatcher, Matcher, MatcherConfig, matcher_gr
 from lngraph.nn.logistic import fit_balanced_logistic
 from lngraph.train.selection import selection_score
 
-#: Thresholds tried by default: 0.05, 0.10, …, 0.95.
-DEFAULT_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2).tolist())
+#: Thresholds tried by default: 0.001 … 0.04 (the graph matcher's :math:`P_{ij}` is a product
+#: of two softmaxes and two matchabilities, and its best threshold often lies below 0.05),
+#: 0.05, 0.10, …, 0.95, then 0.975 and 0.99.
+DEFAULT_GRID = ((0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.04)
+                + tuple(np.round(np.arange(0.05, 0.96, 0.05), 2).tolist()) + (0.975, 0.99))
 
 
 class CalibrationWarning(UserWarning):

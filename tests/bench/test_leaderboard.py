@@ -212,3 +212,24 @@ def test_test_cohort_must_have_the_same_patients_and_scans(cohort_dir, tmp_path)
              s.nodes) for s in scans])
     with pytest.raises(ValueError, match="same scan ids.*patient P3"):
         run_leaderboard(cohort_dir, ["nearest"], folds=2, progress=False, test_cohort=renamed)
+
+
+def test_reused_rows_are_kept_and_the_rerun_method_is_new(board, cohort_dir, tmp_path):
+    rows, out = board
+    again = run_leaderboard(cohort_dir, ["nearest"], folds=2, seeds=(0, 1), out_dir=tmp_path,
+                            reuse=out / "leaderboard_folds.csv", progress=False)
+    assert sorted(again["method"].unique()) == ["matcher", "nearest", "pointset"]
+    old = rows[rows["method"] == "pointset"].reset_index(drop=True)
+    kept = again[again["method"] == "pointset"].reset_index(drop=True)
+    np.testing.assert_allclose(kept["f1"], old["f1"])
+    assert kept["seed"].tolist() == old["seed"].tolist()
+    assert (again[again["method"] == "nearest"]["status"] == "ok").all()
+    text = (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
+    assert "- reused: the fold rows of `pointset`, `matcher` come from an earlier run" in text
+
+
+def test_reused_rows_from_other_folds_are_refused(board, cohort_dir, tmp_path):
+    _, out = board
+    with pytest.raises(ValueError, match="reused row pointset seed 0 fold 0 was tested on other"):
+        run_leaderboard(cohort_dir, ["nearest"], folds=3, seeds=(0, 1), out_dir=tmp_path,
+                        reuse=out / "leaderboard_folds.csv", progress=False)
