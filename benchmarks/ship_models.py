@@ -44,7 +44,8 @@ from lngraph.metrics import evaluate_predictions
 from lngraph.models import load_checkpoint, predict_pairs
 from lngraph.models.config import preset
 from lngraph.models.zoo import SHIPPED_DIR
-from lngraph.train import fit_matcher
+from lngraph.train import fit_matcher, recalibrate_checkpoint
+from lngraph.train.calibrate import DEFAULT_GRID
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
@@ -67,6 +68,10 @@ def fit(cohort: Cohort, config, out: Path, *, epochs: int, init_from=None) -> di
         done = json.loads(record.read_text(encoding="utf-8"))
         if done.get("settings") == settings and Path(done["checkpoint"]).is_file():
             print(f"  reusing {done['checkpoint']}", flush=True)
+            val_f1 = recalibrate_if_stale(Path(done["checkpoint"]), cohort)
+            if val_f1 is not None:
+                done["val_f1"] = val_f1
+                record.write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
             return {**done, "checkpoint": Path(done["checkpoint"])}
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
@@ -79,6 +84,21 @@ def fit(cohort: Cohort, config, out: Path, *, epochs: int, init_from=None) -> di
             "val_f1": result.val_metrics.get("f1")}
     record.write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
     return {**done, "checkpoint": result.checkpoint}
+
+
+def recalibrate_if_stale(checkpoint: Path, cohort: Cohort) -> float | None:
+    """Choose the threshold and the confidence map of a reused model again on its validation
+    patients when it was calibrated on another threshold grid than today's
+    (:func:`lngraph.train.recalibrate_checkpoint`; the weights stay); the new validation F1,
+    or ``None`` when nothing changed."""
+    _, _, extra = load_checkpoint(checkpoint)
+    tried = sorted(float(t) for t in (extra.get("calibration") or {}).get("scores", {}))
+    if tried and tried != sorted(DEFAULT_GRID):
+        result = recalibrate_checkpoint(checkpoint, cohort=cohort)
+        print(f"  recalibrated on the current threshold grid: threshold "
+              f"{result.config.model.similarity_threshold:g}", flush=True)
+        return result.val_metrics.get("f1")
+    return None
 
 
 def score_model(checkpoint: Path, cohort: Cohort) -> dict:

@@ -5,7 +5,8 @@
 * :func:`fit_matcher` — one training run → ``model.ckpt`` (:class:`FitResult`);
 * :func:`fit_fusion`, :func:`calibrate_threshold`, :func:`fit_confidence` — the fused score's
   weights, the decision threshold and the reported confidence's map fitted on validation
-  pairs;
+  pairs; :func:`recalibrate_checkpoint` runs those steps again on a trained checkpoint's own
+  validation patients;
 * :class:`MatcherMethod` — all of it behind the :class:`~lngraph.baselines.base.Method`
   interface, registered as ``matcher``.
 
@@ -22,7 +23,8 @@ _EXPORTS = {
     "CalibrationWarning": "calibrate", "FitResult": "fit", "TrainingDiverged": "fit",
     "FoldSplit": "folds", "MatcherModule": "module", "PairDataModule": "datamodule",
     "calibrate_threshold": "calibrate", "fit_confidence": "calibrate", "fit_fusion": "calibrate",
-    "fit_matcher": "fit",
+    "fit_matcher": "fit", "recalibrate_checkpoint": "fit", "calibrate_on_validation": "fit",
+    "Calibrated": "fit",
     "holdout_split": "folds", "patient_folds": "folds", "selection_score": "selection",
 }
 

@@ -75,19 +75,23 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from lngraph.io.cohort import Cohort
+from lngraph.io.cohort import Cohort, read_cohort
 from lngraph.io.errors import InputError
 from lngraph.metrics import evaluate_predictions
 from lngraph.models import (
+    Matcher,
     MatcherConfig,
     build_matcher,
     load_checkpoint,
+    matcher_graphs,
     predict_graphs,
     save_checkpoint,
 )
 from lngraph.models.checkpoint import nonfinite_weights
 from lngraph.train.calibrate import (
+    Calibration,
     CalibrationWarning,
+    ConfidenceFit,
     calibrate_threshold,
     decision_key,
     fit_confidence,
@@ -102,6 +106,126 @@ from lngraph.train.datamodule import (
     validation_problem,
 )
 from lngraph.train.module import MatcherModule, selection_score
+
+
+@dataclass
+class Calibrated:
+    """What :func:`calibrate_on_validation` did: the config with the fitted values, each
+    step's outcome (``None`` when skipped or switched off), the validation metrics of the
+    calibrated model and ``{step: why}`` for the steps skipped."""
+
+    config: MatcherConfig
+    fusion: dict | None
+    calibration: Calibration | None
+    confidence: ConfidenceFit | None
+    val_metrics: dict
+    skipped: dict[str, str]
+
+    def extra(self) -> dict:
+        """The checkpoint's ``extra`` entries ``fusion``, ``calibration``, ``confidence``."""
+        return {
+            "fusion": self.fusion,
+            "calibration": None if self.calibration is None else {
+                "key": decision_key(self.config), "threshold": self.calibration.threshold,
+                "scores": {f"{t:g}": v for t, v in self.calibration.scores.items()}},
+            "confidence": None if self.confidence is None else self.confidence.to_dict()}
+
+
+def calibrate_on_validation(model: Matcher, config: MatcherConfig, cohort: Cohort,
+                            val_pairs: list, val_graphs: list, *,
+                            unusable: str | None = None) -> Calibrated:
+    """The calibration steps the config's ``protocol`` switches on (module docstring), in
+    order, on validation pairs and their graphs: fusion weights (in place), threshold,
+    confidence map; ``model.config`` is set to the returned config. ``unusable``: why the
+    validation pairs cannot serve at all (every step is then skipped with it)."""
+    calibration = fusion = confidence = None
+    skipped: dict[str, str] = {}
+    if config.protocol.calibrate_fusion and config.model.fuses_scores:
+        problem = unusable or fusion_problem(val_pairs)
+        if problem is None:
+            try:
+                fusion = fit_fusion(model, config, val_pairs, graphs=val_graphs)
+            except ValueError as exc:   # the fit did not converge; the model is unchanged
+                problem = str(exc)
+        if problem:
+            skipped["fusion"] = problem
+    if config.protocol.calibrate_threshold:
+        problem = unusable or threshold_problem(val_pairs)
+        if problem is None:
+            calibration = calibrate_threshold(model, config, cohort, val_pairs,
+                                              graphs=val_graphs)
+            config = config.with_values({decision_key(config): calibration.threshold})
+            model.config = config
+        else:
+            skipped["threshold"] = problem
+    if config.protocol.calibrate_confidence:
+        problem = unusable or (None if val_pairs else "no validation scan pair")
+        if problem is None:
+            try:
+                confidence = fit_confidence(model, config, val_pairs, graphs=val_graphs)
+            except ValueError as exc:      # one-sided assigned pairs: nothing to fit
+                problem = str(exc)
+            else:
+                config = config.with_values({"model.score_temperature": confidence.temperature,
+                                             "model.score_bias": confidence.bias})
+                model.config = config
+        if problem:
+            skipped["confidence"] = problem
+    if calibration is not None:    # the metrics at the chosen threshold, already computed
+        val_metrics = calibration.metrics
+    elif unusable is None and val_pairs:
+        predictions = predict_graphs(model, val_graphs)
+        val_metrics = evaluate_predictions(cohort, {(p.src.scan_id, p.dst.scan_id): pred for p, pred
+                                                    in zip(val_pairs, predictions, strict=True)},
+                                           val_pairs)
+        val_metrics["score"] = selection_score(val_metrics)
+    else:
+        val_metrics = {}
+    return Calibrated(config, fusion, calibration, confidence, val_metrics, skipped)
+
+
+def recalibrate_checkpoint(path: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                           cohort: Cohort | str | os.PathLike | None = None,
+                           cache_dir: str | os.PathLike | None = None) -> Calibrated:
+    """Run the calibration steps of a trained checkpoint again on its own validation patients
+    (``extra["val_patients"]`` of ``extra["cohort"]``, or of ``cohort``), e.g. after the
+    threshold grid changed, and write the checkpoint to ``out`` (default: in place,
+    atomically); the weights are not trained again, and ``extra["recalibrated"]`` records
+    the change.
+
+    Raises:
+        InputError: the checkpoint has no validation patients, or its cohort is gone.
+    """
+    path = Path(path)
+    model, config, extra = load_checkpoint(path)
+    val_patients = list(extra.get("val_patients") or [])
+    if not val_patients:
+        raise InputError(path, "the checkpoint has no validation patients to calibrate on")
+    if cohort is None:
+        if not extra.get("cohort"):
+            raise InputError(path, "the checkpoint does not name its cohort; pass cohort=")
+        cohort = extra["cohort"]
+    if not isinstance(cohort, Cohort):
+        if not Path(cohort).is_dir():
+            raise InputError(path, f"its training cohort {cohort} is not there; pass cohort=")
+        cohort = read_cohort(cohort)
+    missing = sorted(set(val_patients) - set(cohort.patients))
+    if missing:
+        raise InputError(path, f"validation patient(s) {', '.join(missing[:5])} are not in "
+                         f"the cohort {cohort.root}")
+    pairs = cohort.pairs(extra.get("pair_mode") or "consecutive", val_patients)
+    graphs = matcher_graphs(pairs, config, cache_dir=cache_dir)
+    before = config.flat()[decision_key(config)]
+    result = calibrate_on_validation(model, config, cohort, pairs, graphs,
+                                     unusable=validation_problem(cohort, val_patients,
+                                                                 extra.get("pair_mode")
+                                                                 or "consecutive"))
+    extra = {**extra, **result.extra(), "val_metrics": result.val_metrics,
+             "calibration_skipped": result.skipped,
+             "recalibrated": {"threshold_before": before,
+                              "threshold": result.config.flat()[decision_key(result.config)]}}
+    save_checkpoint(path if out is None else out, model, result.config, extra)
+    return result
 
 
 class TrainingDiverged(ValueError):
@@ -310,62 +434,19 @@ def fit_matcher(cohort: Cohort, config: MatcherConfig, *, train_patients: Iterab
     if diverged:
         raise TrainingDiverged(f"training diverged: the best epoch ({best_epoch}) has {diverged}; "
                          f"no {CHECKPOINT_NAME} was written — try a lower optim.lr")
-    val_metrics: dict = {}
-    calibration = fusion = confidence = None
-    skipped: dict[str, str] = {}
-    if config.protocol.calibrate_fusion and config.model.fuses_scores:
-        problem = unusable or fusion_problem(data.val_pairs)
-        if problem is None:
-            try:
-                fusion = fit_fusion(model, config, data.val_pairs, graphs=data.val_graphs)
-            except ValueError as exc:   # the fit did not converge; the model is unchanged
-                problem = str(exc)
-        if problem:
-            skipped["fusion"] = problem
-    if config.protocol.calibrate_threshold:
-        problem = unusable or threshold_problem(data.val_pairs)
-        if problem is None:
-            calibration = calibrate_threshold(model, config, cohort, data.val_pairs,
-                                              graphs=data.val_graphs)
-            config = config.with_values({decision_key(config): calibration.threshold})
-            model.config = config
-        else:
-            skipped["threshold"] = problem
-    if config.protocol.calibrate_confidence:
-        problem = unusable or (None if data.val_pairs else "no validation scan pair")
-        if problem is None:
-            try:
-                confidence = fit_confidence(model, config, data.val_pairs,
-                                            graphs=data.val_graphs)
-            except ValueError as exc:      # one-sided assigned pairs: nothing to fit
-                problem = str(exc)
-            else:
-                config = config.with_values({"model.score_temperature": confidence.temperature,
-                                             "model.score_bias": confidence.bias})
-                model.config = config
-        if problem:
-            skipped["confidence"] = problem
+    calibrated = calibrate_on_validation(model, config, cohort, data.val_pairs,
+                                         data.val_graphs, unusable=unusable)
+    config, skipped = calibrated.config, calibrated.skipped
     if validate and skipped:       # (without validation the warning above said it all)
         warnings.warn(_skipped_message(skipped, config), CalibrationWarning, stacklevel=2)
-    if calibration is not None:    # the metrics at the chosen threshold, already computed
-        val_metrics = calibration.metrics
-    elif validate:
-        predictions = predict_graphs(model, data.val_graphs)
-        val_metrics = evaluate_predictions(cohort, {(p.src.scan_id, p.dst.scan_id): pred for p, pred
-                                                    in zip(data.val_pairs, predictions,
-                                                           strict=True)}, data.val_pairs)
-        val_metrics["score"] = selection_score(val_metrics)
+    val_metrics = calibrated.val_metrics if validate else {}
     extra = {
         "train_patients": data.train_patients, "val_patients": data.val_patients,
         "pair_mode": pair_mode, "seed": seed, "max_epochs": max_epochs,
         "init_from": None if init_from is None else os.fspath(init_from),
         "best_epoch": best_epoch, "epochs": trainer.current_epoch,
         "val_metrics": val_metrics,
-        "fusion": fusion,
-        "calibration": None if calibration is None else {
-            "key": decision_key(config), "threshold": calibration.threshold,
-            "scores": {f"{t:g}": v for t, v in calibration.scores.items()}},
-        "confidence": None if confidence is None else confidence.to_dict(),
+        **calibrated.extra(),
         "cohort": str(cohort.root) if cohort.root is not None else None,
         "validated": validate,
         "calibration_skipped": skipped,

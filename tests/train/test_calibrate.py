@@ -324,3 +324,25 @@ def test_fit_stores_the_confidence_map_fitted_on_validation(fitted, geometry_coh
         np.testing.assert_allclose(k.scores, temperature_scale(r.scores, conf["temperature"],
                                                                conf["bias"]), rtol=1e-9)
         assert (k.scores >= conf["threshold_confidence"] - 1e-12).all()
+
+
+def test_recalibrating_a_checkpoint_chooses_the_threshold_again(fits, geometry_cohort, tmp_path):
+    from lngraph.io.errors import InputError
+    from lngraph.models import save_checkpoint
+    from lngraph.train import recalibrate_checkpoint
+
+    result, val = fits("graph")
+    model, config, extra = load_checkpoint(result.checkpoint)
+    chosen = config.model.similarity_threshold
+    moved = tmp_path / "moved.ckpt"        # the same weights with another threshold
+    save_checkpoint(moved, model, config.with_values({"model.similarity_threshold": 0.99}),
+                    extra)
+    out = recalibrate_checkpoint(moved, tmp_path / "again.ckpt", cohort=geometry_cohort)
+    assert out.config.model.similarity_threshold == chosen
+    _, again, again_extra = load_checkpoint(tmp_path / "again.ckpt")
+    assert again.model.similarity_threshold == chosen
+    assert again_extra["recalibrated"] == {"threshold_before": 0.99, "threshold": chosen}
+    assert again_extra["calibration"]["threshold"] == chosen
+    assert again_extra["val_patients"] == list(val)
+    with pytest.raises(InputError, match="training cohort /nowhere is not there"):
+        recalibrate_checkpoint(moved, cohort="/nowhere")
