@@ -11,16 +11,16 @@ from lngraph.synth import generate_cohort, get_preset
 
 
 def cached_cohort(folder: Path, patients: int, seed: int, *, images: bool = True,
-                  workers: int = 2) -> Cohort:
-    """The ``default`` cohort cached in ``folder``, generated again when it is missing or was
-    made with other patients, seed, images or ``default`` preset (a folder per study, so
-    that a study regenerating its cohort cannot change another's mid-run)."""
+                  workers: int = 2, preset: str = "default") -> Cohort:
+    """The cohort of a synthetic ``preset`` cached in ``folder``, generated again when it is
+    missing or was made with other patients, seed, images or preset values (a folder per
+    study, so that a study regenerating its cohort cannot change another's mid-run)."""
     meta = folder / "synth.json"
     wanted = {"patients": patients, "seed": seed, "images": images,
-              "preset": json.loads(json.dumps(asdict(get_preset("default"))))}
+              "preset": json.loads(json.dumps(asdict(get_preset(preset))))}
     if not meta.is_file() or {k: json.loads(meta.read_text(encoding="utf-8")).get(k)
                               for k in wanted} != wanted:
-        generate_cohort(folder, patients, seed, "default", workers=workers, progress=True,
+        generate_cohort(folder, patients, seed, preset, workers=workers, progress=True,
                         images=images)
     return read_cohort(folder)
 

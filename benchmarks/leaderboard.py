@@ -102,11 +102,15 @@ def paper_tables(summary: pd.DataFrame) -> list[str]:
     ]
 
 
-def study_cohort(patients: int, seed: int, workers: int) -> Cohort:
-    """The study's own cached ``default`` cohort, ``benchmarks/.data/leaderboard-p<N>-s<seed>``
-    (:func:`cohorts.cached_cohort`)."""
-    return cached_cohort(DATA / f"leaderboard-p{patients}-s{seed}", patients, seed,
-                         workers=workers)
+def study_cohort(patients: int, seed: int, workers: int, preset: str = "default",
+                 images: bool = True) -> Cohort:
+    """The study's own cached cohort, ``benchmarks/.data/leaderboard-p<N>-s<seed>`` for the
+    ``default`` preset with images (``-<preset>``, ``-geo`` added otherwise;
+    :func:`cohorts.cached_cohort`)."""
+    name = (f"leaderboard-p{patients}-s{seed}" + ("" if preset == "default" else f"-{preset}")
+            + ("" if images else "-geo"))
+    return cached_cohort(DATA / name, patients, seed, workers=workers, preset=preset,
+                         images=images)
 
 
 def geometry_options(args) -> dict:
@@ -121,8 +125,18 @@ def geometry_options(args) -> dict:
     return options
 
 
+def output_stem(args) -> str:
+    """``leaderboard_dls``, ``leaderboard``, or e.g. ``leaderboard_hard_geo`` for another
+    preset or a geometry-only cohort."""
+    if args.dls:
+        return "leaderboard_dls"
+    return ("leaderboard" + ("" if args.preset == "default" else f"_{args.preset}")
+            + ("_geo" if args.geometry_only else ""))
+
+
 def run_synthetic(args) -> pd.DataFrame:
-    cohort = study_cohort(args.patients, args.cohort_seed, args.workers)
+    cohort = study_cohort(args.patients, args.cohort_seed, args.workers, args.preset,
+                          not args.geometry_only)
     options = {"lgm": {"epochs": args.lgm_epochs},
                "registration": {"params": LIGHT_REGISTRATION},
                "matcher_geometry": geometry_options(args),
@@ -131,7 +145,9 @@ def run_synthetic(args) -> pd.DataFrame:
     return run_leaderboard(
         cohort, args.methods, folds=args.folds, seeds=args.seeds, out_dir=args.out,
         max_epochs=args.max_epochs, options=options, command=_command(), reuse=args.reuse,
-        title=f"Leaderboard: `default` synthetic cohort, {args.patients} patients",
+        stem=output_stem(args),
+        title=f"Leaderboard: `{args.preset}` synthetic cohort, {args.patients} patients"
+              + (" (geometry only)" if args.geometry_only else ""),
         sections=paper_tables)
 
 
@@ -164,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dls-file", type=Path, default=DLS, help="DLS pair JSON")
     parser.add_argument("--patients", type=int, default=20, help="synthetic cohort size")
     parser.add_argument("--cohort-seed", type=int, default=0)
+    parser.add_argument("--preset", default="default", choices=("easy", "default", "hard"),
+                        help="synthetic preset of the cohort")
+    parser.add_argument("--geometry-only", action="store_true",
+                        help="a synthetic cohort without images (methods that need images "
+                             "are listed as skipped)")
     parser.add_argument("--methods", nargs="+", default=["all"])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -187,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     rows = run_dls(args) if args.dls else run_synthetic(args)
     if rows is not None:
-        stem = "leaderboard_dls" if args.dls else "leaderboard"
-        with atomic_path(DOCS_IMG / f"{stem}.png") as tmp:
-            shutil.copyfile(args.out / f"{stem}.png", tmp)
+        stem = output_stem(args)
+        if stem in ("leaderboard", "leaderboard_dls"):      # the plots the docs show
+            with atomic_path(DOCS_IMG / f"{stem}.png") as tmp:
+                shutil.copyfile(args.out / f"{stem}.png", tmp)
         print((args.out / f"{stem}.md").read_text(encoding="utf-8"))
     return 0
 
