@@ -42,6 +42,14 @@ For an earlier node :math:`i` (centre :math:`c_i`, radius :math:`r_i`) and a lat
 No image is read (``needs_images = False``) and no learned feature is used: three numbers are
 fitted. Like ``nearest`` and the matcher's prior, it is invariant to translations of either scan
 (the alignment shifts move with them), not to rotations.
+
+**Shared frame** (``geometry_fusion_frame``, ``frame_scale_mm``): a third feature, the
+distance of the raw centres :math:`\lVert c_i - c_j \rVert / f` before any alignment
+(:math:`f` = ``frame_scale_mm``). It helps where the two scans' coordinates agree up to a few
+centimetres (the same scanner frame, or DeepLesion's field-of-view corners), most of all for
+scans with one or two nodes, which a translation-invariant method can only align onto each
+other; it is then invariant only to translating both scans together. On scans in unrelated
+frames it is misleading: use the plain method.
 """
 
 from __future__ import annotations
@@ -72,18 +80,23 @@ MIN_RADIUS_MM = 1e-3
 
 
 def pair_features(pair: ScanPair, alignment: AlignmentParams = ALIGNMENT,
-                  scale_mm: float = GATE_MM) -> np.ndarray:
-    """``[n_src, n_dst, 2]`` float64 features of every node pair: aligned centre distance in
-    units of ``scale_mm`` and absolute log-radius difference (module docstring)."""
+                  scale_mm: float = GATE_MM, frame_scale_mm: float | None = None) -> np.ndarray:
+    """``[n_src, n_dst, k]`` float64 features of every node pair: aligned centre distance in
+    units of ``scale_mm`` and absolute log-radius difference (module docstring); with
+    ``frame_scale_mm`` also the raw centre distance in its units (``k`` = 3)."""
     src, dst = pair.src.nodes, pair.dst.nodes
+    k = len(FEATURES) + (frame_scale_mm is not None)
     if len(src) == 0 or len(dst) == 0:
-        return np.zeros((len(src), len(dst), len(FEATURES)))
+        return np.zeros((len(src), len(dst), k))
     aligned = src.pos + pair_shifts(src.pos, dst.pos, alignment)
     distance = np.linalg.norm(aligned[:, None] - dst.pos[None], axis=-1) / scale_mm
     log_src = np.log(np.maximum(src.radius_mm, MIN_RADIUS_MM))
     log_dst = np.log(np.maximum(dst.radius_mm, MIN_RADIUS_MM))
     size = np.abs(log_src[:, None] - log_dst[None])
-    return np.stack([distance, size], axis=-1)
+    terms = [distance, size]
+    if frame_scale_mm is not None:
+        terms.append(np.linalg.norm(src.pos[:, None] - dst.pos[None], axis=-1) / frame_scale_mm)
+    return np.stack(terms, axis=-1)
 
 
 def pair_labels(pair: ScanPair) -> np.ndarray:
@@ -113,9 +126,11 @@ class GeometryFusion(Method):
         val_fraction: share of the training patients held out to choose the threshold when
             :meth:`fit` gets no ``val``.
         seed: seed of that split.
+        frame_scale_mm: add the raw centre distance in these units as a third feature
+            (module docstring, *Shared frame*); ``None``: the two features only.
 
     Attributes:
-        weight: ``[2]`` fitted weights of :data:`FEATURES` (distance, size), in feature units.
+        weight: ``[k]`` fitted weights of :attr:`feature_names`, in feature units.
         bias: fitted bias :math:`c`.
         threshold: decision threshold on :math:`P` (chosen on validation; 0.5 until then, or
             when the validation patients cannot choose one).
@@ -130,9 +145,14 @@ class GeometryFusion(Method):
     epochs_option = None
 
     def __init__(self, gate_mm: float = GATE_MM, local_scale_mm: float = 30.0,
-                 l2: float = 1e-3, val_fraction: float = 0.2, seed: int = 0):
+                 l2: float = 1e-3, val_fraction: float = 0.2, seed: int = 0,
+                 frame_scale_mm: float | None = None):
         if not gate_mm > 0:
             raise ValueError(f"gate_mm must be positive, got {gate_mm}")
+        if frame_scale_mm is not None and not frame_scale_mm > 0:
+            raise ValueError(f"frame_scale_mm must be positive or None, got {frame_scale_mm}")
+        self.frame_scale_mm = None if frame_scale_mm is None else float(frame_scale_mm)
+        self.feature_names = FEATURES + (() if frame_scale_mm is None else ("frame distance",))
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.gate_mm = float(gate_mm)
@@ -150,11 +170,13 @@ class GeometryFusion(Method):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(gate_mm={self.gate_mm:g}, "
                 f"local_scale_mm={self.alignment.local_scale_mm:g}, l2={self.l2:g}, "
-                f"val_fraction={self.val_fraction:g}, seed={self.seed})")
+                f"val_fraction={self.val_fraction:g}, seed={self.seed}"
+                + ("" if self.frame_scale_mm is None
+                   else f", frame_scale_mm={self.frame_scale_mm:g}") + ")")
 
     def features(self, pair: ScanPair) -> np.ndarray:
-        """``[n_src, n_dst, 2]`` features of ``pair`` (:func:`pair_features`)."""
-        return pair_features(pair, self.alignment, self.gate_mm)
+        """``[n_src, n_dst, k]`` features of ``pair`` (:func:`pair_features`)."""
+        return pair_features(pair, self.alignment, self.gate_mm, self.frame_scale_mm)
 
     def scores(self, pair: ScanPair) -> np.ndarray:
         """``[n_src, n_dst]`` matching probabilities :math:`P` of ``pair``."""
@@ -181,7 +203,7 @@ class GeometryFusion(Method):
         if not pairs:
             raise ValueError("geometry_fusion needs training scan pairs with ground truth "
                              "(track_id) and nodes in both scans")
-        x = np.concatenate([self.features(p).reshape(-1, len(FEATURES)) for p in pairs])
+        x = np.concatenate([self.features(p).reshape(-1, len(self.feature_names)) for p in pairs])
         y = np.concatenate([pair_labels(p).reshape(-1) for p in pairs])
         weight, self.bias = fit_balanced_logistic(x, y, l2=self.l2)
         self.weight = weight.numpy()
@@ -223,5 +245,18 @@ class GeometryFusion(Method):
         return _prediction(self._assign(pair, self.threshold))
 
 
+@register
+class GeometryFusionFrame(GeometryFusion):
+    """:class:`GeometryFusion` with the raw centre distance as a third feature (module
+    docstring, *Shared frame*; ``frame_scale_mm`` = 100 by default): for scans whose
+    coordinates agree up to a few centimetres."""
+
+    name = "geometry_fusion_frame"
+
+    def __init__(self, *args, frame_scale_mm: float | None = 100.0, **kwargs):
+        super().__init__(*args, frame_scale_mm=frame_scale_mm, **kwargs)
+
+
 __all__ = ["ALIGNMENT", "FEATURES", "GATE_MM", "THRESHOLDS", "GeometryFusion",
+           "GeometryFusionFrame",
            "fit_balanced_logistic", "pair_features", "pair_labels"]

@@ -150,3 +150,43 @@ def test_runs_on_the_leaderboard():
     rows = run_leaderboard(_cohort(6, seed=3), ["geometry_fusion"], folds=2, progress=False)
     assert (rows["status"] == "ok").all() and len(rows) == 2
     assert (rows["f1"] > 0.95).all() and (rows["nlr"] == 1.0).all()
+
+
+def test_the_frame_variant_adds_the_raw_centre_distance(test_pair):
+    from lngraph.baselines.geometry_fusion import GeometryFusionFrame
+
+    plain = pair_features(test_pair)
+    framed = pair_features(test_pair, frame_scale_mm=50.0)
+    np.testing.assert_allclose(framed[..., :2], plain)
+    src, dst = test_pair.src.nodes, test_pair.dst.nodes
+    np.testing.assert_allclose(framed[1, 2, 2], np.linalg.norm(src.pos[1] - dst.pos[2]) / 50)
+    method = GeometryFusionFrame(seed=0)
+    assert REGISTRY["geometry_fusion_frame"] is GeometryFusionFrame
+    assert method.feature_names == ("distance", "size", "frame distance")
+    assert repr(method).endswith("seed=0, frame_scale_mm=100)")
+    fitted = method.fit(_cohort(8, seed=1))
+    assert fitted.weight.shape == (3,)
+    with pytest.raises(ValueError, match="frame_scale_mm must be positive"):
+        GeometryFusion(frame_scale_mm=0.0)
+
+
+def test_the_frame_feature_separates_lone_nodes_that_alignment_cannot():
+    """One node per scan: alignment puts them on each other whatever their distance; the raw
+    distance still tells a nearby partner from a far-away stranger."""
+    from lngraph.baselines.geometry_fusion import GeometryFusionFrame
+
+    def lone(p, offset, same):
+        a = NodeTable.from_arrays([[0.0, 0.0, 0.0]], [10.0], track_id=[f"t{p}"])
+        b = NodeTable.from_arrays([offset], [10.0], track_id=[f"t{p}" if same else f"u{p}"])
+        return [Scan(f"P{p}", f"P{p}_a", "1", None, a), Scan(f"P{p}", f"P{p}_b", "2", None, b)]
+
+    scans = [s for p in range(40) for s in lone(p, (0.0, 0.0, 20.0 if p % 2 else 200.0),
+                                                 bool(p % 2))]
+    cohort = Cohort(scans)
+    train, val = cohort.subset(cohort.patients[:30]), cohort.subset(cohort.patients[30:])
+    near = ScanPair(*lone(99, (0.0, 0.0, 25.0), True))
+    far = ScanPair(*lone(98, (0.0, 0.0, 190.0), False))
+    framed = GeometryFusionFrame().fit(train, val)
+    assert len(framed.predict(near).matches) == 1 and len(framed.predict(far).matches) == 0
+    plain = GeometryFusion().fit(train, val)
+    assert len(plain.predict(near).matches) == len(plain.predict(far).matches)
