@@ -180,7 +180,10 @@ def describe_cohort(cohort: Cohort, pair_mode: str = "consecutive",
 
 
 def _value_text(value) -> str:
-    """``repr`` of a value; a dataclass shows only the fields that differ from its defaults."""
+    """``repr`` of a value; a path is shown as text, a dataclass only with the fields that
+    differ from its defaults."""
+    if isinstance(value, os.PathLike):
+        return f"`{os.fspath(value)}`"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         default = type(value)()
         changed = ", ".join(f"{f.name}={getattr(value, f.name)!r}"
