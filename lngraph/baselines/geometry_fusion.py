@@ -12,7 +12,7 @@ For an earlier node :math:`i` (centre :math:`c_i`, radius :math:`r_i`) and a lat
 
    * aligned centre distance :math:`x^{d}_{ij} = \lVert c_i + u_i - c_j \rVert / g`, with
      :math:`u_i` the alignment shift of node :math:`i`
-     (:func:`~lngraph.data.geometry.pair_shifts`: the robust translation between the two node
+     (:func:`~lngraph.data.geometry.pair_shifts`: the robust rigid motion between the two node
      sets, refined per node with neighbourhood scale ``local_scale_mm``; the matcher's own
      settings :data:`ALIGNMENT`) and :math:`g` = ``gate_mm`` = 15 mm;
    * size change :math:`x^{s}_{ij} = \lvert \log r_i - \log r_j \rvert`, with :math:`r` the
@@ -40,8 +40,9 @@ For an earlier node :math:`i` (centre :math:`c_i`, radius :math:`r_i`) and a lat
    are then left out of the logistic fit. Ties go to the middle of the best run of thresholds.
 
 No image is read (``needs_images = False``) and no learned feature is used: three numbers are
-fitted. Like ``nearest`` and the matcher's prior, it is invariant to translations of either scan
-(the alignment shifts move with them), not to rotations.
+fitted. Like the matcher's prior, it is invariant to translations of either scan (the
+alignment shifts move with them) and, as far as the rigid alignment recovers them, to small
+rotations of one scan.
 
 **Shared frame** (``geometry_fusion_frame``, ``frame_scale_mm``): a third feature, the
 distance of the raw centres :math:`\lVert c_i - c_j \rVert / f` before any alignment
@@ -70,7 +71,7 @@ from lngraph.nn.logistic import fit_balanced_logistic
 #: ``g`` (mm): the distance unit and the alignment's inlier scale, as in the matcher's config.
 GATE_MM = 15.0
 #: Alignment shifts as the matcher's ``lite`` config computes them.
-ALIGNMENT = AlignmentParams(gate_mm=GATE_MM, local_scale_mm=30.0)
+ALIGNMENT = AlignmentParams(gate_mm=GATE_MM, local_scale_mm=30.0, rigid=True)
 #: Names of the two features, in the order of :attr:`GeometryFusion.weight`.
 FEATURES = ("distance", "size")
 #: Thresholds tried on the validation patients: 0.05, 0.10, …, 0.95.
@@ -121,6 +122,8 @@ class GeometryFusion(Method):
         gate_mm: :math:`g`, the distance unit and the alignment's inlier scale (mm).
         local_scale_mm: neighbourhood scale of the per-node alignment refinement (mm; 0: one
             translation for every node).
+        rigid: start the alignment from the robust rigid motion (rotation included), as the
+            matcher's ``lite`` config does; ``False``: from the translation.
         l2: ridge penalty on the weights (keeps them finite when the training pairs are
             separable).
         val_fraction: share of the training patients held out to choose the threshold when
@@ -146,7 +149,7 @@ class GeometryFusion(Method):
 
     def __init__(self, gate_mm: float = GATE_MM, local_scale_mm: float = 30.0,
                  l2: float = 1e-3, val_fraction: float = 0.2, seed: int = 0,
-                 frame_scale_mm: float | None = None):
+                 frame_scale_mm: float | None = None, rigid: bool = True):
         if not gate_mm > 0:
             raise ValueError(f"gate_mm must be positive, got {gate_mm}")
         if frame_scale_mm is not None and not frame_scale_mm > 0:
@@ -157,7 +160,7 @@ class GeometryFusion(Method):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.gate_mm = float(gate_mm)
         self.alignment = AlignmentParams(gate_mm=self.gate_mm,
-                                         local_scale_mm=float(local_scale_mm))
+                                         local_scale_mm=float(local_scale_mm), rigid=rigid)
         self.l2 = float(l2)
         self.val_fraction = float(val_fraction)
         self.seed = int(seed)

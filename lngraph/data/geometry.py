@@ -34,10 +34,13 @@ class AlignmentParams:
         gate_mm: inlier scale of the robust translation and gate of its tentative matches.
         local_scale_mm: neighbourhood scale of the per-node refinement; 0 gives every node
             the one translation.
+        rigid: start from the robust rigid motion (rotation and translation,
+            :func:`~lngraph.matching.alignment.robust_rigid`) instead of the translation.
     """
 
     gate_mm: float = DEFAULT_GATE_MM
     local_scale_mm: float = 0.0
+    rigid: bool = False
 
     def __post_init__(self):
         if not self.gate_mm > 0:
@@ -48,8 +51,9 @@ class AlignmentParams:
 
 def alignment_key(src: np.ndarray, dst: np.ndarray, params: AlignmentParams) -> str:
     """The cache key of one pair's shifts (module docstring)."""
+    rigid = ";rigid" if params.rigid else ""   # (keys of translation-only shifts unchanged)
     digest = hashlib.sha256(f"v{ALIGNMENT_VERSION};{params.gate_mm!r};"
-                            f"{params.local_scale_mm!r};{len(src)};{len(dst)};".encode())
+                            f"{params.local_scale_mm!r}{rigid};{len(src)};{len(dst)};".encode())
     digest.update(np.ascontiguousarray(src, dtype=np.float64).tobytes())
     digest.update(np.ascontiguousarray(dst, dtype=np.float64).tobytes())
     return digest.hexdigest()
@@ -62,7 +66,8 @@ def pair_shifts(src: np.ndarray, dst: np.ndarray, params: AlignmentParams,
     src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
     if cache_dir is None:
-        return alignment_shifts(src, dst, params.gate_mm, params.local_scale_mm)
+        return alignment_shifts(src, dst, params.gate_mm, params.local_scale_mm,
+                                rigid=params.rigid)
     path = Path(cache_dir) / "alignment" / f"{alignment_key(src, dst, params)}.npy"
     if path.is_file():
         try:
@@ -71,7 +76,8 @@ def pair_shifts(src: np.ndarray, dst: np.ndarray, params: AlignmentParams,
                 return shifts
         except (OSError, ValueError):
             pass    # a corrupt entry is recomputed
-    shifts = alignment_shifts(src, dst, params.gate_mm, params.local_scale_mm)
+    shifts = alignment_shifts(src, dst, params.gate_mm, params.local_scale_mm,
+                              rigid=params.rigid)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:

@@ -87,6 +87,49 @@ def robust_translation(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAUL
     return t
 
 
+def robust_rigid(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
+                 max_angle_deg: float = 20.0, min_pairs: int = 3, wide_rounds: int = 3,
+                 iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    r"""The rigid motion :math:`x \mapsto Rx + t` (``R [3, 3]``, ``t (3,)``) that best carries
+    ``src`` onto ``dst``: the :func:`robust_translation` first, then rounds of Hungarian
+    matching of the moved nodes and the least-squares rotation and translation of the matched
+    pairs (Kabsch), until the motion stops changing. The first ``wide_rounds`` rounds gate the
+    matches at twice ``gate_mm`` (a turn of 10° moves a node 100 mm from the centre by 17 mm,
+    beyond the translation's gate), the later ones at ``gate_mm``.
+
+    A rotation needs spread-out pairs: with fewer than ``min_pairs`` matched pairs, or when the
+    fitted rotation turns by more than ``max_angle_deg`` (patient repositioning between scans
+    is a few degrees; a large angle is a fit to wrong pairs), the last accepted motion stays —
+    at worst ``R = I`` and the translation. Translating either point set changes ``t`` so that
+    the moved ``src`` follows (``R`` is unchanged); rotating ``src`` is absorbed by ``R``.
+    """
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
+    rotation, t = np.eye(3), robust_translation(src, dst, gate_mm, iterations)
+    if min(len(src), len(dst)) < min_pairs:
+        return rotation, t
+    for round_ in range(iterations):
+        gate = gate_mm * (2.0 if round_ < wide_rounds else 1.0)
+        pairs = hungarian(pairwise_distances(src @ rotation.T + t, dst), max_cost=gate)
+        if len(pairs) < min_pairs:
+            break
+        a, b = src[pairs[:, 0]], dst[pairs[:, 1]]
+        ca, cb = a.mean(axis=0), b.mean(axis=0)
+        u, _, vt = np.linalg.svd((a - ca).T @ (b - cb))
+        flip = np.diag([1.0, 1.0, np.sign(np.linalg.det(vt.T @ u.T))])
+        new_rotation = vt.T @ flip @ u.T
+        cosine = np.clip((np.trace(new_rotation) - 1) / 2, -1.0, 1.0)
+        if np.degrees(np.arccos(cosine)) > max_angle_deg:
+            break
+        new_t = cb - new_rotation @ ca
+        done = np.allclose(new_rotation, rotation, atol=1e-9) and np.allclose(new_t, t,
+                                                                               atol=1e-6)
+        rotation, t = new_rotation, new_t
+        if done and round_ >= wide_rounds:
+            break
+    return rotation, t
+
+
 def local_shifts(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
                  scale_mm: float = 30.0, rounds: int = 3, prior_weight: float = 0.5,
                  iterations: int = 10) -> np.ndarray:
@@ -134,12 +177,18 @@ def local_shifts(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE
 
 
 def alignment_shifts(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
-                     local_scale_mm: float = 0.0, iterations: int = 10) -> np.ndarray:
+                     local_scale_mm: float = 0.0, iterations: int = 10,
+                     rigid: bool = False) -> np.ndarray:
     """``[N, 3]`` shift (mm) that carries each ``src`` node towards the later scan: the
     :func:`robust_translation` for every node, or the per-node :func:`local_shifts` of scale
-    ``local_scale_mm`` when that is positive."""
+    ``local_scale_mm`` when that is positive. With ``rigid``, ``src`` is first moved by the
+    :func:`robust_rigid` motion (rotation included) and the shift is the sum of both moves."""
     src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
+    if rigid:
+        rotation, t = robust_rigid(src, dst, gate_mm, iterations=iterations)
+        moved = src @ rotation.T + t
+        return moved - src + alignment_shifts(moved, dst, gate_mm, local_scale_mm, iterations)
     if local_scale_mm > 0:
         return local_shifts(src, dst, gate_mm, local_scale_mm, iterations=iterations)
     t = robust_translation(src, dst, gate_mm, iterations)

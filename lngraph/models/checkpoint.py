@@ -21,7 +21,9 @@ augmentation at a constant learning rate, which their config is given
 ``model.score_bias``, :func:`~lngraph.models.asymmetric_matcher.confident_matches`) is part of
 the config; a file without it — every file of versions 2 and 3, and version-4 files written
 before it existed — loads with :math:`T = 1, b = 0`, i.e. the decision score is reported as
-before (the map changes no weight and no decision, so the version stays 4). A file of any
+before (the map changes no weight and no decision, so the version stays 4). Likewise a file
+without ``model.position_rigid`` (every file written before the rigid alignment existed)
+loads with ``False``, the translation alignment it was trained with. A file of any
 other version, a corrupt file or any other file is refused with an
 :class:`~lngraph.io.errors.InputError` naming it and the problem. So is a checkpoint whose
 weights hold a NaN or an infinity (:func:`nonfinite_weights`: such a model scores every node
@@ -185,6 +187,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"
                 stored = values.get(section) or {}
                 if isinstance(stored, Mapping):     # (anything else: from_dict says why)
                     values[section] = {**stored, **meant}
+        model_values = values.get("model")
+        if isinstance(model_values, Mapping) and "position_rigid" not in model_values:
+            values = {**values, "model": {**model_values, "position_rigid": False}}
         config = MatcherConfig.from_dict(values)
     except (TypeError, ValueError) as exc:
         raise InputError(path, f"invalid config in the checkpoint: {exc}") from None

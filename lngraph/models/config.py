@@ -118,6 +118,9 @@ class ModelConfig(_Section):
             ``"none"``.
         use_cross: the cross-graph attention layers (``False``: the ablation where the two
             scans meet only in the assignment head).
+        cross_k: in the cross-graph layers each node attends to the ``cross_k`` nodes of
+            the other scan nearest to it after the alignment (all of them when the other scan
+            has at most ``cross_k`` nodes); the assignment head stays dense.
         deep_supervision: an assignment head after every layer, each in the loss (``False``:
             after the last only).
 
@@ -166,6 +169,17 @@ class ModelConfig(_Section):
         position_local_mm: when positive, ``d`` is measured after the per-node
             :func:`~lngraph.matching.alignment.local_shifts` of this neighbourhood scale
             instead of the one translation.
+        position_rigid: start the alignment from the robust rigid motion of the two scans'
+            nodes (rotation and translation, :func:`~lngraph.matching.alignment.robust_rigid`;
+            at least three matched pairs, at most 20°) instead of the translation, so that a
+            patient turned between scans is turned back; checkpoints written before it existed
+            load with ``False``.
+        frame_prior_mm: (``graph``) when positive, the cross-graph layers and the head also
+            get the distance of the two nodes' raw centres (before alignment) in units of
+            this many mm: evidence where the scans' coordinates agree up to a few centimetres
+            (one scanner frame), above all for scans with one or two nodes, which the
+            alignment lays onto each other; the model is then invariant only to translating
+            both scans together. 0 (the default): off, invariant to translating either scan.
         size_prior: add ``- e |log r_i - log r_j|`` (radii, learned ``e``) to the logit.
         encoder_similarity: add ``a_e E / similarity_temperature`` to the logit, ``E`` the
             cosine of the nodes' encoder embeddings before SEAG (3D plus mean view feature).
@@ -181,6 +195,7 @@ class ModelConfig(_Section):
     heads: int = 4
     self_layer: str = "attention"
     use_cross: bool = True
+    cross_k: int = 32
     deep_supervision: bool = True
     seag_learn_q: bool = True
     encoder2d_block: str = "basic"
@@ -209,6 +224,8 @@ class ModelConfig(_Section):
     position_prior: bool = True
     position_gate_mm: float = 15.0
     position_local_mm: float = 30.0
+    position_rigid: bool = True
+    frame_prior_mm: float = 0.0
     size_prior: bool = True
     encoder_similarity: bool = True
     geometry_only: bool = False
@@ -220,8 +237,8 @@ class ModelConfig(_Section):
                  "score_temperature", "position_gate_mm", "geometry_distance_mm")
     _AT_LEAST_ONE = ("encoder2d_stem_stride", "encoder3d_stem_stride", "feature_dim",
                      "token_grid", "scb_hidden", "geometry_k", "geometry_hidden", "layers",
-                     "heads")
-    _NON_NEGATIVE = ("position_local_mm",)
+                     "heads", "cross_k")
+    _NON_NEGATIVE = ("position_local_mm", "frame_prior_mm")
     _UNIT = ("scb_threshold", "similarity_threshold")
 
     @property

@@ -37,7 +37,8 @@ def alignment_params(config: MatcherConfig) -> AlignmentParams | None:
     m = config.model
     if not m.position_prior:
         return None
-    return AlignmentParams(gate_mm=m.position_gate_mm, local_scale_mm=m.position_local_mm)
+    return AlignmentParams(gate_mm=m.position_gate_mm, local_scale_mm=m.position_local_mm,
+                           rigid=m.position_rigid)
 
 
 def matcher_graphs(pairs: Sequence[ScanPair], config: MatcherConfig, *,

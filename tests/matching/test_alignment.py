@@ -85,3 +85,63 @@ def test_local_shifts_without_rounds_are_the_translation_and_move_with_the_scans
     np.testing.assert_allclose(local_shifts(src + move, dst), u - move, atol=1e-9)
     assert local_shifts(np.zeros((0, 3)), dst).shape == (0, 3)
     np.testing.assert_array_equal(local_shifts(src, np.zeros((0, 3))), np.zeros((16, 3)))
+
+
+def _rotation(axis, degrees):
+    """Rodrigues' rotation matrix."""
+    k = np.asarray(axis, float) / np.linalg.norm(axis)
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    a = np.radians(degrees)
+    return np.eye(3) + np.sin(a) * cross + (1 - np.cos(a)) * cross @ cross
+
+
+def _turned_scan(seed=0, degrees=10.0, n=10):
+    rng = np.random.default_rng(seed)
+    src = rng.uniform(-100, 100, (n, 3))
+    rotation = _rotation(rng.normal(size=3), degrees)
+    dst = src @ rotation.T + np.array([20.0, -5.0, 30.0]) + rng.normal(0, 0.5, (n, 3))
+    return src, dst, rotation
+
+
+def test_robust_rigid_undoes_a_turned_patient():
+    from lngraph.matching.alignment import robust_rigid
+
+    src, dst, rotation = _turned_scan()
+    found, t = robust_rigid(src, dst)
+    angle = np.degrees(np.arccos(np.clip((np.trace(found.T @ rotation) - 1) / 2, -1, 1)))
+    assert angle < 1.0
+    assert np.linalg.norm(src @ found.T + t - dst, axis=1).max() < 2.5
+    # the translation alone leaves the far nodes far off; the rigid shifts bring them home
+    plain = alignment_shifts(src, dst, 15.0, 30.0)
+    rigid = alignment_shifts(src, dst, 15.0, 30.0, rigid=True)
+    assert np.linalg.norm(src + rigid - dst, axis=1).max() < 3.0
+    assert np.linalg.norm(src + plain - dst, axis=1).max() > 10.0
+
+
+def test_robust_rigid_follows_translations_of_either_scan():
+    from lngraph.matching.alignment import robust_rigid
+
+    src, dst, _ = _turned_scan(seed=1)
+    rotation, t = robust_rigid(src, dst)
+    moved = src @ rotation.T + t
+    a, b = np.array([40.0, -7.0, 3.0]), np.array([-12.0, 30.0, 55.0])
+    rotation2, t2 = robust_rigid(src + a, dst + b)
+    np.testing.assert_allclose(rotation2, rotation, atol=1e-9)
+    np.testing.assert_allclose((src + a) @ rotation2.T + t2, moved + b, atol=1e-6)
+    shifts = alignment_shifts(src, dst, 15.0, 30.0, rigid=True)
+    np.testing.assert_allclose(alignment_shifts(src + a, dst + b, 15.0, 30.0, rigid=True),
+                               shifts + b - a, atol=1e-6)
+
+
+def test_robust_rigid_keeps_the_translation_for_few_nodes_or_large_angles():
+    from lngraph.matching.alignment import robust_rigid
+
+    src, dst, _ = _turned_scan(seed=2, n=2)
+    rotation, t = robust_rigid(src, dst)
+    np.testing.assert_array_equal(rotation, np.eye(3))
+    np.testing.assert_allclose(t, robust_translation(src, dst))
+    np.testing.assert_allclose(alignment_shifts(src, dst, 15.0, 30.0, rigid=True),
+                               alignment_shifts(src, dst, 15.0, 30.0))
+    src, dst, _ = _turned_scan(seed=3, degrees=45.0)     # beyond max_angle_deg: no rotation
+    rotation, _ = robust_rigid(src, dst, max_angle_deg=20.0)
+    np.testing.assert_array_equal(rotation, np.eye(3))

@@ -203,7 +203,8 @@ def test_format_2_file_is_migrated(tmp_path, image_graph):
         model={"architecture": "asymmetric", "seag_learn_q": False,
                "encoder2d_widths": (4, 8, 8), "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
                "use_scb": True, "scb_hidden": 8, "scb_threshold": 0.4,
-               "similarity_temperature": 0.2, "scb_temperature": 0.2},
+               "similarity_temperature": 0.2, "scb_temperature": 0.2,
+               "position_rigid": False},
         loss={"temperature": 0.2, "weight_te": 0.5},
         optim={"fusion_lr": 0.002, "lr": 0.003, "batch_size": 2, "max_epochs": 7,
                "patience": 5, **BEFORE_4_OPTIM},
@@ -218,7 +219,9 @@ def test_format_2_file_is_migrated(tmp_path, image_graph):
     loaded, config, extra = load_checkpoint(path)
     assert config == expected and extra == {"seed": 3}
     assert type(loaded) is AsymmetricMatcher and not loaded.seag.learn_q
-    assert alignment_params(config) == alignment_params(TINY)    # image_graph's shifts fit
+    # the translation alignment it was trained with
+    assert alignment_params(config) == alignment_params(
+        TINY.with_values({"model.position_rigid": False}))
     assert loaded.scb.temperature == 0.2
     with torch.no_grad():
         before, after = model(image_graph), loaded(image_graph)
@@ -342,3 +345,17 @@ def test_numpy_strings_in_extra_are_stored_as_plain_strings(tmp_path):
     _, _, extra = load_checkpoint(path)
     assert sorted(extra["val_patients"]) == ["P1", "P2", "P3"] and extra["best"] == "P1"
     assert all(type(p) is str for p in extra["val_patients"])
+
+
+def test_a_file_from_before_the_rigid_alignment_keeps_the_translation_alignment(tmp_path):
+    model = build_matcher(TINY_GRAPH)
+    save_checkpoint(tmp_path / "new.ckpt", model, TINY_GRAPH)
+    payload = torch.load(tmp_path / "new.ckpt", weights_only=True)
+    assert payload["config"]["model"]["position_rigid"] is True
+    del payload["config"]["model"]["position_rigid"]
+    torch.save(payload, tmp_path / "old.ckpt")
+    _, config, _ = load_checkpoint(tmp_path / "old.ckpt")
+    assert config == TINY_GRAPH.with_values({"model.position_rigid": False})
+    assert not alignment_params(config).rigid
+    _, config, _ = load_checkpoint(tmp_path / "new.ckpt")
+    assert alignment_params(config).rigid
