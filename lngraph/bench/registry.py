@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lngraph.baselines.base import REGISTRY, Method
-from lngraph.baselines.geometry_fusion import GeometryFusion
+from lngraph.baselines.geometry_fusion import GeometryFusion, GeometryFusionFrame
 from lngraph.baselines.lgm import LGM
 from lngraph.baselines.nearest import Nearest
 from lngraph.baselines.pointset import PointSet
@@ -32,6 +32,7 @@ from lngraph.baselines.registration import ImageRegistration
 from lngraph.baselines.trackers import DLTLite, SAMLite, TLTLite
 from lngraph.train.ablations import (
     AppearanceHungarian,
+    GeometryFrame,
     GeometryOnly,
     PaperMatcher,
     WithoutCross,
@@ -52,6 +53,7 @@ BUILTIN_METHODS: tuple[type[Method], ...] = (
     ImageRegistration,     # registration
     LGM,                   # lgm
     GeometryFusion,        # geometry_fusion
+    GeometryFusionFrame,   # geometry_fusion_frame
     DLTLite,               # dlt_lite
     SAMLite,               # sam_lite
     TLTLite,               # tlt_lite
@@ -63,6 +65,7 @@ BUILTIN_METHODS: tuple[type[Method], ...] = (
     PaperMatcher,          # paper
     MatcherMethod,         # matcher
     GeometryOnly,          # matcher_geometry
+    GeometryFrame,         # matcher_geometry_frame
     WithoutCross,          # matcher_no_cross
     WithoutPosition,       # matcher_no_position
     WithoutSelf,           # matcher_no_self

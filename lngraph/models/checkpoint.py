@@ -22,8 +22,9 @@ augmentation at a constant learning rate, which their config is given
 the config; a file without it — every file of versions 2 and 3, and version-4 files written
 before it existed — loads with :math:`T = 1, b = 0`, i.e. the decision score is reported as
 before (the map changes no weight and no decision, so the version stays 4). Likewise a file
-without ``model.position_rigid`` (every file written before the rigid alignment existed)
-loads with ``False``, the translation alignment it was trained with. A file of any
+without ``model.position_rigid`` or ``model.cross_edge_values`` (written before they
+existed) loads with ``False``: the translation alignment and the cross-graph layers it was
+trained with. A file of any
 other version, a corrupt file or any other file is refused with an
 :class:`~lngraph.io.errors.InputError` naming it and the problem. So is a checkpoint whose
 weights hold a NaN or an infinity (:func:`nonfinite_weights`: such a model scores every node
@@ -63,6 +64,11 @@ READABLE_VERSIONS = (2, 3, FORMAT_VERSION)
 _BEFORE_4 = {"model": {"architecture": "asymmetric", "seag_learn_q": False},
              "optim": {"augment_drop": 0.0, "augment_rotation_deg": 0.0, "augment_scale": 0.0,
                        "augment_jitter_mm": 0.0, "schedule": "constant"}}
+
+
+#: Model settings added to format 4 after its first files, with the value that reproduces
+#: those files' models (a file without the key loads with it).
+_ADDED_IN_4 = {"position_rigid": False, "cross_edge_values": False}
 
 
 def plain(value, where: str = "extra"):
@@ -188,8 +194,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"
                 if isinstance(stored, Mapping):     # (anything else: from_dict says why)
                     values[section] = {**stored, **meant}
         model_values = values.get("model")
-        if isinstance(model_values, Mapping) and "position_rigid" not in model_values:
-            values = {**values, "model": {**model_values, "position_rigid": False}}
+        if isinstance(model_values, Mapping):
+            values = {**values, "model": {**_ADDED_IN_4, **model_values}}
         config = MatcherConfig.from_dict(values)
     except (TypeError, ValueError) as exc:
         raise InputError(path, f"invalid config in the checkpoint: {exc}") from None

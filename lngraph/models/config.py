@@ -123,6 +123,11 @@ class ModelConfig(_Section):
             has at most ``cross_k`` nodes); the assignment head stays dense.
         deep_supervision: an assignment head after every layer, each in the loss (``False``:
             after the last only).
+        cross_edge_values: the cross-graph layers add a learned value of each edge's features
+            (aligned offset, and raw distance with ``frame_prior_mm``) to its message, so that
+            a node learns how far its candidates are, not only which one is nearest (the
+            attention bias alone cannot say it: a node with one candidate receives its value
+            whatever the offset); checkpoints written before it existed load with ``False``.
 
     Graph (:class:`~lngraph.nn.conv.SEAGConv`):
         use_seag: (``asymmetric``) pass the features through SEAG; ``False`` compares the
@@ -197,6 +202,7 @@ class ModelConfig(_Section):
     use_cross: bool = True
     cross_k: int = 32
     deep_supervision: bool = True
+    cross_edge_values: bool = True
     seag_learn_q: bool = True
     encoder2d_block: str = "basic"
     encoder2d_layers: tuple[int, ...] = (1, 1, 1)

@@ -20,13 +20,20 @@ geometry-only ``cube`` and ``views`` crops; with ``model.position_prior`` the al
    [\boldsymbol{\delta}, \lVert\boldsymbol{\delta}\rVert] / g` with :math:`\boldsymbol\delta`
    the offset from target to source (:math:`g` = ``position_gate_mm``); inside a scan the
    offset of the raw centres. Positions enter only as offsets, so the model is invariant to a
-   translation of either scan (the shift absorbs it).
+   translation of either scan (the shift absorbs it). With ``frame_prior_mm`` :math:`= f > 0`
+   the features of an (earlier, later) pair also hold :math:`\lVert \mathbf{c}_i -
+   \mathbf{c}_j\rVert / f`, the distance of the raw centres, for scans whose coordinates agree
+   up to a few centimetres; the model is then invariant only to translating both scans
+   together.
 3. **Layers** — ``layers`` times: an intra-scan layer on each scan (same weights for both:
    :class:`~lngraph.nn.conv.PositionalAttentionConv` over the scan's edges, or
    :class:`~lngraph.nn.conv.SEAGConv` with its learnable Q as a residual block), then a
-   cross-graph :class:`~lngraph.nn.conv.PositionalAttentionConv` over every (src, dst) node
-   pair of the same pair graph, both directions at once with shared weights (SuperGlue,
-   LightGlue). With ``use_cross=False`` the scans meet only in the head.
+   cross-graph :class:`~lngraph.nn.conv.PositionalAttentionConv` in which each node attends
+   to the ``cross_k`` nodes of the other scan of its pair graph nearest to its aligned
+   position (each direction on its own: every node has :math:`\min(k, n_{other})` sources;
+   all node pairs when a scan has at most ``cross_k`` nodes), both directions at once with
+   shared weights (SuperGlue, LightGlue). Each layer is one operator call on the union of
+   both scans' nodes. With ``use_cross=False`` the scans meet only in the head.
 4. **Assignment** — :class:`~lngraph.nn.assignment_head.AssignmentHead`: dual-softmax ×
    matchability, plus a learned pairwise term on the aligned offsets; with
    ``deep_supervision`` one head after every layer in training (the last decides, and is the
@@ -64,7 +71,6 @@ from lngraph.models.asymmetric_matcher import (
     CROSS,
     ScanFeatures,
     add_encoders,
-    all_pair_candidates,
     confident_matches,
     encode_scan,
     match_targets,
@@ -82,6 +88,24 @@ def edge_features(offset: Tensor, scale: float) -> Tensor:
     r"""``[..., 4]`` :math:`[\boldsymbol\delta, \lVert\boldsymbol\delta\rVert] / g`."""
     offset = offset / scale
     return torch.cat([offset, offset.norm(dim=-1, keepdim=True)], dim=-1)
+
+
+def nearest(dist: Tensor | None, valid: Tensor, k: int, dim: int) -> Tensor:
+    """``valid`` ``[B, n1, n2]`` restricted, along ``dim``, to the ``k`` entries of smallest
+    ``dist`` (same shape): for ``dim=2`` each row keeps its ``k`` nearest columns. With at
+    most ``k`` entries along ``dim`` it is ``valid`` itself (and ``dist`` may be ``None``)."""
+    if k >= valid.shape[dim]:
+        return valid
+    chosen = dist.masked_fill(~valid, math.inf).topk(k, dim=dim, largest=False).indices
+    return torch.zeros_like(valid).scatter_(dim, chosen, True) & valid
+
+
+def dense(x: Tensor, mask: Tensor) -> Tensor:
+    """``[B, n, d]`` the rows of ``x`` ``[N, d]`` placed where ``mask`` ``[B, n]`` is True
+    (zeros elsewhere), as :func:`~torch_geometric.utils.to_dense_batch` with the mask given."""
+    out = x.new_zeros((*mask.shape, x.size(-1)))
+    out[mask] = x
+    return out
 
 
 class SEAGBlock(nn.Module):
@@ -137,12 +161,16 @@ class GraphMatcher(nn.Module):
         c = config.model
         d = c.feature_dim
         add_encoders(self, config)
+        if not c.geometry_only:                 # the token grids are SCB's input only
+            self.encoder3d.grid_tokens = self.encoder2d.grid_tokens = False
         self.appearance = nn.Linear(d if c.geometry_only else 2 * d, d)
         self.size = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
-        edge_dim = EDGE_DIM if c.position_prior else 0
+        edge_dim = (EDGE_DIM if c.position_prior else 0) + int(c.frame_prior_mm > 0)
         self.self_layers = nn.ModuleList([self._self_layer() for _ in range(c.layers)])
         self.cross_layers = nn.ModuleList(
-            [PositionalAttentionConv(d, c.heads, edge_dim) for _ in range(c.layers)]
+            [PositionalAttentionConv(d, c.heads, edge_dim,
+                                     edge_values=c.cross_edge_values and edge_dim > 0)
+             for _ in range(c.layers)]
             if c.use_cross else [])
         self.heads = nn.ModuleList([AssignmentHead(d, edge_dim) for _ in range(
             c.layers if c.deep_supervision else 1)])
@@ -184,42 +212,62 @@ class GraphMatcher(nn.Module):
         return src + shift, dst
 
     # 3. Layers --------------------------------------------------------------------------------
-    def intra(self, layer: nn.Module, x: Tensor, data: HeteroData, node_type: str) -> Tensor:
-        """One intra-scan layer on one scan."""
+    def intra(self, layer: nn.Module, x: Tensor, edge_index: Tensor, pos: Tensor,
+              edge_attr: Tensor | None) -> Tensor:
+        """One intra-scan layer on both scans at once: ``x``, ``pos`` (raw centres) on the
+        union node set, ``edge_index`` both scans' edges (block-diagonal), ``edge_attr`` their
+        :func:`edge_features` (attention layers)."""
         if isinstance(layer, nn.Identity):
             return x
-        pos = data[node_type].pos
-        edge_index = data[node_type, "intra", node_type].edge_index
         if isinstance(layer, SEAGBlock):
             return layer(x, pos, edge_index)
-        offset = pos[edge_index[0]] - pos[edge_index[1]]
-        return layer(x, edge_index, edge_features(offset, self.config.model.position_gate_mm))
+        return layer(x, edge_index, edge_attr)
 
-    def cross(self, layer: PositionalAttentionConv, x0: Tensor, x1: Tensor, p0: Tensor,
-              p1: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
-        """One cross-graph layer, both directions from the same inputs; ``pairs`` ``[2, P]``
-        (src, dst) node indices of the same pair graph."""
-        g = self.config.model.position_gate_mm
-        attr01 = attr10 = None
-        if layer.edge_dim:
-            offset = p1[pairs[1]] - p0[pairs[0]]          # from an earlier to a later node
-            attr10, attr01 = edge_features(offset, g), edge_features(-offset, g)
-        new0 = layer((x1, x0), pairs.flip(0), attr10)     # earlier nodes attend to later ones
-        new1 = layer((x0, x1), pairs, attr01)
-        return new0, new1
+    def cross_edges(self, q0: Tensor, q1: Tensor, mask0: Tensor, mask1: Tensor) -> Tensor:
+        """``[2, E]`` (source, target) edges of the cross-graph layers on the union node set
+        (the earlier scan's ``N0`` nodes, then the later scan's), from the padded aligned
+        positions ``q0 [B, n1, 3]``, ``q1 [B, n2, 3]`` and their node masks: each earlier
+        node receives from the ``cross_k`` later nodes of its pair graph nearest to it, each
+        later node from the ``cross_k`` nearest earlier nodes (:func:`nearest`; every node of
+        the other scan when it has at most ``cross_k``). Each target's sources are in
+        ascending order."""
+        k = self.config.model.cross_k
+        valid = mask0[:, :, None] & mask1[:, None, :]
+        dist = None
+        if k < max(valid.shape[1:]):
+            dist = torch.cdist(q0, q1, compute_mode="donot_use_mm_for_euclid_dist")
+        near0 = nearest(dist, valid, k, dim=2)     # earlier i ← later j
+        near1 = nearest(dist, valid, k, dim=1)     # later j ← earlier i
+        n0, n1 = int(mask0.sum()), int(mask1.sum())
+        index0 = torch.zeros_like(mask0, dtype=torch.long)     # union index of each node
+        index0[mask0] = torch.arange(n0, device=mask0.device)
+        index1 = torch.zeros_like(mask1, dtype=torch.long)
+        index1[mask1] = torch.arange(n0, n0 + n1, device=mask1.device)
+        b, i, j = near0.nonzero(as_tuple=True)
+        to_earlier = torch.stack([index1[b, j], index0[b, i]])
+        if near1 is not near0:
+            b, i, j = near1.nonzero(as_tuple=True)
+        return torch.cat([to_earlier, torch.stack([index0[b, i], index1[b, j]])], dim=1)
+
+    def pair_features(self, aligned_offset: Tensor, raw_offset: Tensor) -> Tensor:
+        r"""``[..., D]`` features of (earlier, later) node pairs for the cross-graph layers and
+        the head, from their offsets after and before the alignment: :func:`edge_features` of
+        the aligned offset (``position_prior``), then with ``frame_prior_mm`` = :math:`f > 0`
+        the raw centre distance :math:`\lVert c_i - c_j\rVert / f` (module docstring, step 2)."""
+        c = self.config.model
+        parts = []
+        if c.position_prior:
+            parts.append(edge_features(aligned_offset, c.position_gate_mm))
+        if c.frame_prior_mm > 0:
+            parts.append(raw_offset.norm(dim=-1, keepdim=True) / c.frame_prior_mm)
+        return torch.cat(parts, dim=-1)
 
     # 4. Assignment ------------------------------------------------------------------------------
-    def head(self, head: AssignmentHead, x0: Tensor, x1: Tensor, p0: Tensor, p1: Tensor,
-             batch0: Tensor, batch1: Tensor, num_graphs: int) -> Assignment:
-        d0, mask0 = to_dense_batch(x0, batch0, batch_size=num_graphs)
-        d1, mask1 = to_dense_batch(x1, batch1, batch_size=num_graphs)
-        attr = None
-        if head.edge_dim:
-            q0, _ = to_dense_batch(p0, batch0, batch_size=num_graphs)
-            q1, _ = to_dense_batch(p1, batch1, batch_size=num_graphs)
-            attr = edge_features(q1[:, None, :, :] - q0[:, :, None, :],
-                                 self.config.model.position_gate_mm)
-        return head(d0, d1, mask0, mask1, attr)
+    @staticmethod
+    def head(head: AssignmentHead, x0: Tensor, x1: Tensor, mask0: Tensor, mask1: Tensor,
+             edge_attr: Tensor | None) -> Assignment:
+        """One assignment head on both scans' node features, padded by the node masks."""
+        return head(dense(x0, mask0), dense(x1, mask1), mask0, mask1, edge_attr)
 
     # The forward pass: 1–4 ------------------------------------------------------------------------
     def forward(self, data: HeteroData) -> GraphMatcherOutput:
@@ -227,27 +275,49 @@ class GraphMatcher(nn.Module):
 
     def propagate(self, data: HeteroData, src_tokens: tuple[ScanFeatures, Tensor],
                   dst_tokens: tuple[ScanFeatures, Tensor]) -> GraphMatcherOutput:
-        """Steps 2–4 on the two scans' :meth:`tokens`: positions, layers, heads."""
+        """Steps 2–4 on the two scans' :meth:`tokens`: positions, layers, heads. The layers run
+        on the union of both scans' nodes (earlier first), one operator call per layer: the
+        intra-scan layer on both scans' edges, the cross-graph layer on the edges of both
+        directions (:meth:`cross_edges`); edge features are computed once."""
         num_graphs = getattr(data, "num_graphs", 1)
+        g = self.config.model.position_gate_mm
         (src, x0), (dst, x1) = src_tokens, dst_tokens
+        n0 = x0.size(0)
         p0, p1 = self.positions(data)
-        pairs = all_pair_candidates(src.batch, dst.batch)
+        q0, mask0 = to_dense_batch(p0, src.batch, batch_size=num_graphs)
+        q1, mask1 = to_dense_batch(p1, dst.batch, batch_size=num_graphs)
+        x = torch.cat([x0, x1])
+        intra_index = torch.cat([data["src", "intra", "src"].edge_index,
+                                 data["dst", "intra", "dst"].edge_index + n0], dim=1)
+        pos = torch.cat([data["src"].pos, data["dst"].pos])
+        intra_attr = cross_index = cross_attr = head_attr = None
+        if any(isinstance(m, PositionalAttentionConv) for m in self.self_layers):
+            intra_attr = edge_features(pos[intra_index[0]] - pos[intra_index[1]], g)
+        if self.cross_layers:
+            cross_index = self.cross_edges(q0, q1, mask0, mask1)
+            if self.cross_layers[0].edge_dim:
+                aligned = torch.cat([p0, p1])
+                cross_attr = self.pair_features(
+                    aligned[cross_index[0]] - aligned[cross_index[1]],
+                    pos[cross_index[0]] - pos[cross_index[1]])
         heads = list(self.heads)
+        if heads[0].edge_dim:
+            raw0, _ = to_dense_batch(data["src"].pos, src.batch, batch_size=num_graphs)
+            raw1, _ = to_dense_batch(data["dst"].pos, dst.batch, batch_size=num_graphs)
+            head_attr = self.pair_features(q1[:, None, :, :] - q0[:, :, None, :],
+                                           raw1[:, None, :, :] - raw0[:, :, None, :])
         first_head = len(self.self_layers) - len(heads)
         assignments = []
         for index, self_layer in enumerate(self.self_layers):
-            x0 = self.intra(self_layer, x0, data, "src")
-            x1 = self.intra(self_layer, x1, data, "dst")
+            x = self.intra(self_layer, x, intra_index, pos, intra_attr)
             if self.cross_layers:
-                x0, x1 = self.cross(self.cross_layers[index], x0, x1, p0, p1, pairs)
+                x = self.cross_layers[index](x, cross_index, cross_attr)
             last = index == len(self.self_layers) - 1
             if index >= first_head and (self.training or last):   # eval: the deciding head
-                assignments.append(self.head(heads[index - first_head], x0, x1, p0, p1,
-                                             src.batch, dst.batch, num_graphs))
-        last = assignments[-1]
-        src_mask = to_dense_batch(src.batch, src.batch, batch_size=num_graphs)[1]
-        dst_mask = to_dense_batch(dst.batch, dst.batch, batch_size=num_graphs)[1]
-        return GraphMatcherOutput(src, dst, assignments, last.probability, src_mask, dst_mask)
+                assignments.append(self.head(heads[index - first_head], x[:n0], x[n0:],
+                                             mask0, mask1, head_attr))
+        return GraphMatcherOutput(src, dst, assignments, assignments[-1].probability, mask0,
+                                  mask1)
 
     # 5. Loss --------------------------------------------------------------------------------------
     def match_targets(self, data: HeteroData, out: GraphMatcherOutput) -> Tensor:
@@ -276,14 +346,14 @@ class GraphMatcher(nn.Module):
         return losses
 
     # 6. Inference ----------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def match(self, data: HeteroData, threshold: float | None = None, *,
               calibrated: bool = True) -> BatchedMatches:
         """Matches of every pair in ``data`` (module docstring, step 6), computed in evaluation
-        mode (the training mode is restored afterwards); ``threshold`` replaces
-        ``similarity_threshold`` on :math:`P_{ij}`, 0 keeps every assigned pair. Each kept
-        pair's score is its calibrated confidence, or with ``calibrated=False`` its
-        :math:`P_{ij}`."""
+        mode under ``torch.inference_mode`` (the training mode is restored afterwards);
+        ``threshold`` replaces ``similarity_threshold`` on :math:`P_{ij}`, 0 keeps every
+        assigned pair. Each kept pair's score is its calibrated confidence, or with
+        ``calibrated=False`` its :math:`P_{ij}`."""
         was_training = self.training
         self.eval()
         try:

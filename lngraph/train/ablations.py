@@ -27,16 +27,18 @@ configuration).
 **The graph matcher's ablations** — ``matcher`` (the ``lite`` preset) with one component
 removed or replaced:
 
-=======================  =====================================================================
-name                     change
-=======================  =====================================================================
-``matcher_geometry``     no appearance: geometry-only tokens (sizes and neighbour distances),
-                         no crops; the learned matcher for cohorts without images
-``matcher_no_cross``     no cross-graph layers: the scans meet only in the assignment head
-``matcher_no_position``  no positions: no aligned offsets in attention or head
-``matcher_no_self``      no intra-scan layers
-``matcher_seag``         the intra-scan layer is SEAG (learnable Q) instead of attention
-=======================  =====================================================================
+==========================  ===================================================================
+name                        change
+==========================  ===================================================================
+``matcher_geometry``        no appearance: geometry-only tokens (sizes and neighbour distances),
+                            no crops; the learned matcher for cohorts without images
+``matcher_geometry_frame``  ``matcher_geometry`` with the frame prior (raw centre distances,
+                            ``model.frame_prior_mm`` = 100), for scans that share a frame
+``matcher_no_cross``        no cross-graph layers: the scans meet only in the assignment head
+``matcher_no_position``     no positions: no aligned offsets in attention or head
+``matcher_no_self``         no intra-scan layers
+``matcher_seag``            the intra-scan layer is SEAG (learnable Q) instead of attention
+==========================  ===================================================================
 
 This module owns the variants' names and switches (:data:`ABLATIONS`). Each row of
 :data:`VARIANTS` (class name, registered name, docstring, base preset, overrides,
@@ -123,6 +125,10 @@ VARIANTS: tuple[tuple[str, str, str, str, dict, bool], ...] = (
     ("GeometryOnly", "matcher_geometry",
      "The graph matcher without appearance (geometry-only tokens); runs on cohorts without "
      "images.", "lite", {"model.geometry_only": True}, False),
+    ("GeometryFrame", "matcher_geometry_frame",
+     "The geometry-only graph matcher with the frame prior (raw centre distances; for scans "
+     "whose coordinates agree up to a few centimetres).", "lite",
+     {"model.geometry_only": True, "model.frame_prior_mm": 100.0}, False),
     ("WithoutCross", "matcher_no_cross", "The graph matcher without cross-graph layers.",
      "lite", MATCHER_ABLATIONS["matcher_no_cross"], True),
     ("WithoutPosition", "matcher_no_position",
@@ -146,5 +152,5 @@ def _variant(class_name: str, name: str, doc: str, base: str, overrides: dict,
 
 
 (AppearanceHungarian, WithSEAG, WithTE, WithSE, WithSCB, PaperMatcher, GeometryOnly,
- WithoutCross, WithoutPosition, WithoutSelf, WithSEAGLayers) = (
+ GeometryFrame, WithoutCross, WithoutPosition, WithoutSelf, WithSEAGLayers) = (
     _variant(*row) for row in VARIANTS)

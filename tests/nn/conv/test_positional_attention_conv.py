@@ -237,3 +237,22 @@ def test_parameters_and_reset():
         else:
             assert not torch.equal(first[key], other[key]), key
     assert torch.equal(first["update_mlp.1.weight"], torch.ones(32))
+
+
+@pytest.mark.parametrize("edge_dim", [0, 4])
+def test_edges_in_chunks_give_the_one_pass_output(edge_dim):
+    torch.manual_seed(8)
+    conv = PositionalAttentionConv(16, heads=4, edge_dim=edge_dim)
+    x_src = torch.randn(6, 16, requires_grad=True)
+    x_dst = torch.randn(5, 16)
+    edge_index = all_pairs(6, 5)[:, torch.randperm(30)[:23]]
+    attr = torch.randn(23, 4) if edge_dim else None
+    whole = conv((x_src, x_dst), edge_index, attr)
+    (grad,) = torch.autograd.grad(whole.square().sum(), x_src)
+    conv.chunk_size = 4                      # 6 calls, the last with 3 edges
+    chunked = conv((x_src, x_dst), edge_index, attr)
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(chunked, dense_reference(conv, x_src, x_dst, edge_index, attr))
+    torch.testing.assert_close(torch.autograd.grad(chunked.square().sum(), x_src)[0], grad)
+    assert conv((x_src, x_dst), edge_index[:, :0],
+                attr[:0] if edge_dim else None).shape == (5, 16)
