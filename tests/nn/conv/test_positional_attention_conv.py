@@ -256,3 +256,19 @@ def test_edges_in_chunks_give_the_one_pass_output(edge_dim):
     torch.testing.assert_close(torch.autograd.grad(chunked.square().sum(), x_src)[0], grad)
     assert conv((x_src, x_dst), edge_index[:, :0],
                 attr[:0] if edge_dim else None).shape == (5, 16)
+
+
+def test_edge_values_let_a_single_source_tell_its_edge():
+    """With one source the attention weight is 1 whatever the bias, so only the edge values
+    make the message depend on the edge's features."""
+    torch.manual_seed(0)
+    x = (torch.randn(1, 8), torch.randn(1, 8))
+    edge_index = torch.tensor([[0], [0]])
+    near, far = torch.tensor([[0.1, 0.0, 0.0, 0.1]]), torch.tensor([[9.0, 0.0, 0.0, 9.0]])
+    plain = PositionalAttentionConv(8, heads=2, edge_dim=4)
+    torch.testing.assert_close(plain(x, edge_index, near), plain(x, edge_index, far))
+    valued = PositionalAttentionConv(8, heads=2, edge_dim=4, edge_values=True)
+    assert not torch.allclose(valued(x, edge_index, near), valued(x, edge_index, far))
+    assert repr(valued) == "PositionalAttentionConv(8, heads=2, edge_dim=4, edge_values=True)"
+    with pytest.raises(ValueError, match="edge_values needs edge features"):
+        PositionalAttentionConv(8, heads=2, edge_values=True)
