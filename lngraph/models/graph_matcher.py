@@ -14,8 +14,9 @@ geometry-only ``cube`` and ``views`` crops; with ``model.position_prior`` the al
    :class:`~lngraph.nn.encoders.GeometryEncoder` feature from sizes and neighbour distances),
    :math:`r_i` the node's radius.
 2. **Positions** — each earlier node sits at its aligned centre :math:`\mathbf{p}_i =
-   \mathbf{c}_i + \mathbf{u}_i` (:math:`\mathbf{u}_i` the robust alignment shift,
-   :func:`~lngraph.matching.alignment.alignment_shifts`), each later node at
+   \mathbf{c}_i + \mathbf{u}_i` (:math:`\mathbf{u}_i` the robust alignment shift, rigid
+   with ``position_rigid``, :func:`~lngraph.matching.alignment.alignment_shifts`), each
+   later node at
    :math:`\mathbf{p}_j = \mathbf{c}_j`. An edge's features are :math:`\mathbf{e}_{ij} =
    [\boldsymbol{\delta}, \lVert\boldsymbol{\delta}\rVert] / g` with :math:`\boldsymbol\delta`
    the offset from target to source (:math:`g` = ``position_gate_mm``); inside a scan the
@@ -32,8 +33,11 @@ geometry-only ``cube`` and ``views`` crops; with ``model.position_prior`` the al
    to the ``cross_k`` nodes of the other scan of its pair graph nearest to its aligned
    position (each direction on its own: every node has :math:`\min(k, n_{other})` sources;
    all node pairs when a scan has at most ``cross_k`` nodes), both directions at once with
-   shared weights (SuperGlue, LightGlue). Each layer is one operator call on the union of
-   both scans' nodes. With ``use_cross=False`` the scans meet only in the head.
+   shared weights (SuperGlue, LightGlue); with ``cross_edge_values`` each message also
+   carries a learned value of its edge's features, so that a node learns how far its
+   candidates are (the attention bias cannot tell a lone candidate's distance). Each layer is
+   one operator call on the union of both scans' nodes. With ``use_cross=False`` the scans
+   meet only in the head.
 4. **Assignment** — :class:`~lngraph.nn.assignment_head.AssignmentHead`: dual-softmax ×
    matchability, plus a learned pairwise term on the aligned offsets; with
    ``deep_supervision`` one head after every layer in training (the last decides, and is the
