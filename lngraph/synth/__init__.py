@@ -8,6 +8,8 @@ reposition, deform and change the patient (:mod:`~lngraph.synth.followup`), rend
 :mod:`~lngraph.synth.phantom`. Difficulty presets live in :mod:`~lngraph.synth.presets`;
 :mod:`~lngraph.synth.realism` holds the statistics compared with the real data;
 :mod:`~lngraph.synth.motion` rotates scans of a cohort rigidly (patient repositioning).
+:func:`generate_texture_cohort` (:mod:`~lngraph.synth.texture`) writes *real-texture* cohorts
+instead: the phantom's nodes inserted into a real CT, two scans per patient.
 
 Knows no learner: nothing here imports torch.
 """
@@ -25,10 +27,22 @@ from lngraph.synth.presets import (
     SynthPreset,
     get_preset,
 )
+from lngraph.synth.texture import (
+    ScanEffects,
+    TextureParams,
+    TexturePatient,
+    TextureSource,
+    generate_texture_cohort,
+    load_texture_source,
+    render_texture_scan,
+    simulate_texture_patient,
+)
 
 __all__ = [
     "DEFAULT", "DEFAULT_GRID", "EASY", "HARD", "PRESETS", "PatientRenderer", "PatientSim",
-    "ScanGrid", "SynthPreset", "generate_cohort", "get_preset", "parse_timepoints",
-    "patient_scans", "random_rotation", "rotate_cohort", "rotate_scan", "simulate_patient",
-    "simulate_series",
+    "ScanEffects", "ScanGrid", "SynthPreset", "TextureParams", "TexturePatient", "TextureSource",
+    "generate_cohort", "generate_texture_cohort", "get_preset", "load_texture_source",
+    "parse_timepoints", "patient_scans", "random_rotation", "render_texture_scan",
+    "rotate_cohort", "rotate_scan", "simulate_patient", "simulate_series",
+    "simulate_texture_patient",
 ]
