@@ -437,13 +437,16 @@ def stage_notes(model: Matcher) -> str:
     """What the latency table's stage columns of ``model``'s architecture time."""
     m = model.config.model
     if isinstance(model, GraphMatcher):
-        cross = ("cross-graph `PositionalAttentionConv` over every (src, dst) node pair"
+        cross = (f"cross-graph `PositionalAttentionConv` from the {m.cross_k} nearest "
+                 "nodes of the other scan (all when it has at most that many)"
+                 + (", with edge values" if m.cross_edge_values else "")
                  if m.use_cross else "no cross-graph layer")
         return ("Crop encoders + tokens: 3D ResNet on the cubes, 2D ResNet on the nine views, "
                 "appearance + size tokens, both scans (`model.tokens`). Layers + heads: the "
                 f"rest of the forward pass (`model.propagate`, evaluation mode), aligned "
-                f"positions, {m.layers} × (intra-scan `{m.self_layer}` layer on each scan, "
-                f"{cross}), the deciding assignment head (dual-softmax × matchability) and the "
+                f"positions, {m.layers} × (intra-scan `{m.self_layer}` layer on both scans, "
+                f"{cross}; one operator call each, on the union of both scans' nodes), the "
+                "deciding assignment head (dual-softmax × matchability) and the "
                 "node masks. Assignment: `batched_assignment` on the "
                 "last head's probabilities (Hungarian + threshold, SciPy, the only step on the "
                 "host).")

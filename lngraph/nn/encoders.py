@@ -55,7 +55,9 @@ class BasicBlock(nn.Module):
                          else nn.Sequential(_conv(dims, cin, cout, 1, stride), _norm(cout)))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
+        out = self.body(x)
+        out += self.shortcut(x)
+        return out.relu_()
 
 
 class Bottleneck(nn.Module):
@@ -74,7 +76,9 @@ class Bottleneck(nn.Module):
                          else nn.Sequential(_conv(dims, cin, cout, 1, stride), _norm(cout)))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
+        out = self.body(x)
+        out += self.shortcut(x)
+        return out.relu_()
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -104,7 +108,14 @@ class ResNetEncoder(nn.Module):
     the first halves the resolution. The last feature map is average-pooled to a vector,
     projected to ``out_channels`` and batch-normalised (:class:`FeatureNorm`), and adaptively
     pooled to a ``token_grid``\ :sup:`dims` grid
-    of tokens (the input of the SCB cross attention).
+    of tokens (the input of the SCB cross attention; skipped when :attr:`grid_tokens` is
+    False). A batch passes through the convolutions in equal parts of about
+    :attr:`chunk_elements` input elements, so that the activations stay a few MB (larger
+    ones cost more in memory allocation than they save in per-call overhead); the output is
+    that of one pass: the convolutions and GroupNorm act on each sample alone, and the head
+    sees the whole batch. A 3D network keeps its convolution weights, and so its feature maps,
+    channels-last (``torch.channels_last_3d``), where oneDNN's CPU convolutions need no
+    layout conversions (the same values up to rounding).
 
     Args:
         dims: 2 (views) or 3 (cubes).
@@ -120,8 +131,14 @@ class ResNetEncoder(nn.Module):
     Shapes:
         - **input:** :math:`(B, C_{in}, S, S)` or :math:`(B, C_{in}, S, S, S)`
         - **output:** feature :math:`(B, F_{out})` and tokens :math:`(B, L, C_{last})` with
-          :math:`L` = ``token_grid ** dims`` and :math:`C_{last}` = :attr:`token_channels`.
+          :math:`L` = ``token_grid ** dims`` and :math:`C_{last}` = :attr:`token_channels`
+          (``None`` when :attr:`grid_tokens` is False).
     """
+
+    #: Compute the token grid (models without SCB turn it off).
+    grid_tokens: bool = True
+    #: Input elements per pass through the convolutions.
+    chunk_elements: int = 2 ** 19
 
     def __init__(self, dims: int, layers: tuple[int, ...], widths: tuple[int, ...],
                  block: str = "basic", out_channels: int = 128, in_channels: int = 1,
@@ -149,12 +166,19 @@ class ResNetEncoder(nn.Module):
         self.token_channels = cin
         self.tokens = (nn.AdaptiveAvgPool2d if dims == 2 else nn.AdaptiveAvgPool3d)(token_grid)
         self.head = nn.Sequential(nn.Linear(cin, out_channels), FeatureNorm(out_channels))
+        if dims == 3:
+            self.to(memory_format=torch.channels_last_3d)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        fmap = self.stages(self.stem(x))
-        feature = self.head(fmap.flatten(2).mean(-1))
-        tokens = self.tokens(fmap).flatten(2).transpose(1, 2)
-        return feature, tokens
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        pooled, tokens = [], []
+        parts = -(-len(x) * x[0].numel() // self.chunk_elements) if len(x) else 1
+        for part in x.tensor_split(parts):
+            fmap = self.stages(self.stem(part))
+            pooled.append(fmap.flatten(2).mean(-1))
+            if self.grid_tokens:
+                tokens.append(self.tokens(fmap).flatten(2).transpose(1, 2))
+        feature = self.head(torch.cat(pooled))
+        return feature, torch.cat(tokens) if self.grid_tokens else None
 
 
 def knn_geometry(pos: Tensor, radius: Tensor, batch: Tensor | None, k: int,

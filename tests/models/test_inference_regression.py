@@ -9,7 +9,8 @@ matches and scores on :func:`case_pairs` at the config's threshold and at thresh
 
 The fixtures are of the asymmetric matcher with the parameter-free SEAG of that time (what a
 checkpoint of format 2 or 3 implies), so every config is ``model.architecture: asymmetric``
-with ``model.seag_learn_q: false``.
+with ``model.seag_learn_q: false`` and the translation alignment of that time
+(``model.position_rigid: false``).
 """
 
 from pathlib import Path
@@ -33,6 +34,7 @@ from lngraph.models import (
 FIXTURE = Path(__file__).parent / "fixtures" / "inference_regression.pt"
 CROP = 12
 BASE = preset("lite").updated(model={"architecture": "asymmetric", "seag_learn_q": False,
+                                      "position_rigid": False,
                                       "encoder2d_widths": (4, 8, 8),
                                       "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
                                       "scb_hidden": 8},

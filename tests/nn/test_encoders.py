@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -35,6 +36,41 @@ def test_empty_and_single_batches_work():
     enc.eval()
     x = torch.rand(2, 1, 24, 24, 24)
     torch.testing.assert_close(enc(x[:1])[0], enc(x)[0][:1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_a_batch_in_parts_gives_the_one_pass_output(dims, training):
+    torch.manual_seed(0)
+    enc = ResNetEncoder(dims, (1, 1), (4, 8), out_channels=8, stem_stride=2,
+                        token_grid=2).train(training)
+    x = torch.rand(7, 1, *(16,) * dims)
+    feature, tokens = enc(x)                 # one pass (7 × 16^dims < chunk_elements)
+    enc.chunk_elements = 3 * 16 ** dims      # three parts of 3, 2 and 2 samples
+    parts = enc(x)
+    torch.testing.assert_close(parts[0], feature, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(parts[1], tokens, rtol=1e-5, atol=1e-6)
+    enc.grid_tokens = False
+    no_tokens = enc(x)
+    assert no_tokens[1] is None
+    torch.testing.assert_close(no_tokens[0], feature, rtol=1e-5, atol=1e-6)
+    assert enc(x[:0])[0].shape == (0, 8)
+
+
+def test_a_3d_network_is_channels_last_and_loads_either_layout():
+    torch.manual_seed(1)
+    enc = ResNetEncoder(3, (1, 1), (4, 8), out_channels=8, stem_stride=2).eval()
+    convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last_3d) for m in convs)
+    plain = copy.deepcopy(enc).to(memory_format=torch.contiguous_format)
+    assert not all(m.weight.is_contiguous(memory_format=torch.channels_last_3d)
+                   for m in plain.modules() if isinstance(m, torch.nn.Conv3d))
+    x = torch.rand(5, 1, 16, 16, 16)
+    for a, b in zip(enc(x), plain(x), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    fresh = ResNetEncoder(3, (1, 1), (4, 8), out_channels=8, stem_stride=2).eval()
+    fresh.load_state_dict(plain.state_dict())
+    assert torch.equal(fresh(x)[0], enc(x)[0])
 
 
 def test_feature_norm_centres_a_batch_and_tolerates_tiny_ones():

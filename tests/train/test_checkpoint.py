@@ -204,7 +204,7 @@ def test_format_2_file_is_migrated(tmp_path, image_graph):
                "encoder2d_widths": (4, 8, 8), "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
                "use_scb": True, "scb_hidden": 8, "scb_threshold": 0.4,
                "similarity_temperature": 0.2, "scb_temperature": 0.2,
-               "position_rigid": False},
+               "position_rigid": False, "cross_edge_values": False},
         loss={"temperature": 0.2, "weight_te": 0.5},
         optim={"fusion_lr": 0.002, "lr": 0.003, "batch_size": 2, "max_epochs": 7,
                "patience": 5, **BEFORE_4_OPTIM},
