@@ -284,8 +284,14 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                 header.append("- test scans: from another cohort with the same patients and "
                               "scan ids (methods fitted on the cohort above): "
                               f"{describe_cohort(test_cohort, pair_mode)}")
-            write_leaderboard(pd.DataFrame(rows), out_dir, header, stem, title, sections)
-    return pd.DataFrame(rows)
+            write_leaderboard(_in_order(rows), out_dir, header, stem, title, sections)
+    return _in_order(rows)
+
+
+def _in_order(rows: list[dict]) -> pd.DataFrame:
+    """``rows`` with the methods in leaderboard order (reused ones among the others)."""
+    order = {name: k for k, name in enumerate(method_names("all"))}
+    return pd.DataFrame(sorted(rows, key=lambda r: order.get(r["method"], len(order))))
 
 
 def _failed(base: dict, exc: Exception, progress: bool) -> dict:
