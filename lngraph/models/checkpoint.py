@@ -22,9 +22,9 @@ augmentation at a constant learning rate, which their config is given
 the config; a file without it — every file of versions 2 and 3, and version-4 files written
 before it existed — loads with :math:`T = 1, b = 0`, i.e. the decision score is reported as
 before (the map changes no weight and no decision, so the version stays 4). Likewise a file
-without ``model.position_rigid`` or ``model.cross_edge_values`` (written before they
-existed) loads with ``False``: the translation alignment and the cross-graph layers it was
-trained with. A file of any
+without ``model.position_rigid``, ``model.cross_edge_values`` or ``model.cross_k``
+(written before they existed) loads with the translation alignment, no edge values and
+cross-graph attention over every node pair: the model it was trained as. A file of any
 other version, a corrupt file or any other file is refused with an
 :class:`~lngraph.io.errors.InputError` naming it and the problem. So is a checkpoint whose
 weights hold a NaN or an infinity (:func:`nonfinite_weights`: such a model scores every node
@@ -66,9 +66,14 @@ _BEFORE_4 = {"model": {"architecture": "asymmetric", "seag_learn_q": False},
                        "augment_jitter_mm": 0.0, "schedule": "constant"}}
 
 
+#: ``model.cross_k`` of files written before it existed: larger than any scan, so every
+#: (earlier, later) node pair is a cross-graph edge, as they were trained.
+ALL_PAIRS = 1_000_000
+
 #: Model settings added to format 4 after its first files, with the value that reproduces
-#: those files' models (a file without the key loads with it).
-_ADDED_IN_4 = {"position_rigid": False, "cross_edge_values": False}
+#: those files' models (a file without the key loads with it): the translation alignment, no
+#: edge values, and cross-graph attention over every node pair (:data:`ALL_PAIRS`).
+_ADDED_IN_4 = {"position_rigid": False, "cross_edge_values": False, "cross_k": ALL_PAIRS}
 
 
 def plain(value, where: str = "extra"):

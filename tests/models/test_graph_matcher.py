@@ -21,7 +21,7 @@ from lngraph.models import (
     save_checkpoint,
     to_predictions,
 )
-from lngraph.models.checkpoint import FORMAT
+from lngraph.models.checkpoint import ALL_PAIRS, FORMAT
 from lngraph.models.graph_matcher import GraphMatcherOutput, SEAGBlock, edge_features
 from lngraph.models.zoo import SHIPPED_DIR
 from lngraph.nn.conv import PositionalAttentionConv
@@ -664,7 +664,8 @@ def test_cross_k_config_round_trip_and_default(tmp_path):
     assert MatcherConfig.from_dict(values).model.cross_k == 32
     with pytest.raises(ValueError, match=r"cross_k must be >= 1, got 0"):
         TINY.with_values({"model.cross_k": 0})
-    # A checkpoint written before cross_k existed loads with the default.
+    # A checkpoint written before cross_k existed loads with every node pair as a cross
+    # edge, as it was trained.
     torch.manual_seed(23)
     model = GraphMatcher(TINY).eval()
     path = save_checkpoint(tmp_path / "old.ckpt", model, TINY)
@@ -672,7 +673,8 @@ def test_cross_k_config_round_trip_and_default(tmp_path):
     del payload["config"]["model"]["cross_k"]
     torch.save(payload, path)
     loaded, loaded_config, _ = load_checkpoint(path)
-    assert loaded_config.model.cross_k == 32 and loaded_config == TINY
+    assert loaded_config.model.cross_k == ALL_PAIRS
+    assert loaded_config == TINY.with_values({"model.cross_k": ALL_PAIRS})
     data = random_pair(4, 5, 43)
     with torch.no_grad():
         assert torch.equal(loaded(data).score, model(data).score)

@@ -16,7 +16,13 @@ from lngraph.models import (
     preset,
     to_predictions,
 )
-from lngraph.models.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from lngraph.models.checkpoint import (
+    ALL_PAIRS,
+    FORMAT,
+    FORMAT_VERSION,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 CROP = 16
 #: The asymmetric matcher (SEAG with its learnable Q, position prior on: fusion weights).
@@ -204,7 +210,8 @@ def test_format_2_file_is_migrated(tmp_path, image_graph):
                "encoder2d_widths": (4, 8, 8), "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
                "use_scb": True, "scb_hidden": 8, "scb_threshold": 0.4,
                "similarity_temperature": 0.2, "scb_temperature": 0.2,
-               "position_rigid": False, "cross_edge_values": False},
+               "position_rigid": False, "cross_edge_values": False,
+               "cross_k": ALL_PAIRS},
         loss={"temperature": 0.2, "weight_te": 0.5},
         optim={"fusion_lr": 0.002, "lr": 0.003, "batch_size": 2, "max_epochs": 7,
                "patience": 5, **BEFORE_4_OPTIM},
