@@ -59,8 +59,28 @@ VIEW_MARGIN_MM = 15.0
 AIR_HU = -1000.0
 
 
+class AnnotatedPatient:
+    """Ids and node tables of a simulated patient with ``patient_id`` and per-scan
+    ``annotations`` (shared by the phantom's :class:`PatientSim` and the real-texture
+    patients of :mod:`lngraph.synth.texture`)."""
+
+    def scan_id(self, t: int) -> str:
+        return f"{self.patient_id}_T{t}"
+
+    def track_id(self, node: int) -> str:
+        return f"{self.patient_id}_L{node:03d}"
+
+    def node_table(self, t: int) -> NodeTable:
+        """Scan ``t``'s annotated nodes (shuffled order, ids ``n0, n1, …``)."""
+        a = self.annotations[t]
+        return NodeTable.from_arrays(
+            a.pos, a.short_mm, a.long_mm,
+            node_id=[f"n{k}" for k in range(len(a.index))],
+            track_id=[self.track_id(int(i)) for i in a.index])
+
+
 @dataclass(frozen=True)
-class PatientSim:
+class PatientSim(AnnotatedPatient):
     """The simulated geometry of one patient (all scans).
 
     Args:
@@ -92,19 +112,6 @@ class PatientSim:
     def n_scans(self) -> int:
         return len(self.transforms)
 
-    def scan_id(self, t: int) -> str:
-        return f"{self.patient_id}_T{t}"
-
-    def track_id(self, node: int) -> str:
-        return f"{self.patient_id}_L{node:03d}"
-
-    def node_table(self, t: int) -> NodeTable:
-        """Scan ``t``'s annotated nodes (shuffled order, ids ``n0, n1, …``)."""
-        a = self.annotations[t]
-        return NodeTable.from_arrays(
-            a.pos, a.short_mm, a.long_mm,
-            node_id=[f"n{k}" for k in range(len(a.index))],
-            track_id=[self.track_id(int(i)) for i in a.index])
 
 
 def _hidden_nodes(anatomy: Anatomy, free: FreeSpace, rng: np.random.Generator,

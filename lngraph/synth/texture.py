@@ -79,7 +79,7 @@ import numpy as np
 from scipy import ndimage
 
 from lngraph.io.atomic import atomic_folder, write_text_atomic
-from lngraph.io.cohort import NodeTable, Scan, write_cohort
+from lngraph.io.cohort import Scan, write_cohort
 from lngraph.io.coords import ImageGeometry
 from lngraph.io.errors import InputError
 from lngraph.synth.anatomy import axis_rotation
@@ -102,6 +102,7 @@ from lngraph.synth.nodes import (
     sample_identity,
     sample_sizes,
 )
+from lngraph.synth.phantom import AnnotatedPatient
 from lngraph.synth.presets import DEFAULT, SynthPreset
 from lngraph.synth.raster import VolumeGrid
 
@@ -345,7 +346,7 @@ def _check_fits(source: TextureSource, params: TextureParams) -> None:
 
 
 @dataclass(frozen=True, eq=False)
-class TexturePatient:
+class TexturePatient(AnnotatedPatient):
     """The simulated geometry of one real-texture patient (both scans).
 
     Args:
@@ -378,18 +379,6 @@ class TexturePatient:
 
     n_scans = 2
 
-    def scan_id(self, t: int) -> str:
-        return f"{self.patient_id}_T{t}"
-
-    def track_id(self, node: int) -> str:
-        return f"{self.patient_id}_L{node:03d}"
-
-    def node_table(self, t: int) -> NodeTable:
-        """Scan ``t``'s annotated nodes (shuffled order, ids ``n0, n1, …``)."""
-        a = self.annotations[t]
-        return NodeTable.from_arrays(a.pos, a.short_mm, a.long_mm,
-                                     node_id=[f"n{k}" for k in range(len(a.index))],
-                                     track_id=[self.track_id(int(i)) for i in a.index])
 
     def true_positions(self, t: int) -> np.ndarray:
         """``[N, 3]`` every node's true centre in scan ``t``'s world (drawn or not)."""
