@@ -200,6 +200,18 @@ def test_ctrl_c_exits_130(command, capsys):
 
 def test_ctrl_c_turned_into_an_exit_by_a_library_is_still_130(command, capsys):
     """Lightning catches KeyboardInterrupt and calls ``sys.exit(1)``."""
+    # A real Ctrl-C as a user's shell delivers it: Python's own handler, SIGINT not blocked
+    # (earlier tests' libraries may leave either changed in this process).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        _check_ctrl_c_exit(command, capsys)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _check_ctrl_c_exit(command, capsys):
     def func(args):
         try:
             os.kill(os.getpid(), signal.SIGINT)
