@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from lngraph.io.cohort import Cohort, read_cohort
+from lngraph.io.cohort import Cohort, nodes_frame, read_cohort, write_cohort
 from lngraph.synth import generate_cohort, get_preset
 
 
@@ -29,10 +29,6 @@ def prefixed_cohort(folder: Path, source: Cohort, prefix: str) -> Cohort:
     """``source`` written to ``folder`` with ``prefix`` before every patient and scan id, so
     that it can join another cohort's training (``MatcherMethod(extra_train=…)``) whose ids it
     would otherwise share; rewritten when ``source``'s scans changed."""
-    from dataclasses import replace
-
-    from lngraph.io.cohort import nodes_frame, write_cohort
-
     scans = [replace(s, patient_id=prefix + s.patient_id, scan_id=prefix + s.scan_id)
              for s in source.scans.values()]
     if (folder / "scans.csv").is_file():

@@ -38,14 +38,3 @@ def user_cache_dir(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(path))
     return path
 
-
-@pytest.fixture(autouse=True)
-def _sigint_restored():
-    """Each test leaves the SIGINT handler as it found it: Lightning answers a Ctrl-C by
-    ignoring further ones (``SIG_IGN``), which would change how later tests see Ctrl-C."""
-    import signal
-
-    before = signal.getsignal(signal.SIGINT)
-    yield
-    if signal.getsignal(signal.SIGINT) is not before and before is not None:
-        signal.signal(signal.SIGINT, before)

@@ -27,10 +27,16 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
-from lngraph.cli.common import HelpFormatter, add_cohort, add_quiet, examples, positive_int
-from lngraph.cli.main import OVERWRITE_HELP, one_line
+from lngraph.cli.common import (
+    HelpFormatter,
+    add_cohort,
+    add_out_dir,
+    add_quiet,
+    examples,
+    positive_int,
+)
+from lngraph.cli.main import one_line
 
 
 def _method_list(text: str) -> list[str]:
@@ -86,9 +92,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
                         help="seeds: each reshuffles the folds and seeds the methods "
                         "(default 0)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="output folder (written whole at the end)")
-    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_out_dir(parser)
     parser.add_argument("--quick", action="store_true",
                         help="small version: 2 folds, one seed, at most 2 epochs, lighter "
                         "slow baselines")

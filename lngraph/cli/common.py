@@ -82,6 +82,16 @@ def add_workers(parser: argparse.ArgumentParser, what: str, default: int = 1) ->
                         help=f"processes that {what} (default {default})")
 
 
+def add_out_dir(parser: argparse.ArgumentParser, *, metavar: str = "DIR",
+                help: str = "output folder (written whole at the end)") -> None:
+    """``--out DIR`` (required) and ``--overwrite``, as every command writing a folder takes
+    them."""
+    from lngraph.cli.main import OVERWRITE_HELP
+
+    parser.add_argument("--out", type=Path, required=True, metavar=metavar, help=help)
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true",
                         help="no progress output (progress is drawn only on a terminal)")

@@ -17,10 +17,10 @@ from lngraph.cli.common import (
     add_cohort,
     add_device,
     add_matcher,
+    add_out_dir,
     add_quiet,
     examples,
 )
-from lngraph.cli.main import OVERWRITE_HELP
 
 #: Optional columns of a ``--src-nodes``/``--dst-nodes`` table.
 PAIR_NODE_OPTIONAL = ("long_axis_mm", "track_id")
@@ -109,9 +109,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                "scan pairs (or give one pair with --src-nodes/--dst-nodes)")
     parser.add_argument("--cohort", dest="cohort_option", type=Path, default=None,
                         help=argparse.SUPPRESS)       # the grammar before 0.2
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="output folder (written whole at the end)")
-    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_out_dir(parser)
     add_matcher(parser)
     parser.add_argument("--pairs", choices=("consecutive", "all"), default="consecutive",
                         help="with COHORT: consecutive timepoints (default) or every "

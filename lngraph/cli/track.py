@@ -23,11 +23,11 @@ from lngraph.cli.common import (
     add_cohort,
     add_device,
     add_matcher,
+    add_out_dir,
     add_quiet,
     examples,
     show_progress,
 )
-from lngraph.cli.main import OVERWRITE_HELP
 
 DESCRIPTION = """\
 Track lymph nodes over every scan of each patient: match every pair of a
@@ -79,9 +79,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "lite-geometry",
                         "lngraph evaluate --tracks tracks/tracks.csv my_cohort"))
     add_cohort(parser)
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="output folder (written whole at the end)")
-    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_out_dir(parser)
     add_matcher(parser)
     parser.add_argument("--mode", choices=("sync", "chain"), default="sync",
                         help="sync (default): synchronise the matchings of all scan pairs; "

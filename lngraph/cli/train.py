@@ -35,6 +35,7 @@ from lngraph.cli.common import (
     add_cache_dir,
     add_cohort,
     add_device,
+    add_out_dir,
     add_quiet,
     add_workers,
     examples,
@@ -42,7 +43,6 @@ from lngraph.cli.common import (
     positive_int,
     show_progress,
 )
-from lngraph.cli.main import OVERWRITE_HELP
 
 
 def _devices(text: str) -> int | str:
@@ -65,10 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_cohort(parser)
-    parser.add_argument("--out", type=Path, required=True, metavar="RUN",
-                        help="output folder (model.ckpt, config.yaml, metrics.json, split.json, "
-                        "logs/), written whole at the end")
-    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_out_dir(parser, metavar="RUN", help="output folder (model.ckpt, config.yaml, "
+                "metrics.json, split.json, logs/), written whole at the end")
     parser.add_argument("--config", default="lite", metavar="lite|full|paper|FILE.yaml",
                         help="a preset name or a YAML file of config sections (default: lite)")
     parser.add_argument("--set", dest="settings", nargs="+", default=[],

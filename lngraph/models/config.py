@@ -120,7 +120,8 @@ class ModelConfig(_Section):
             scans meet only in the assignment head).
         cross_k: in the cross-graph layers each node attends to the ``cross_k`` nodes of
             the other scan nearest to it after the alignment (all of them when the other scan
-            has at most ``cross_k`` nodes); the assignment head stays dense.
+            has at most ``cross_k`` nodes); the assignment head stays dense. Checkpoints
+            written before it existed load with every node pair as a cross edge.
         deep_supervision: an assignment head after every layer, each in the loss (``False``:
             after the last only).
         cross_edge_values: the cross-graph layers add a learned value of each edge's features

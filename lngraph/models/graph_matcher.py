@@ -253,11 +253,12 @@ class GraphMatcher(nn.Module):
             b, i, j = near1.nonzero(as_tuple=True)
         return torch.cat([to_earlier, torch.stack([index0[b, i], index1[b, j]])], dim=1)
 
-    def pair_features(self, aligned_offset: Tensor, raw_offset: Tensor) -> Tensor:
+    def pair_features(self, aligned_offset: Tensor, raw_offset: Tensor | None) -> Tensor:
         r"""``[..., D]`` features of (earlier, later) node pairs for the cross-graph layers and
         the head, from their offsets after and before the alignment: :func:`edge_features` of
         the aligned offset (``position_prior``), then with ``frame_prior_mm`` = :math:`f > 0`
-        the raw centre distance :math:`\lVert c_i - c_j\rVert / f` (module docstring, step 2)."""
+        the raw centre distance :math:`\lVert c_i - c_j\rVert / f` (module docstring, step 2;
+        ``raw_offset`` is only read then)."""
         c = self.config.model
         parts = []
         if c.position_prior:
@@ -295,6 +296,7 @@ class GraphMatcher(nn.Module):
                                  data["dst", "intra", "dst"].edge_index + n0], dim=1)
         pos = torch.cat([data["src"].pos, data["dst"].pos])
         intra_attr = cross_index = cross_attr = head_attr = None
+        framed = self.config.model.frame_prior_mm > 0     # raw offsets needed
         if any(isinstance(m, PositionalAttentionConv) for m in self.self_layers):
             intra_attr = edge_features(pos[intra_index[0]] - pos[intra_index[1]], g)
         if self.cross_layers:
@@ -303,13 +305,15 @@ class GraphMatcher(nn.Module):
                 aligned = torch.cat([p0, p1])
                 cross_attr = self.pair_features(
                     aligned[cross_index[0]] - aligned[cross_index[1]],
-                    pos[cross_index[0]] - pos[cross_index[1]])
+                    (pos[cross_index[0]] - pos[cross_index[1]]) if framed else None)
         heads = list(self.heads)
         if heads[0].edge_dim:
-            raw0, _ = to_dense_batch(data["src"].pos, src.batch, batch_size=num_graphs)
-            raw1, _ = to_dense_batch(data["dst"].pos, dst.batch, batch_size=num_graphs)
-            head_attr = self.pair_features(q1[:, None, :, :] - q0[:, :, None, :],
-                                           raw1[:, None, :, :] - raw0[:, :, None, :])
+            raw = None
+            if framed:
+                raw0, _ = to_dense_batch(data["src"].pos, src.batch, batch_size=num_graphs)
+                raw1, _ = to_dense_batch(data["dst"].pos, dst.batch, batch_size=num_graphs)
+                raw = raw1[:, None, :, :] - raw0[:, :, None, :]
+            head_attr = self.pair_features(q1[:, None, :, :] - q0[:, :, None, :], raw)
         first_head = len(self.self_layers) - len(heads)
         assignments = []
         for index, self_layer in enumerate(self.self_layers):

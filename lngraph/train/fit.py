@@ -213,13 +213,13 @@ def recalibrate_checkpoint(path: str | os.PathLike, out: str | os.PathLike | Non
     if missing:
         raise InputError(path, f"validation patient(s) {', '.join(missing[:5])} are not in "
                          f"the cohort {cohort.root}")
-    pairs = cohort.pairs(extra.get("pair_mode") or "consecutive", val_patients)
+    pair_mode = extra.get("pair_mode") or "consecutive"
+    pairs = cohort.pairs(pair_mode, val_patients)
     graphs = matcher_graphs(pairs, config, cache_dir=cache_dir)
     before = config.flat()[decision_key(config)]
-    result = calibrate_on_validation(model, config, cohort, pairs, graphs,
-                                     unusable=validation_problem(cohort, val_patients,
-                                                                 extra.get("pair_mode")
-                                                                 or "consecutive"))
+    result = calibrate_on_validation(
+        model, config, cohort, pairs, graphs,
+        unusable=validation_problem(cohort, val_patients, pair_mode))
     extra = {**extra, **result.extra(), "val_metrics": result.val_metrics,
              "calibration_skipped": result.skipped,
              "recalibrated": {"threshold_before": before,
