@@ -9,7 +9,10 @@ thinned on its own, and the alignment shifts are recomputed from the new centres
 * **rotation** — each scan's centres turn about their centroid by an angle drawn uniformly from
   ``[-rotation_deg, rotation_deg]`` about a uniformly random axis (patient repositioning);
 * **scale** — each scan's centres are scaled about their centroid by ``exp(N(0, scale))``;
-* **jitter** — every centre moves by ``N(0, jitter_mm)`` per axis; radii are kept.
+* **jitter** — every centre moves by ``N(0, jitter_mm)`` per axis; radii are kept;
+* **translation** — each scan's centres move together by ``N(0, translation_mm)`` per axis
+  (one draw per scan): the scanner frames of the two scans disagree. Only a model that reads
+  raw centre distances (``model.frame_prior_mm``) sees it; the alignment absorbs it otherwise.
 
 Crops are subset with their nodes and otherwise unchanged. With alignment settings, the
 earlier nodes' shifts (``src.shift``) are recomputed after the motion
@@ -40,18 +43,24 @@ class GeometryAugment:
     rotation_deg: float = 0.0
     scale: float = 0.0
     jitter_mm: float = 0.0
+    translation_mm: float = 0.0
 
     def __post_init__(self):
         if not 0 <= self.drop < 1:
             raise ValueError(f"drop must be in [0, 1), got {self.drop}")
-        for key in ("rotation_deg", "scale", "jitter_mm"):
+        for key in ("rotation_deg", "scale", "jitter_mm", "translation_mm"):
             if not getattr(self, key) >= 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
 
     @property
     def active(self) -> bool:
         """Whether any augmentation is switched on."""
-        return bool(self.drop or self.rotation_deg or self.scale or self.jitter_mm)
+        return bool(self.drop or self.moves)
+
+    @property
+    def moves(self) -> bool:
+        """Whether node centres move."""
+        return bool(self.rotation_deg or self.scale or self.jitter_mm or self.translation_mm)
 
 
 def rotation_matrix(axis: torch.Tensor, angle: float) -> torch.Tensor:
@@ -64,7 +73,8 @@ def rotation_matrix(axis: torch.Tensor, angle: float) -> torch.Tensor:
 
 def _move(pos: torch.Tensor, params: GeometryAugment, generator: torch.Generator
           ) -> torch.Tensor:
-    """One scan's centres after rotation, scaling and jitter (module docstring)."""
+    """One scan's centres after rotation, scaling, jitter and translation (module
+    docstring)."""
     if len(pos) == 0:
         return pos
     out = pos
@@ -82,6 +92,8 @@ def _move(pos: torch.Tensor, params: GeometryAugment, generator: torch.Generator
         out = out + centre
     if params.jitter_mm:
         out = out + params.jitter_mm * torch.randn(out.shape, generator=generator)
+    if params.translation_mm:
+        out = out + params.translation_mm * torch.randn(3, generator=generator)
     return out
 
 
@@ -119,8 +131,7 @@ def augment_pair(data: HeteroData, params: GeometryAugment, generator: torch.Gen
         shifts = pair_shifts(out["src"].pos.double().numpy(), out["dst"].pos.double().numpy(),
                              alignment)
         out["src"].shift = torch.from_numpy(np.asarray(shifts, dtype=np.float32))
-    elif getattr(out["src"], "shift", None) is not None and (
-            params.rotation_deg or params.scale or params.jitter_mm):
+    elif getattr(out["src"], "shift", None) is not None and params.moves:
         raise ValueError("the graph has alignment shifts; give the alignment settings to "
                          "recompute them after moving its nodes")
     return out

@@ -334,6 +334,8 @@ class OptimConfig(_Section):
         about its node centroid (a random axis per scan).
     augment_scale: standard deviation of a random log scale of each scan's coordinates.
     augment_jitter_mm: standard deviation of random noise on each node centre (mm).
+    augment_translation_mm: standard deviation of a random translation of each scan, per
+        axis (mm); it changes only what ``model.frame_prior_mm`` reads.
     schedule: learning-rate schedule, ``"constant"`` or ``"cosine"`` (cosine decay to zero
         over ``max_epochs``).
     """
@@ -351,12 +353,14 @@ class OptimConfig(_Section):
     augment_rotation_deg: float = 10.0
     augment_scale: float = 0.0
     augment_jitter_mm: float = 1.0
+    augment_translation_mm: float = 0.0
     schedule: str = "cosine"
 
     _POSITIVE = ("lr", "fusion_lr")
     _AT_LEAST_ONE = ("batch_size", "max_epochs")
     _NON_NEGATIVE = ("weight_decay", "patience", "augment_intensity", "augment_noise",
-                     "augment_rotation_deg", "augment_scale", "augment_jitter_mm")
+                     "augment_rotation_deg", "augment_scale", "augment_jitter_mm",
+                     "augment_translation_mm")
     _UNIT = ("augment_drop",)
 
     def _problems(self) -> list[str]:

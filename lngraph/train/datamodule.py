@@ -118,7 +118,8 @@ def geometry_augment(config: MatcherConfig) -> GeometryAugment:
     """The geometric augmentation ``config.optim`` asks for."""
     c = config.optim
     return GeometryAugment(drop=c.augment_drop, rotation_deg=c.augment_rotation_deg,
-                           scale=c.augment_scale, jitter_mm=c.augment_jitter_mm)
+                           scale=c.augment_scale, jitter_mm=c.augment_jitter_mm,
+                           translation_mm=c.augment_translation_mm)
 
 
 class AugmentedPairs(torch.utils.data.Dataset):

@@ -166,6 +166,21 @@ def test_jitter_moves_every_centre_a_little():
     assert "shift" not in out["src"]
 
 
+def test_translation_moves_each_scan_by_one_vector_and_keeps_the_aligned_centres():
+    data = make_graph()
+    out = augment_pair(data, GeometryAugment(translation_mm=20.0), gen(12), ALIGN)
+    moves = []
+    for node_type in ("src", "dst"):
+        move = (out[node_type].pos - data[node_type].pos).double()
+        torch.testing.assert_close(move, move[0].expand_as(move), rtol=0, atol=1e-4)
+        assert move[0].norm() > 1.0
+        moves.append(move[0])
+    assert not torch.allclose(moves[0], moves[1], atol=1.0)
+    # The alignment absorbs it: the earlier nodes' aligned centres move with the later scan.
+    aligned = lambda g: (g["src"].pos + g["src"].shift - g["dst"].pos.mean(0)).double()  # noqa: E731
+    torch.testing.assert_close(aligned(out), aligned(data), rtol=0, atol=1e-3)
+
+
 def test_shifts_are_recomputed_from_the_new_centres():
     data = make_graph()
     params = GeometryAugment(drop=0.2, rotation_deg=10.0, scale=0.1, jitter_mm=1.0)
@@ -217,7 +232,8 @@ def test_scans_without_nodes():
 
 @pytest.mark.parametrize("params", [GeometryAugment(rotation_deg=5.0),
                                     GeometryAugment(scale=0.1),
-                                    GeometryAugment(drop=0.2, jitter_mm=1.0)])
+                                    GeometryAugment(drop=0.2, jitter_mm=1.0),
+                                    GeometryAugment(translation_mm=5.0)])
 def test_moving_a_graph_with_shifts_needs_the_alignment_settings(params):
     with pytest.raises(ValueError, match="give the alignment settings"):
         augment_pair(make_graph(), params, gen())
@@ -230,6 +246,7 @@ def test_moving_a_graph_with_shifts_needs_the_alignment_settings(params):
     ("rotation_deg", -1.0, "rotation_deg must be >= 0"),
     ("scale", -0.1, "scale must be >= 0"),
     ("jitter_mm", float("nan"), "jitter_mm must be >= 0"),
+    ("translation_mm", -2.0, "translation_mm must be >= 0"),
 ])
 def test_invalid_settings(key, value, message):
     with pytest.raises(ValueError, match=message):
