@@ -16,8 +16,10 @@ Besides the full table, ``leaderboard.md`` reproduces the shape of the paper's T
 ``--dls``: the DLS validation pairs (``../shared/data/dls/valid.json``, read by
 :func:`lngraph.io.dls.read_dls` and written as a cohort folder in a temporary directory)
 through every method that runs without images; the others are listed as skipped. With
-``--init-geometry CKPT``, ``matcher_geometry`` starts each fold from that checkpoint (a
-geometry model trained on synthetic cohorts) and is fine-tuned on the fold's DLS pairs. Exits
+``--init-geometry CKPT``, the geometry-only matchers (``matcher_geometry``,
+``matcher_geometry_frame``) start each fold from that checkpoint (a geometry model trained on
+synthetic cohorts) and are fine-tuned on the fold's DLS pairs; ``--extra-geometry DIR`` adds
+a synthetic geometry cohort to each fold's training of both. Exits
 0 with a message when the file is absent.
 
 Run: ``python benchmarks/leaderboard.py`` (writes ``benchmarks/results/leaderboard.{md,csv,png}``
@@ -114,7 +116,7 @@ def study_cohort(patients: int, seed: int, workers: int, preset: str = "default"
 
 
 def geometry_options(args) -> dict:
-    """``matcher_geometry``'s options: ``--init-geometry``, and ``--extra-geometry`` as a copy
+    """The geometry-only matchers' options: ``--init-geometry``, and ``--extra-geometry`` as a copy
     whose patient and scan ids start with ``extra-`` (:func:`cohorts.prefixed_cohort`, cached
     beside it), so that they cannot clash with the study cohort's."""
     options = {"init_from": args.init_geometry} if args.init_geometry else {}
@@ -123,6 +125,17 @@ def geometry_options(args) -> dict:
         prefixed_cohort(folder, read_cohort(args.extra_geometry), "extra-")
         options["extra_train"] = folder
     return options
+
+
+#: The learned matchers without images: ``--init-geometry`` and ``--extra-geometry`` apply to
+#: each of them.
+GEOMETRY_MATCHERS = ("matcher_geometry", "matcher_geometry_frame")
+
+
+def geometry_matchers(args) -> dict[str, dict]:
+    """:func:`geometry_options` for each of :data:`GEOMETRY_MATCHERS`."""
+    options = geometry_options(args)
+    return {name: dict(options) for name in GEOMETRY_MATCHERS}
 
 
 def output_stem(args) -> str:
@@ -139,7 +152,7 @@ def run_synthetic(args) -> pd.DataFrame:
                           not args.geometry_only)
     options = {"lgm": {"epochs": args.lgm_epochs},
                "registration": {"params": LIGHT_REGISTRATION},
-               "matcher_geometry": geometry_options(args),
+               **geometry_matchers(args),
                **{name: {"steps": args.tracker_steps}
                   for name in ("dlt_lite", "sam_lite", "tlt_lite")}}
     return run_leaderboard(
@@ -162,7 +175,7 @@ def run_dls(args) -> pd.DataFrame | None:
             cohort, args.methods, folds=args.folds, seeds=args.seeds, out_dir=args.out,
             max_epochs=args.max_epochs, options={
                 "lgm": {"epochs": args.lgm_epochs},
-                "matcher_geometry": geometry_options(args)},
+                **geometry_matchers(args)},
             command=_command(), stem="leaderboard_dls", reuse=args.reuse,
             source=f"`{args.dls_file.name}` read by `lngraph.io.dls.read_dls` (written to a "
                    "temporary cohort folder)",
@@ -195,11 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="synth worker processes")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--init-geometry", type=Path, default=None, metavar="CKPT",
-                        help="start `matcher_geometry` from this checkpoint, e.g. a "
+                        help="start the geometry-only matchers from this checkpoint, e.g. a "
                              "geometry model trained on synthetic cohorts")
     parser.add_argument("--extra-geometry", type=Path, default=None, metavar="DIR",
                         help="a cohort folder whose patients join every fold's training "
-                             "of `matcher_geometry`, e.g. a synthetic geometry cohort")
+                             "of the geometry-only matchers, e.g. a synthetic geometry cohort")
     parser.add_argument("--reuse", type=Path, default=None, metavar="FOLDS_CSV",
                         help="keep the fold rows of the methods not in --methods from this "
                              "earlier leaderboard_folds.csv (same cohort, folds and seeds)")

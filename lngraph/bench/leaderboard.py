@@ -83,7 +83,7 @@ def _predict(method: Method, pairs: list) -> list:
     return [method.predict(p) for p in pairs]
 
 
-def _fold_row(method: Method, cohort: Cohort, split, pair_mode: str,
+def fold_row(method: Method, cohort: Cohort, split, pair_mode: str,
               test_cohort: Cohort | None = None) -> dict:
     """Fit on the split's training patients of ``cohort`` (select on validation), score its
     test patients' pairs of ``test_cohort`` (default: ``cohort``)."""
@@ -259,7 +259,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                             "test_ids": " ".join(split.test)}
                     try:
                         row = {**base, "status": "ok", "note": "",
-                               **_fold_row(build(seed), cohort, split, pair_mode,
+                               **fold_row(build(seed), cohort, split, pair_mode,
                                            test_cohort)}
                     except Exception as exc:  # noqa: BLE001 - a crash is a result to record
                         rows.append(_failed(base, exc, progress))

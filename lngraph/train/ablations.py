@@ -33,7 +33,9 @@ name                        change
 ``matcher_geometry``        no appearance: geometry-only tokens (sizes and neighbour distances),
                             no crops; the learned matcher for cohorts without images
 ``matcher_geometry_frame``  ``matcher_geometry`` with the frame prior (raw centre distances,
-                            ``model.frame_prior_mm`` = 100), for scans that share a frame
+                            ``model.frame_prior_mm`` = 100), for scans that share a frame;
+                            each training scan is translated by N(0, 10 mm) per axis
+                            (``optim.augment_translation_mm``)
 ``matcher_no_cross``        no cross-graph layers: the scans meet only in the assignment head
 ``matcher_no_position``     no positions: no aligned offsets in attention or head
 ``matcher_no_self``         no intra-scan layers
@@ -128,7 +130,8 @@ VARIANTS: tuple[tuple[str, str, str, str, dict, bool], ...] = (
     ("GeometryFrame", "matcher_geometry_frame",
      "The geometry-only graph matcher with the frame prior (raw centre distances; for scans "
      "whose coordinates agree up to a few centimetres).", "lite",
-     {"model.geometry_only": True, "model.frame_prior_mm": 100.0}, False),
+     {"model.geometry_only": True, "model.frame_prior_mm": 100.0,
+      "optim.augment_translation_mm": 10.0}, False),
     ("WithoutCross", "matcher_no_cross", "The graph matcher without cross-graph layers.",
      "lite", MATCHER_ABLATIONS["matcher_no_cross"], True),
     ("WithoutPosition", "matcher_no_position",
