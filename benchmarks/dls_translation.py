@@ -87,7 +87,7 @@ def report(csv: Path, out: Path, command: str) -> str:
     ]
     for value, r in table.iterrows():
         mark = " (chosen)" if value == chosen else ""
-        lines.append(f"| {value:g}{mark} | {r.folds} | {r.val_score:.4f} | "
+        lines.append(f"| {value:g}{mark} | {int(r.folds)} | {r.val_score:.4f} | "
                      f"{100 * r.val_f1:.1f} | {100 * r.test_f1:.1f} ± "
                      f"{100 * r.test_f1_std:.1f} | {100 * r.test_nlr:.1f} | "
                      f"{100 * r.test_dlr:.1f} |")

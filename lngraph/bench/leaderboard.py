@@ -84,7 +84,7 @@ def _predict(method: Method, pairs: list) -> list:
 
 
 def fold_row(method: Method, cohort: Cohort, split, pair_mode: str,
-              test_cohort: Cohort | None = None) -> dict:
+             test_cohort: Cohort | None = None) -> dict:
     """Fit on the split's training patients of ``cohort`` (select on validation), score its
     test patients' pairs of ``test_cohort`` (default: ``cohort``)."""
     train, val = cohort.subset(split.train), cohort.subset(split.val) if split.val else None
@@ -260,7 +260,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                     try:
                         row = {**base, "status": "ok", "note": "",
                                **fold_row(build(seed), cohort, split, pair_mode,
-                                           test_cohort)}
+                                          test_cohort)}
                     except Exception as exc:  # noqa: BLE001 - a crash is a result to record
                         rows.append(_failed(base, exc, progress))
                         continue
