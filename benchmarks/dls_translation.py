@@ -10,8 +10,8 @@ scored on the fold's test patients. The value is chosen by the mean validation s
 score (the one that picks the epoch); the test columns are printed beside it for the record,
 not for choosing.
 
-Fold rows are appended to ``dls_translation_folds.csv`` as they finish (a rerun skips the
-rows there, so several processes with different ``--values`` can share the work);
+Fold rows are appended to ``dls_translation_folds.csv`` as they finish; a fold whose row is
+there already is skipped, so a rerun resumes and several processes can share the work;
 ``dls_translation.md`` is written from every row of that file.
 
 Run: ``python benchmarks/dls_translation.py --values 0 10 20 30``
@@ -40,8 +40,15 @@ from lngraph.train.method import MatcherMethod
 FRAME = {"model.geometry_only": True, "model.frame_prior_mm": 100.0}
 
 
+def finished(csv: Path, value: float, fold: int) -> bool:
+    """Whether ``csv`` already holds the row of (``value``, ``fold``)."""
+    if not csv.is_file():
+        return False
+    rows = pd.read_csv(csv)
+    return bool(((rows["value"] == value) & (rows["fold"] == fold)).any())
+
+
 def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path) -> None:
-    done = pd.read_csv(csv) if csv.is_file() else pd.DataFrame(columns=["value", "fold"])
     with tempfile.TemporaryDirectory(prefix="lngraph-dls-") as folder:
         cohort = read_cohort(write_cohort(folder, read_dls(DLS)))
         splits = patient_folds(cohort.patients, folds, 0, 0.2)
@@ -49,7 +56,7 @@ def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path
             config = preset("lite").with_values(
                 {**FRAME, "optim.augment_translation_mm": value})
             for k, split in enumerate(splits):
-                if ((done["value"] == value) & (done["fold"] == k)).any():
+                if finished(csv, value, k):    # here, or by another process
                     continue
                 method = MatcherMethod(config, seed=0, max_epochs=max_epochs,
                                        extra_train=extra)
@@ -64,7 +71,7 @@ def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path
 
 
 def report(csv: Path, out: Path, command: str) -> str:
-    rows = pd.read_csv(csv)
+    rows = pd.read_csv(csv).drop_duplicates(["value", "fold"])   # two processes, one fold
     table = rows.groupby("value").agg(
         folds=("fold", "count"), val_score=("val_score", "mean"), val_f1=("val_f1", "mean"),
         test_f1=("test_f1", "mean"), test_f1_std=("test_f1", "std"),
