@@ -1,4 +1,4 @@
-"""Quality of the asymmetric matcher: patient-level K-fold CV beside ``nearest``.
+"""Quality of lngraph's matcher: patient-level K-fold CV beside ``nearest``.
 
 A ``default`` synthetic cohort (``lngraph.synth.generate_cohort``, cached under
 ``benchmarks/.data/``) is split into ``--folds`` patient-level folds
@@ -133,7 +133,7 @@ def cross_validate(cohort: Cohort, config: MatcherConfig, *, folds: int, split_s
                      "test_pairs_per_second": len(test_pairs) / predict_seconds,
                      "fold_seconds": time.perf_counter() - start})
         rows.append({"method": "nearest", **common, **base})
-        print(f"fold {k}: asymmetric F1 {ours['f1']:.3f} NLR {ours['nlr']:.3f} DLR "
+        print(f"fold {k}: matcher F1 {ours['f1']:.3f} NLR {ours['nlr']:.3f} DLR "
               f"{ours['dlr']:.3f} | nearest F1 {base['f1']:.3f} NLR {base['nlr']:.3f} DLR "
               f"{base['dlr']:.3f} | {fit.epochs} epochs, {fit.train_seconds:.0f} s",
               flush=True)
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     n_pairs = len(cohort.pairs("consecutive"))
     overrides = ", ".join(args.set) or "none"
     lines = [
-        "# Model quality: asymmetric matcher vs `nearest`, patient-level cross-validation",
+        "# Model quality: lngraph's matcher vs `nearest`, patient-level cross-validation",
         "",
         f"- command: `{' '.join(['python benchmarks/model_quality.py', *sys.argv[1:]])}`",
         f"- commit: `{commit()}` (working tree may hold uncommitted changes)",
