@@ -22,22 +22,18 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import torch
-from leaderboard import DATA, DLS, RESULTS
+from leaderboard import DATA, DLS, RESULTS, dls_cohort
 
 from lngraph.bench.leaderboard import fold_row
 from lngraph.data.folds import patient_folds
 from lngraph.io.atomic import write_text_atomic
-from lngraph.io.cohort import read_cohort, write_cohort
-from lngraph.io.dls import read_dls
 from lngraph.models import preset
+from lngraph.train.ablations import GeometryFrame
 from lngraph.train.method import MatcherMethod
-
-FRAME = {"model.geometry_only": True, "model.frame_prior_mm": 100.0}
 
 
 def finished(csv: Path, value: float, fold: int) -> bool:
@@ -49,12 +45,11 @@ def finished(csv: Path, value: float, fold: int) -> bool:
 
 
 def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix="lngraph-dls-") as folder:
-        cohort = read_cohort(write_cohort(folder, read_dls(DLS)))
+    with dls_cohort(DLS) as cohort:
         splits = patient_folds(cohort.patients, folds, 0, 0.2)
-        for value in values:
-            config = preset("lite").with_values(
-                {**FRAME, "optim.augment_translation_mm": value})
+        for value in values:      # matcher_geometry_frame's config with this translation
+            config = preset(GeometryFrame.base).with_values(
+                {**GeometryFrame.overrides, "optim.augment_translation_mm": value})
             for k, split in enumerate(splits):
                 if finished(csv, value, k):    # here, or by another process
                     continue
@@ -70,7 +65,7 @@ def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path
                 print(line.to_string(index=False, header=False), flush=True)
 
 
-def report(csv: Path, out: Path, command: str) -> str:
+def report(csv: Path, out: Path, command: str, extra: Path, max_epochs: int) -> str:
     rows = pd.read_csv(csv).drop_duplicates(["value", "fold"])   # two processes, one fold
     table = rows.groupby("value").agg(
         folds=("fold", "count"), val_score=("val_score", "mean"), val_f1=("val_f1", "mean"),
@@ -81,9 +76,9 @@ def report(csv: Path, out: Path, command: str) -> str:
     lines = [
         "# The frame prior's translation augmentation, chosen on DLS validation patients", "",
         f"- command: `{command}`",
-        "- model: `lite` geometry-only graph matcher with the frame prior "
-        "(`model.frame_prior_mm` = 100), at most 15 epochs; per fold the DLS leaderboard's "
-        "training patients + 200 synthetic `default` patients without images (seed 11)",
+        "- model: `matcher_geometry_frame` (the `lite` geometry-only graph matcher with the "
+        f"frame prior) with each translation, at most {max_epochs} epochs; per fold the DLS "
+        f"leaderboard's training patients + the patients of `{extra.name}`",
         "- folds: the DLS leaderboard's 5 patient folds (seed 0); validation = the fold's DLS "
         "validation patients (epoch, threshold and this choice); test = its held-out patients",
         f"- chosen by the mean validation selection score over the folds: **{chosen:g} mm** "
@@ -128,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     csv = args.out / "dls_translation_folds.csv"
     run(args.values, args.extra_geometry, args.folds, args.max_epochs, csv)
     command = shlex.join(["python", "benchmarks/dls_translation.py", *sys.argv[1:]])
-    print(report(csv, args.out / "dls_translation.md", command))
+    print(report(csv, args.out / "dls_translation.md", command, args.extra_geometry,
+                 args.max_epochs))
     return 0
 
 

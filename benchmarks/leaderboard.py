@@ -34,6 +34,8 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -41,10 +43,11 @@ import torch
 from cohorts import cached_cohort, prefixed_cohort
 
 from lngraph.baselines.registration import RegistrationParams
-from lngraph.bench import METRICS, markdown_table, run_leaderboard
+from lngraph.bench import METRICS, available_methods, markdown_table, run_leaderboard
 from lngraph.io.atomic import atomic_path
 from lngraph.io.cohort import Cohort, read_cohort, write_cohort
 from lngraph.io.dls import read_dls
+from lngraph.train.method import MatcherMethod
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -127,15 +130,20 @@ def geometry_options(args) -> dict:
     return options
 
 
-#: The learned matchers without images: ``--init-geometry`` and ``--extra-geometry`` apply to
-#: each of them.
-GEOMETRY_MATCHERS = ("matcher_geometry", "matcher_geometry_frame")
-
-
 def geometry_matchers(args) -> dict[str, dict]:
-    """:func:`geometry_options` for each of :data:`GEOMETRY_MATCHERS`."""
+    """:func:`geometry_options` for every registered lngraph matcher that runs without images
+    (``matcher_geometry``, ``matcher_geometry_frame``, …)."""
     options = geometry_options(args)
-    return {name: dict(options) for name in GEOMETRY_MATCHERS}
+    return {name: dict(options) for name, cls in available_methods().items()
+            if issubclass(cls, MatcherMethod) and not cls.needs_images}
+
+
+@contextmanager
+def dls_cohort(path: Path) -> Iterator[Cohort]:
+    """The DLS pairs of ``path`` (:func:`lngraph.io.dls.read_dls`) as a cohort, written to a
+    temporary folder that lives as long as the context."""
+    with tempfile.TemporaryDirectory(prefix="lngraph-dls-") as folder:
+        yield read_cohort(write_cohort(folder, read_dls(path)))
 
 
 def output_stem(args) -> str:
@@ -169,8 +177,7 @@ def run_dls(args) -> pd.DataFrame | None:
         print(f"skipped: the DLS pairs are not at {args.dls_file} (only present in the "
               "development workplace)")
         return None
-    with tempfile.TemporaryDirectory(prefix="lngraph-dls-") as folder:
-        cohort = read_cohort(write_cohort(folder, read_dls(args.dls_file)))
+    with dls_cohort(args.dls_file) as cohort:
         return run_leaderboard(
             cohort, args.methods, folds=args.folds, seeds=args.seeds, out_dir=args.out,
             max_epochs=args.max_epochs, options={
