@@ -15,12 +15,13 @@ robustly —
 Used by the ``nearest`` baseline, the lesion trackers' initial alignment and the matcher's
 position prior (:class:`~lngraph.models.AsymmetricMatcher`). Translating either point set
 translates :math:`t` by the same amount, so aligned distances :math:`\lVert c_i + t - c_j\rVert`
-are invariant to translations of either scan (not to rotations). The vote makes
+are invariant to translations of either scan (not to rotations). The vote makes at most
 :math:`K \cdot n_1` nearest-neighbour queries (a k-d tree on the later nodes), where :math:`K`
 is the number of candidate shifts: all :math:`n_1 n_2` of them up to :data:`MAX_CANDIDATES`,
 beyond that a fixed-seed random sample of that many (each node kept by the true shift
 contributes a candidate near it, so a sample keeps many), which bounds the vote at
-:math:`O(n_1)` queries per candidate for large scans.
+:math:`O(n_1)` queries per candidate for large scans; candidates that can no longer win are
+dropped part-way (:func:`_votes`), which leaves the result unchanged.
 """
 
 from __future__ import annotations
@@ -43,6 +44,42 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
 
 
+def _votes(src: np.ndarray, dst: np.ndarray, candidates: np.ndarray, sigma: float,
+           block: int = 16, leaders: int = 8) -> np.ndarray:
+    r"""The vote :math:`\sum_i \exp(-e_i^2 / 2\sigma^2)` of each candidate shift, or
+    :math:`-\infty` for a candidate that cannot win.
+
+    The nodes vote in blocks of ``block``. After the first block the ``leaders`` candidates
+    with the best partial votes are voted in full; the best of those, and later the best
+    partial vote, is a lower bound of the winning vote. After each block a candidate whose
+    partial vote plus one per node still to come (each term is at most 1) stays below that
+    bound is dropped. Wrong shifts fall behind within a few blocks, so large scans make a
+    fraction of the :math:`K \cdot n_1` nearest-neighbour queries; the surviving votes are the
+    full sums, the same as without dropping.
+    """
+    tree = cKDTree(dst)
+
+    def vote(shifts: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        distance = tree.query((nodes[None] + shifts[:, None]).reshape(-1, 3))[0]
+        return np.exp(-distance.reshape(len(shifts), len(nodes)) ** 2
+                      / (2 * sigma ** 2)).sum(axis=1)
+
+    votes = np.zeros(len(candidates))
+    alive = np.arange(len(candidates))
+    bound = -np.inf
+    for start in range(0, len(src), block):
+        votes[alive] += vote(candidates[alive], src[start:start + block])
+        still = len(src) - min(start + block, len(src))
+        if start == 0 and still:
+            top = alive[np.argsort(-votes[alive], kind="stable")[:leaders]]
+            bound = vote(candidates[top], src).max()
+        bound = max(bound, votes[alive].max())
+        alive = alive[votes[alive] + still >= bound - 1e-9]
+    out = np.full(len(candidates), -np.inf)
+    out[alive] = votes[alive]
+    return out
+
+
 def robust_translation(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
                        iterations: int = 10) -> np.ndarray:
     """The translation ``t`` (``(3,)``, mm) that best carries ``src`` onto ``dst``.
@@ -62,12 +99,7 @@ def robust_translation(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAUL
         keep = np.random.default_rng(0).choice(len(shifts), MAX_CANDIDATES, replace=False)
         shifts = shifts[np.sort(keep)]
     candidates = np.concatenate([centroid[None], shifts])
-    sigma = gate_mm / 2.0
-    tree = cKDTree(dst)
-    votes = np.concatenate([
-        np.exp(-tree.query((src[None] + chunk[:, None]).reshape(-1, 3))[0]
-               .reshape(len(chunk), len(src)) ** 2 / (2 * sigma ** 2)).sum(axis=1)
-        for chunk in np.array_split(candidates, max(1, len(candidates) // 256))])
+    votes = _votes(src, dst, candidates, gate_mm / 2.0)
     best = np.flatnonzero(votes >= votes.max() - 1e-9)
     offsets = candidates[best] - centroid
     distance = np.linalg.norm(offsets, axis=1)

@@ -1,4 +1,6 @@
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lngraph.matching.alignment import alignment_shifts, pairwise_distances, robust_translation
 
@@ -145,3 +147,27 @@ def test_robust_rigid_keeps_the_translation_for_few_nodes_or_large_angles():
     src, dst, _ = _turned_scan(seed=3, degrees=45.0)     # beyond max_angle_deg: no rotation
     rotation, _ = robust_rigid(src, dst, max_angle_deg=20.0)
     np.testing.assert_array_equal(rotation, np.eye(3))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 30), st.integers(1, 30), st.floats(0.5, 60.0), st.integers(0, 2**31 - 1))
+def test_the_vote_drops_only_candidates_that_cannot_win(n, m, spread, seed):
+    """The pruned vote keeps the full sum of every candidate that can win and drops only
+    candidates whose full vote is below the winner's."""
+    from lngraph.matching.alignment import _votes
+
+    rng = np.random.default_rng(seed)
+    src = rng.uniform(0, 200, (n, 3))
+    dst = np.concatenate([src[: min(n, m)] + rng.normal(0, spread, (min(n, m), 3)),
+                          rng.uniform(0, 200, (max(0, m - n), 3))])
+    candidates = np.concatenate([[dst.mean(0) - src.mean(0)] if n else np.zeros((1, 3)),
+                                 (dst[None] - src[:, None]).reshape(-1, 3)])
+    sigma = 7.5
+    nearest = np.linalg.norm(src[None, :, None] + candidates[:, None, None] - dst[None, None],
+                             axis=-1).min(-1)
+    full = np.exp(-nearest ** 2 / (2 * sigma ** 2)).sum(-1)
+    votes = _votes(src, dst, candidates, sigma, block=4)
+    kept = np.isfinite(votes)
+    np.testing.assert_allclose(votes[kept], full[kept], rtol=1e-12, atol=1e-9)
+    assert np.all(full[~kept] < full.max() - 1e-9)
+    assert kept[np.argmax(full)]
