@@ -44,7 +44,8 @@ def finished(csv: Path, value: float, fold: int) -> bool:
     return bool(((rows["value"] == value) & (rows["fold"] == fold)).any())
 
 
-def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path) -> None:
+def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path,
+        init: Path | None = None) -> None:
     with dls_cohort(DLS) as cohort:
         splits = patient_folds(cohort.patients, folds, 0, 0.2)
         for value in values:      # matcher_geometry_frame's config with this translation
@@ -54,7 +55,7 @@ def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path
                 if finished(csv, value, k):    # here, or by another process
                     continue
                 method = MatcherMethod(config, seed=0, max_epochs=max_epochs,
-                                       extra_train=extra)
+                                       extra_train=extra, init_from=init)
                 row = fold_row(method, cohort, split, "consecutive")
                 val = method.result.val_metrics
                 line = pd.DataFrame([{
@@ -65,7 +66,8 @@ def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path
                 print(line.to_string(index=False, header=False), flush=True)
 
 
-def report(csv: Path, out: Path, command: str, extra: Path, max_epochs: int) -> str:
+def report(csv: Path, out: Path, command: str, extra: Path, max_epochs: int,
+           init: Path | None = None) -> str:
     rows = pd.read_csv(csv).drop_duplicates(["value", "fold"])   # two processes, one fold
     table = rows.groupby("value").agg(
         folds=("fold", "count"), val_score=("val_score", "mean"), val_f1=("val_f1", "mean"),
@@ -78,7 +80,8 @@ def report(csv: Path, out: Path, command: str, extra: Path, max_epochs: int) -> 
         f"- command: `{command}`",
         "- model: `matcher_geometry_frame` (the `lite` geometry-only graph matcher with the "
         f"frame prior) with each translation, at most {max_epochs} epochs; per fold the DLS "
-        f"leaderboard's training patients + the patients of `{extra.name}`",
+        f"leaderboard's training patients + the patients of `{extra.name}`"
+        + (f", each fold starting from `{init}`" if init else ", from random weights"),
         "- folds: the DLS leaderboard's 5 patient folds (seed 0); validation = the fold's DLS "
         "validation patients (epoch, threshold and this choice); test = its held-out patients",
         f"- chosen by the mean validation selection score over the folds: **{chosen:g} mm** "
@@ -111,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                         default=DATA / "geometry-p200-s11-extra",
                         help="the id-prefixed synthetic geometry cohort that joins training "
                              "(made by benchmarks/leaderboard.py --extra-geometry)")
+    parser.add_argument("--init-geometry", type=Path, default=None, metavar="CKPT",
+                        help="start every fold from this checkpoint (a frame-prior model "
+                             "pre-trained on synthetic geometry), not from random weights")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--max-epochs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
@@ -121,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     csv = args.out / "dls_translation_folds.csv"
-    run(args.values, args.extra_geometry, args.folds, args.max_epochs, csv)
+    run(args.values, args.extra_geometry, args.folds, args.max_epochs, csv, args.init_geometry)
     command = shlex.join(["python", "benchmarks/dls_translation.py", *sys.argv[1:]])
     print(report(csv, args.out / "dls_translation.md", command, args.extra_geometry,
-                 args.max_epochs))
+                 args.max_epochs, args.init_geometry))
     return 0
 
 

@@ -20,7 +20,10 @@ through every method that runs without images; the others are listed as skipped.
 ``matcher_geometry_frame``) start each fold from that checkpoint (a geometry model trained on
 synthetic cohorts) and are fine-tuned on the fold's DLS pairs; ``--extra-geometry DIR`` adds
 a synthetic geometry cohort to each fold's training of both. Exits
-0 with a message when the file is absent.
+0 with a message when the file is absent. On synthetic cohorts, ``--extra-images DIR`` adds a
+cohort with images (e.g. more synthetic patients of another seed) to each fold's training of
+the image matchers; validation, and so the epoch and the threshold, stays on the fold's own
+patients.
 
 Run: ``python benchmarks/leaderboard.py`` (writes ``benchmarks/results/leaderboard.{md,csv,png}``
 and ``leaderboard_folds.csv``, and copies the plot to ``docs/img/``) and
@@ -118,24 +121,26 @@ def study_cohort(patients: int, seed: int, workers: int, preset: str = "default"
                          images=images)
 
 
-def geometry_options(args) -> dict:
-    """The geometry-only matchers' options: ``--init-geometry``, and ``--extra-geometry`` as a copy
-    whose patient and scan ids start with ``extra-`` (:func:`cohorts.prefixed_cohort`, cached
-    beside it), so that they cannot clash with the study cohort's."""
-    options = {"init_from": args.init_geometry} if args.init_geometry else {}
+def extra_cohort(folder: Path) -> Path:
+    """``folder``'s cohort as a copy whose patient and scan ids start with ``extra-``
+    (:func:`cohorts.prefixed_cohort`, cached beside it; images stay where they are), so that its
+    patients cannot clash with the study cohort's when they join a fold's training."""
+    copy = folder.with_name(folder.name + "-extra")
+    prefixed_cohort(copy, read_cohort(folder), "extra-")
+    return copy
+
+
+def matcher_options(args) -> dict[str, dict]:
+    """The options of every registered lngraph matcher (:class:`MatcherMethod` and its
+    variants): the geometry-only ones get ``--init-geometry`` and ``--extra-geometry``, the
+    image ones ``--extra-images``, each extra cohort as its :func:`extra_cohort` copy."""
+    geometry = {"init_from": args.init_geometry} if args.init_geometry else {}
     if args.extra_geometry:
-        folder = args.extra_geometry.with_name(args.extra_geometry.name + "-extra")
-        prefixed_cohort(folder, read_cohort(args.extra_geometry), "extra-")
-        options["extra_train"] = folder
-    return options
-
-
-def geometry_matchers(args) -> dict[str, dict]:
-    """:func:`geometry_options` for every registered lngraph matcher that runs without images
-    (``matcher_geometry``, ``matcher_geometry_frame``, …)."""
-    options = geometry_options(args)
-    return {name: dict(options) for name, cls in available_methods().items()
-            if issubclass(cls, MatcherMethod) and not cls.needs_images}
+        geometry["extra_train"] = extra_cohort(args.extra_geometry)
+    images = ({"extra_train": extra_cohort(args.extra_images)}
+              if args.extra_images else {})
+    return {name: dict(images if cls.needs_images else geometry)
+            for name, cls in available_methods().items() if issubclass(cls, MatcherMethod)}
 
 
 @contextmanager
@@ -160,7 +165,7 @@ def run_synthetic(args) -> pd.DataFrame:
                           not args.geometry_only)
     options = {"lgm": {"epochs": args.lgm_epochs},
                "registration": {"params": LIGHT_REGISTRATION},
-               **geometry_matchers(args),
+               **matcher_options(args),
                **{name: {"steps": args.tracker_steps}
                   for name in ("dlt_lite", "sam_lite", "tlt_lite")}}
     return run_leaderboard(
@@ -182,7 +187,7 @@ def run_dls(args) -> pd.DataFrame | None:
             cohort, args.methods, folds=args.folds, seeds=args.seeds, out_dir=args.out,
             max_epochs=args.max_epochs, options={
                 "lgm": {"epochs": args.lgm_epochs},
-                **geometry_matchers(args)},
+                **matcher_options(args)},
             command=_command(), stem="leaderboard_dls", reuse=args.reuse,
             source=f"`{args.dls_file.name}` read by `lngraph.io.dls.read_dls` (written to a "
                    "temporary cohort folder)",
@@ -220,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-geometry", type=Path, default=None, metavar="DIR",
                         help="a cohort folder whose patients join every fold's training "
                              "of the geometry-only matchers, e.g. a synthetic geometry cohort")
+    parser.add_argument("--extra-images", type=Path, default=None, metavar="DIR",
+                        help="a cohort folder with images whose patients join every fold's "
+                             "training of the image matchers, e.g. a synthetic cohort of "
+                             "another seed (validation stays on the fold's patients)")
     parser.add_argument("--reuse", type=Path, default=None, metavar="FOLDS_CSV",
                         help="keep the fold rows of the methods not in --methods from this "
                              "earlier leaderboard_folds.csv (same cohort, folds and seeds)")
