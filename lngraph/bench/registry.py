@@ -32,9 +32,11 @@ from lngraph.baselines.registration import ImageRegistration
 from lngraph.baselines.trackers import DLTLite, SAMLite, TLTLite
 from lngraph.train.ablations import (
     AppearanceHungarian,
+    GeometryDustbin,
     GeometryFrame,
     GeometryOnly,
     PaperMatcher,
+    WithDustbin,
     WithoutCross,
     WithoutPosition,
     WithoutSelf,
@@ -66,6 +68,8 @@ BUILTIN_METHODS: tuple[type[Method], ...] = (
     MatcherMethod,         # matcher
     GeometryOnly,          # matcher_geometry
     GeometryFrame,         # matcher_geometry_frame
+    WithDustbin,           # matcher_dustbin
+    GeometryDustbin,       # matcher_geometry_dustbin
     WithoutCross,          # matcher_no_cross
     WithoutPosition,       # matcher_no_position
     WithoutSelf,           # matcher_no_self

@@ -129,6 +129,11 @@ class ModelConfig(_Section):
             a node learns how far its candidates are, not only which one is nearest (the
             attention bias alone cannot say it: a node with one candidate receives its value
             whatever the offset); checkpoints written before it existed load with ``False``.
+        score_matchability: the assignment heads add β · log Σ_j exp(s_ij) (learned β) to
+            each node's matchability logit (the log-sum-exp of its pair scores), so that a
+            node whose every candidate scores low is unmatchable, as with a dustbin
+            (:class:`~lngraph.nn.assignment_head.AssignmentHead`); checkpoints written before
+            it existed load with ``False``.
 
     Graph (:class:`~lngraph.nn.conv.SEAGConv`):
         use_seag: (``asymmetric``) pass the features through SEAG; ``False`` compares the
@@ -204,6 +209,7 @@ class ModelConfig(_Section):
     cross_k: int = 32
     deep_supervision: bool = True
     cross_edge_values: bool = True
+    score_matchability: bool = False
     seag_learn_q: bool = True
     encoder2d_block: str = "basic"
     encoder2d_layers: tuple[int, ...] = (1, 1, 1)

@@ -176,8 +176,8 @@ class GraphMatcher(nn.Module):
                                      edge_values=c.cross_edge_values and edge_dim > 0)
              for _ in range(c.layers)]
             if c.use_cross else [])
-        self.heads = nn.ModuleList([AssignmentHead(d, edge_dim) for _ in range(
-            c.layers if c.deep_supervision else 1)])
+        self.heads = nn.ModuleList([AssignmentHead(d, edge_dim, c.score_matchability)
+                                    for _ in range(c.layers if c.deep_supervision else 1)])
 
     def _self_layer(self) -> nn.Module | None:
         c = self.config.model

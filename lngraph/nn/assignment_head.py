@@ -14,7 +14,17 @@ and :math:`j` of the later one, with final features :math:`\mathbf{x}_i, \mathbf
     \log P_{i\varnothing} &= \log\sigma(-z_i), \qquad \log P_{\varnothing j} = \log\sigma(-z'_j),
 
 with :math:`g` an MLP on the pair's edge features (the offset of the two aligned centres;
-absent without positions). :math:`P_{ij}` is the probability that :math:`i` and :math:`j` are
+absent without positions). With ``score_matchability`` the matchability logits also read the
+pair scores,
+
+.. math::
+    z_i = \mathbf{w}^{\top}\mathbf{x}_i + c + \beta \log\sum_j e^{s_{ij}}, \qquad
+    z'_j = \mathbf{w}^{\top}\mathbf{y}_j + c + \beta \log\sum_i e^{s_{ij}}
+
+(learned :math:`\beta`, 1 at start), so that a node whose every pair score is low — no
+candidate near it — is unmatchable whatever its features say, as with SuperGlue's dustbin
+(Sarlin et al., CVPR 2020): the softmaxes alone give the best of bad candidates a high
+:math:`P_{ij}`. :math:`P_{ij}` is the probability that :math:`i` and :math:`j` are
 the same node, :math:`\sigma(z_i)` that :math:`i` has a partner at all (its *matchability*).
 The loss (:func:`assignment_nll`) is the negative log-likelihood of the ground-truth partial
 assignment, unmatched nodes included.
@@ -32,6 +42,9 @@ from torch import Tensor, nn
 #: Logit of padded entries before the softmaxes: finite, so that a scan without nodes gives
 #: no NaN, and far below any real logit.
 _PADDED = -1e4
+#: Floor of the log-sum-exp that ``score_matchability`` adds: a node without any candidate
+#: (the other scan is empty) gets this, not the padding's -1e4.
+_NO_CANDIDATE = -30.0
 
 
 @dataclass
@@ -64,6 +77,8 @@ class AssignmentHead(nn.Module):
         channels (int): Size :math:`d` of the node features.
         edge_dim (int, optional): Size of the pairwise edge features; 0 for none.
             (default: :obj:`0`)
+        score_matchability (bool, optional): Add :math:`\beta \log\sum e^{s}` to the
+            matchability logits (module docstring). (default: :obj:`False`)
 
     Shapes:
         - **input:** x :math:`(B, n_1, d)`, y :math:`(B, n_2, d)`, masks :math:`(B, n_1)`,
@@ -71,10 +86,12 @@ class AssignmentHead(nn.Module):
         - **output:** :class:`Assignment`
     """
 
-    def __init__(self, channels: int, edge_dim: int = 0):
+    def __init__(self, channels: int, edge_dim: int = 0, score_matchability: bool = False):
         super().__init__()
         self.channels = channels
         self.edge_dim = edge_dim
+        self.score_matchability = score_matchability
+        self.beta = nn.Parameter(torch.ones(())) if score_matchability else None
         self.project = nn.Linear(channels, channels)
         self.matchability = nn.Linear(channels, 1)
         self.pairwise = (nn.Sequential(nn.Linear(edge_dim, channels), nn.GELU(),
@@ -84,6 +101,8 @@ class AssignmentHead(nn.Module):
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+        if self.beta is not None:
+            nn.init.ones_(self.beta)
 
     def forward(self, x: Tensor, y: Tensor, mask0: Tensor, mask1: Tensor,
                 edge_attr: Tensor | None = None) -> Assignment:
@@ -98,13 +117,17 @@ class AssignmentHead(nn.Module):
         sim = sim.masked_fill(~valid, _PADDED)
         z0 = self.matchability(x).squeeze(-1)
         z1 = self.matchability(y).squeeze(-1)
+        if self.beta is not None:   # (clamped: a scan without nodes leaves only padding)
+            z0 = z0 + self.beta * sim.logsumexp(dim=2).clamp(min=_NO_CANDIDATE)
+            z1 = z1 + self.beta * sim.logsumexp(dim=1).clamp(min=_NO_CANDIDATE)
         log_p = (F.log_softmax(sim, dim=2) + F.log_softmax(sim, dim=1)
                  + F.logsigmoid(z0)[:, :, None] + F.logsigmoid(z1)[:, None, :])
         return Assignment(log_p.masked_fill(~valid, -math.inf), F.logsigmoid(-z0),
                           F.logsigmoid(-z1), z0, z1)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.channels}, edge_dim={self.edge_dim})"
+        extra = ", score_matchability=True" if self.score_matchability else ""
+        return f"{self.__class__.__name__}({self.channels}, edge_dim={self.edge_dim}{extra})"
 
 
 def assignment_nll(out: Assignment, target: Tensor, mask0: Tensor, mask1: Tensor) -> Tensor:

@@ -132,6 +132,13 @@ VARIANTS: tuple[tuple[str, str, str, str, dict, bool], ...] = (
      "whose coordinates agree up to a few centimetres).", "lite",
      {"model.geometry_only": True, "model.frame_prior_mm": 100.0,
       "optim.augment_translation_mm": 10.0}, False),
+    ("WithDustbin", "matcher_dustbin",
+     "The graph matcher whose matchability also reads the pair scores "
+     "(``model.score_matchability``: a node without a good candidate is unmatchable).",
+     "lite", {"model.score_matchability": True}, True),
+    ("GeometryDustbin", "matcher_geometry_dustbin",
+     "``matcher_geometry`` whose matchability also reads the pair scores.", "lite",
+     {"model.geometry_only": True, "model.score_matchability": True}, False),
     ("WithoutCross", "matcher_no_cross", "The graph matcher without cross-graph layers.",
      "lite", MATCHER_ABLATIONS["matcher_no_cross"], True),
     ("WithoutPosition", "matcher_no_position",
@@ -155,5 +162,6 @@ def _variant(class_name: str, name: str, doc: str, base: str, overrides: dict,
 
 
 (AppearanceHungarian, WithSEAG, WithTE, WithSE, WithSCB, PaperMatcher, GeometryOnly,
- GeometryFrame, WithoutCross, WithoutPosition, WithoutSelf, WithSEAGLayers) = (
+ GeometryFrame, WithDustbin, GeometryDustbin, WithoutCross, WithoutPosition, WithoutSelf,
+ WithSEAGLayers) = (
     _variant(*row) for row in VARIANTS)

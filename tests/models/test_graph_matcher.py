@@ -95,7 +95,8 @@ def permute(data: HeteroData, node_type: str, perm: torch.Tensor) -> HeteroData:
 
 
 #: Output biases of the attention-bias and pairwise MLPs: a constant added to every logit of a
-#: softmax changes nothing, so their gradient is 0 (up to rounding).
+#: softmax changes nothing, so their gradient is 0 (up to rounding) — except the pairwise one
+#: with ``score_matchability``, whose log-sum-exp it moves.
 SHIFT_ONLY = ("bias.2.bias", "pairwise.2.bias")
 
 
@@ -105,7 +106,8 @@ def check_gradients(model: torch.nn.Module):
     for name, p in model.named_parameters():
         if p.grad is None or not torch.isfinite(p.grad).all():
             missing.append(name)
-        elif name.endswith(SHIFT_ONLY):
+        elif name.endswith(SHIFT_ONLY) and not (name.endswith("pairwise.2.bias") and getattr(
+                model.config.model, "score_matchability", False)):
             assert p.grad.abs().max() < 1e-5, name
         elif not p.grad.abs().sum():
             missing.append(name)
@@ -270,7 +272,8 @@ def test_evaluation_mode_computes_only_the_deciding_head():
 
 ABLATIONS = [{"use_cross": False}, {"position_prior": False}, {"self_layer": "attention"},
              {"self_layer": "seag"}, {"self_layer": "none"}, {"deep_supervision": False},
-             {"use_cross": False, "self_layer": "none", "position_prior": False}]
+             {"use_cross": False, "self_layer": "none", "position_prior": False},
+             {"score_matchability": True}]
 
 
 @pytest.mark.parametrize("change", ABLATIONS, ids=lambda c: ",".join(f"{k}={v}"
@@ -725,3 +728,23 @@ def test_the_frame_prior_sees_the_raw_distance_of_lone_nodes():
     raw = torch.tensor([[3.0, 4.0, 0.0]])
     features = net.pair_features(torch.zeros(1, 3), raw)
     torch.testing.assert_close(features[0, -1], torch.tensor(0.05))
+
+
+def test_score_matchability_checkpoint_round_trip_and_old_files(tmp_path):
+    assert preset("lite").model.score_matchability is False
+    config = TINY.with_values({"model.score_matchability": True})
+    torch.manual_seed(29)
+    model = GraphMatcher(config).eval()
+    assert all(h.score_matchability for h in model.heads)
+    path = save_checkpoint(tmp_path / "m.ckpt", model, config)
+    loaded, loaded_config, _ = load_checkpoint(path)
+    assert loaded_config == config
+    data = random_pair(4, 5, 47)
+    with torch.no_grad():
+        assert torch.equal(loaded(data).score, model(data).score)
+    # A file written before the setting existed loads with matchability from the features.
+    old = save_checkpoint(tmp_path / "old.ckpt", GraphMatcher(TINY).eval(), TINY)
+    payload = torch.load(old, weights_only=True)
+    del payload["config"]["model"]["score_matchability"]
+    torch.save(payload, old)
+    assert load_checkpoint(old)[1].model.score_matchability is False

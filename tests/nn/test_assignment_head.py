@@ -190,6 +190,42 @@ def test_pairwise_term():
         plain(x, y, mask0, mask1, attr)
 
 
+def test_score_matchability_adds_the_log_sum_exp_of_the_pair_scores():
+    torch.manual_seed(5)
+    head = AssignmentHead(8, edge_dim=4, score_matchability=True)
+    plain = AssignmentHead(8, edge_dim=4)
+    plain.load_state_dict({k: v for k, v in head.state_dict().items() if k != "beta"})
+    x, y = torch.randn(1, 3, 8), torch.randn(1, 4, 8)
+    mask0, mask1 = torch.ones(1, 3, dtype=torch.bool), torch.ones(1, 4, dtype=torch.bool)
+    attr = torch.randn(1, 3, 4, 4)
+    out, ref = head(x, y, mask0, mask1, attr), plain(x, y, mask0, mask1, attr)
+    sim = (head.project(x[0]) @ head.project(y[0]).T / math.sqrt(8)
+           + head.pairwise(attr[0]).squeeze(-1))
+    torch.testing.assert_close(out.matchability0[0], ref.matchability0[0] + sim.logsumexp(1))
+    torch.testing.assert_close(out.matchability1[0], ref.matchability1[0] + sim.logsumexp(0))
+    # A node whose every pair score falls (its candidates moved away) becomes less matchable,
+    # although its features are the same.
+    far = attr.clone()
+    with torch.no_grad():
+        far[0, 0] = 0.0
+        head.pairwise[0].weight.zero_()
+        head.pairwise[0].bias.zero_()
+        head.pairwise[0].weight[:, 3] = 1.0
+        head.pairwise[-1].weight.fill_(-1.0)        # g(e) = -8 GELU(e_3): falls with distance
+        near_z = head(x, y, mask0, mask1, far).matchability0[0, 0]
+        far[0, 0, :, 3] = 5.0
+        far_z = head(x, y, mask0, mask1, far).matchability0[0, 0]
+    assert far_z < near_z - 1.0
+    # β learns from the loss; a scan without nodes gives finite values.
+    loss = assignment_nll(head(x, y, mask0, mask1, attr), torch.eye(3, 4)[None], mask0, mask1)
+    loss.backward()
+    assert head.beta.grad is not None and head.beta.grad.abs() > 0
+    empty = head(x, y[:, :0], mask0, mask1[:, :0], attr[:, :, :0])
+    assert torch.isfinite(empty.log_unmatched0).all() and (empty.log_unmatched0 > -1e-6).all()
+
+
 def test_repr():
     assert repr(AssignmentHead(16, edge_dim=4)) == "AssignmentHead(16, edge_dim=4)"
     assert repr(AssignmentHead(8)) == "AssignmentHead(8, edge_dim=0)"
+    assert (repr(AssignmentHead(8, score_matchability=True))
+            == "AssignmentHead(8, edge_dim=0, score_matchability=True)")
