@@ -36,3 +36,13 @@ def prefixed_cohort(folder: Path, source: Cohort, prefix: str) -> Cohort:
         if nodes_frame(cached.scans.values()).equals(nodes_frame(scans)):
             return cached
     return read_cohort(write_cohort(folder, scans))
+
+
+def extra_cohort(folder: Path) -> Path:
+    """``folder``'s cohort as a copy whose patient and scan ids start with ``extra-``
+    (:func:`prefixed_cohort`, cached beside it as ``<folder>-extra``; images stay where they
+    are), so that its patients cannot clash with a study cohort's when they join its
+    training."""
+    copy = folder.with_name(folder.name + "-extra")
+    prefixed_cohort(copy, read_cohort(folder), "extra-")
+    return copy

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from cohorts import cached_cohort, prefixed_cohort
+from cohorts import cached_cohort, extra_cohort
 
 from lngraph.baselines.registration import RegistrationParams
 from lngraph.bench import METRICS, available_methods, markdown_table, run_leaderboard
@@ -121,19 +121,10 @@ def study_cohort(patients: int, seed: int, workers: int, preset: str = "default"
                          images=images)
 
 
-def extra_cohort(folder: Path) -> Path:
-    """``folder``'s cohort as a copy whose patient and scan ids start with ``extra-``
-    (:func:`cohorts.prefixed_cohort`, cached beside it; images stay where they are), so that its
-    patients cannot clash with the study cohort's when they join a fold's training."""
-    copy = folder.with_name(folder.name + "-extra")
-    prefixed_cohort(copy, read_cohort(folder), "extra-")
-    return copy
-
-
 def matcher_options(args) -> dict[str, dict]:
     """The options of every registered lngraph matcher (:class:`MatcherMethod` and its
     variants): the geometry-only ones get ``--init-geometry`` and ``--extra-geometry``, the
-    image ones ``--extra-images``, each extra cohort as its :func:`extra_cohort` copy."""
+    image ones ``--extra-images``, each extra cohort as its :func:`cohorts.extra_cohort` copy."""
     geometry = {"init_from": args.init_geometry} if args.init_geometry else {}
     if args.extra_geometry:
         geometry["extra_train"] = extra_cohort(args.extra_geometry)

@@ -2,7 +2,8 @@
 
 1. ``lite-image``: the ``lite`` graph matcher with CT crops, trained on a synthetic
    ``default`` cohort (``--image-patients`` patients, seed ``--image-seed``; 80 % train, 20 %
-   validation, which chooses the epoch and the decision threshold).
+   validation, which chooses the epoch and the decision threshold); ``--image-extra N`` adds
+   N synthetic patients of seed ``--image-extra-seed`` to its training.
 2. ``lite-geometry``: the geometry-only ``lite`` matcher, pre-trained on a synthetic cohort
    without images (``--geometry-patients``, seed ``--geometry-seed``), then fine-tuned on that
    cohort together with the DeepLesion DLS validation pairs (``../shared/data/dls/valid.json``)
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 
 import torch
-from cohorts import cached_cohort
+from cohorts import cached_cohort, extra_cohort
 
 from lngraph.bench.registry import build_method
 from lngraph.bench.report import commit, machine
@@ -56,13 +57,19 @@ ROWS = (("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("nlr", 
                                                          "disapp. prec."))
 
 
-def fit(cohort: Cohort, config, out: Path, *, epochs: int, init_from=None) -> dict:
+def fit(cohort: Cohort, config, out: Path, *, epochs: int, init_from=None,
+        extra: Cohort | None = None) -> dict:
     """Train one model into ``out``, or reuse the model an earlier run with the same settings
-    left there (``out/fit.json``), so that an interrupted recipe resumes."""
+    left there (``out/fit.json``), so that an interrupted recipe resumes. ``cohort`` is split
+    80 % training / 20 % validation; the patients of ``extra`` join the training only."""
     train, val = holdout_split(cohort.patients, 0.2, seed=0)
     settings = {"cohort": str(cohort.root), "patients": len(cohort.patients),
                 "config": config.name, "geometry_only": config.model.geometry_only,
                 "epochs": epochs, "init_from": None if init_from is None else str(init_from)}
+    if extra is not None:
+        settings["extra"] = {"cohort": str(extra.root), "patients": len(extra.patients)}
+        train = [*train, *extra.patients]
+        cohort = Cohort([*cohort.scans.values(), *extra.scans.values()], root=cohort.root)
     record = out / "fit.json"
     if record.is_file():
         done = json.loads(record.read_text(encoding="utf-8"))
@@ -141,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-patients", type=int, default=100)
     parser.add_argument("--image-seed", type=int, default=0)
     parser.add_argument("--image-epochs", type=int, default=15)
+    parser.add_argument("--image-extra", type=int, default=0, metavar="N",
+                        help="synthetic patients with images of another seed "
+                             "(--image-extra-seed) that join the image model's training "
+                             "(validation stays on the --image-patients cohort)")
+    parser.add_argument("--image-extra-seed", type=int, default=12)
     parser.add_argument("--geometry-patients", type=int, default=200)
     parser.add_argument("--geometry-seed", type=int, default=11)
     parser.add_argument("--geometry-epochs", type=int, default=30)
@@ -165,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     print("[1/4] image model", flush=True)
     image_cohort = cached_cohort(DATA / f"leaderboard-p{args.image_patients}-s{args.image_seed}",
                                  args.image_patients, args.image_seed, workers=args.workers)
-    image = fit(image_cohort, preset("lite"), work / "image", epochs=args.image_epochs)
+    extra = None
+    if args.image_extra:
+        folder = DATA / f"images-p{args.image_extra}-s{args.image_extra_seed}"
+        cached_cohort(folder, args.image_extra, args.image_extra_seed, workers=args.workers)
+        extra = read_cohort(extra_cohort(folder))
+    image = fit(image_cohort, preset("lite"), work / "image", epochs=args.image_epochs,
+                extra=extra)
 
     print("[2/4] geometry model: synthetic pre-training", flush=True)
     geo_cohort = cached_cohort(
@@ -229,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             "aligned position, attention within and across the scans, dual-softmax assignment "
             "with learned matchability).", recipe(image, (
                 f"Synthetic `default` cohort, seed {args.image_seed}, {args.image_patients} "
-                "patients with rendered CT (`lngraph synth`); preset `lite`, "
+                "patients with rendered CT (`lngraph synth`)"
+                + (f", and {args.image_extra} more training patients of seed "
+                   f"{args.image_extra_seed}" if args.image_extra else "")
+                + "; preset `lite`, "
                 f"{args.image_epochs} epochs at most, early stopping and the decision "
                 "threshold on the validation patients.")), quality_synth,
             ["- Appearance was learned on synthetic phantoms only: on real CT texture it may "
