@@ -86,7 +86,9 @@ def _predict(method: Method, pairs: list) -> list:
 def fold_row(method: Method, cohort: Cohort, split, pair_mode: str,
              test_cohort: Cohort | None = None) -> dict:
     """Fit on the split's training patients of ``cohort`` (select on validation), score its
-    test patients' pairs of ``test_cohort`` (default: ``cohort``)."""
+    test patients' pairs of ``test_cohort`` (default: ``cohort``). A method that reports its
+    validation metrics (lngraph's matchers: ``result.val_metrics``) adds them as ``val_f1``
+    and ``val_score`` (the selection score), so that variants can be chosen on validation."""
     train, val = cohort.subset(split.train), cohort.subset(split.val) if split.val else None
     start = time.perf_counter()
     method.fit(train, val)
@@ -96,8 +98,10 @@ def fold_row(method: Method, cohort: Cohort, split, pair_mode: str,
     predictions = _predict(method, pairs)
     predict_seconds = time.perf_counter() - start
     metrics = summarize([pair_counts(p, q) for p, q in zip(pairs, predictions, strict=True)])
+    val = getattr(getattr(method, "result", None), "val_metrics", None) or {}
     return {**metrics, "train_seconds": train_seconds, "predict_seconds": predict_seconds,
-            "seconds_per_pair": predict_seconds / len(pairs) if pairs else math.nan}
+            "seconds_per_pair": predict_seconds / len(pairs) if pairs else math.nan,
+            **{f"val_{k}": float(val[k]) for k in ("f1", "score") if k in val}}
 
 
 def check_same_scans(cohort: Cohort, test_cohort: Cohort) -> None:
@@ -201,7 +205,8 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
         One row per (method, seed, fold): ``method, status`` (``ok | skipped | failed``),
         ``note, seed, fold``, the patient counts and ids of the split, every
         :func:`~lngraph.metrics.summarize` key, ``train_seconds, predict_seconds,
-        seconds_per_pair``. A skipped method has one row with ``seed``/``fold`` empty.
+        seconds_per_pair``, and ``val_f1, val_score`` for methods that report them
+        (:func:`fold_row`). A skipped method has one row with ``seed``/``fold`` empty.
     """
     started = time.perf_counter()
     provenance = {"commit": commit(), "machine": machine()}
