@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-patients", type=int, default=100)
     parser.add_argument("--image-seed", type=int, default=0)
     parser.add_argument("--image-epochs", type=int, default=15)
-    parser.add_argument("--image-extra", type=int, default=0, metavar="N",
+    parser.add_argument("--image-extra", type=int, default=200, metavar="N",
                         help="synthetic patients with images of another seed "
                              "(--image-extra-seed) that join the image model's training "
                              "(validation stays on the --image-patients cohort)")
