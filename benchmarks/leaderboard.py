@@ -76,7 +76,8 @@ ABLATIONS = {"geometry_fusion": "control: distance + size, logistic (`geometry_f
              "matcher_no_cross": "− cross-graph layers (`matcher_no_cross`)",
              "matcher_no_position": "− positions (`matcher_no_position`)",
              "matcher_no_self": "− intra-scan layers (`matcher_no_self`)",
-             "matcher_seag": "intra-scan layer = SEAG (`matcher_seag`)"}
+             "matcher_seag": "intra-scan layer = SEAG (`matcher_seag`)",
+             "matcher_dustbin": "+ matchability from the pair scores (`matcher_dustbin`)"}
 F1S = [COLUMNS[k] for k in ("f1", "nlr", "new_precision", "dlr", "disappeared_precision")]
 PRNLR = [COLUMNS[k] for k in ("precision", "recall", "nlr", "dlr")]
 
