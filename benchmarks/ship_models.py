@@ -37,6 +37,7 @@ from cohorts import cached_cohort, extra_cohort
 
 from lngraph.bench.registry import build_method
 from lngraph.bench.report import commit, machine
+from lngraph.data.cache import image_digest
 from lngraph.data.folds import holdout_split
 from lngraph.io.atomic import atomic_path
 from lngraph.io.cohort import Cohort, read_cohort, write_cohort
@@ -65,7 +66,8 @@ def fit(cohort: Cohort, config, out: Path, *, epochs: int, init_from=None,
     train, val = holdout_split(cohort.patients, 0.2, seed=0)
     settings = {"cohort": str(cohort.root), "patients": len(cohort.patients),
                 "config": config.name, "geometry_only": config.model.geometry_only,
-                "epochs": epochs, "init_from": None if init_from is None else str(init_from)}
+                "epochs": epochs, "init_from": None if init_from is None else str(init_from),
+                "init_from_sha256": None if init_from is None else image_digest(init_from)}
     if extra is not None:
         settings["extra"] = {"cohort": str(extra.root), "patients": len(extra.patients)}
         train = [*train, *extra.patients]
