@@ -1,20 +1,24 @@
 """How far apart the scanner frames of training scans should be: ``matcher_geometry_frame``'s
 translation augmentation (``optim.augment_translation_mm``) chosen on the DLS folds'
-validation patients.
+validation patients — or, with ``--setting KEY``, any other config value of that model (e.g.
+``optim.augment_drop``, the share of nodes each training scan loses).
 
-For each value of ``--values`` (mm per axis, each training scan on its own) the geometry-only
-graph matcher with the frame prior is trained on every fold of the DLS leaderboard (the same
-5 patient folds, seed 0; each fold's DLS training patients + the 200 synthetic patients of
-``--extra-geometry``; epoch and threshold chosen on the fold's DLS validation patients) and
+For each value of ``--values`` (for the translation: mm per axis, each training scan on its
+own) the geometry-only graph matcher with the frame prior is trained on every fold of the
+DLS leaderboard (the same 5 patient folds, seed 0; each fold's DLS training patients + the
+200 synthetic patients of ``--extra-geometry``; epoch and threshold chosen on the fold's DLS
+validation patients) and
 scored on the fold's test patients. The value is chosen by the mean validation selection
 score (the one that picks the epoch); the test columns are printed beside it for the record,
 not for choosing.
 
-Fold rows are appended to ``dls_translation_folds.csv`` as they finish; a fold whose row is
-there already is skipped, so a rerun resumes and several processes can share the work;
-``dls_translation.md`` is written from every row of that file.
+Fold rows are appended to ``<stem>_folds.csv`` as they finish (``dls_translation`` for the
+translation, ``dls_<key>`` otherwise, e.g. ``dls_augment_drop``); a fold whose row is there
+already is skipped, so a rerun resumes and several processes can share the work;
+``<stem>.md`` is written from every row of that file.
 
-Run: ``python benchmarks/dls_translation.py --values 0 10 20 30``
+Run: ``python benchmarks/dls_translation.py --values 0 10 20 30`` and
+``python benchmarks/dls_translation.py --setting optim.augment_drop --values 0.1 0.2 0.3 0.5``
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch
 from leaderboard import DATA, DLS, RESULTS, dls_cohort
 
 from lngraph.bench.leaderboard import fold_row
+from lngraph.cli.train import parse_settings
 from lngraph.data.folds import patient_folds
 from lngraph.io.atomic import write_text_atomic
 from lngraph.models import preset
@@ -44,13 +49,27 @@ def finished(csv: Path, value: float, fold: int) -> bool:
     return bool(((rows["value"] == value) & (rows["fold"] == fold)).any())
 
 
+TRANSLATION = "optim.augment_translation_mm"
+#: What the page calls a setting's values, and the page's title.
+LABELS = {TRANSLATION: ("translation (mm per axis)", " mm",
+                        "The frame prior's translation augmentation"),
+          "optim.augment_drop": ("node drop (per node and scan)", "",
+                                 "The share of nodes each training scan loses")}
+
+
+def stem(key: str) -> str:
+    """``dls_translation`` for the translation, ``dls_<last part of key>`` otherwise."""
+    return "dls_translation" if key == TRANSLATION else "dls_" + key.rsplit(".", 1)[-1]
+
+
 def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path,
-        init: Path | None = None) -> None:
+        init: Path | None = None, settings: dict | None = None,
+        key: str = TRANSLATION) -> None:
     with dls_cohort(DLS) as cohort:
         splits = patient_folds(cohort.patients, folds, 0, 0.2)
-        for value in values:      # matcher_geometry_frame's config with this translation
+        for value in values:      # matcher_geometry_frame's config with this value
             config = preset(GeometryFrame.base).with_values(
-                {**GeometryFrame.overrides, "optim.augment_translation_mm": value})
+                {**GeometryFrame.overrides, **(settings or {}), key: value})
             for k, split in enumerate(splits):
                 if finished(csv, value, k):    # here, or by another process
                     continue
@@ -67,7 +86,8 @@ def run(values: list[float], extra: Path, folds: int, max_epochs: int, csv: Path
 
 
 def report(csv: Path, out: Path, command: str, extra: Path, max_epochs: int,
-           init: Path | None = None) -> str:
+           init: Path | None = None, settings: dict | None = None,
+           key: str = TRANSLATION) -> str:
     rows = pd.read_csv(csv).drop_duplicates(["value", "fold"])   # two processes, one fold
     table = rows.groupby("value").agg(
         folds=("fold", "count"), val_score=("val_score", "mean"), val_f1=("val_f1", "mean"),
@@ -75,18 +95,20 @@ def report(csv: Path, out: Path, command: str, extra: Path, max_epochs: int,
         test_nlr=("test_nlr", "mean"), test_dlr=("test_dlr", "mean"))
     complete = table[table["folds"] == table["folds"].max()]
     chosen = complete["val_score"].idxmax()
+    label, unit, title = LABELS.get(key, (f"`{key}`", "", f"`{key}`"))
     lines = [
-        "# The frame prior's translation augmentation, chosen on DLS validation patients", "",
+        f"# {title}, chosen on DLS validation patients", "",
         f"- command: `{command}`",
         "- model: `matcher_geometry_frame` (the `lite` geometry-only graph matcher with the "
-        f"frame prior) with each translation, at most {max_epochs} epochs; per fold the DLS "
+        f"frame prior) with each value of `{key}`, at most {max_epochs} epochs; per fold the DLS "
         f"leaderboard's training patients + the patients of `{extra.name}`"
-        + (f", each fold starting from `{init}`" if init else ", from random weights"),
+        + (f", each fold starting from `{init}`" if init else ", from random weights")
+        + "".join(f"; `{k}` = {v!r}" for k, v in (settings or {}).items()),
         "- folds: the DLS leaderboard's 5 patient folds (seed 0); validation = the fold's DLS "
         "validation patients (epoch, threshold and this choice); test = its held-out patients",
-        f"- chosen by the mean validation selection score over the folds: **{chosen:g} mm** "
+        f"- chosen by the mean validation selection score over the folds: **{chosen:g}{unit}** "
         "(values with fewer folds than the others are not candidates)", "",
-        "| translation (mm per axis) | folds | val. score | val. F1 (%) | test F1 (%) | "
+        f"| {label} | folds | val. score | val. F1 (%) | test F1 (%) | "
         "test NLR (%) | test DLR (%) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -96,7 +118,7 @@ def report(csv: Path, out: Path, command: str, extra: Path, max_epochs: int,
                      f"{100 * r.val_f1:.1f} | {100 * r.test_f1:.1f} ± "
                      f"{100 * r.test_f1_std:.1f} | {100 * r.test_nlr:.1f} | "
                      f"{100 * r.test_dlr:.1f} |")
-    lines += ["", "## Per fold", "", "| translation | fold | val. score | val. F1 | test F1 |",
+    lines += ["", "## Per fold", "", f"| {label} | fold | val. score | val. F1 | test F1 |",
               "|---|---|---|---|---|"]
     for r in rows.sort_values(["value", "fold"]).itertuples():
         lines.append(f"| {r.value:g} | {r.fold} | {r.val_score:.4f} | {100 * r.val_f1:.1f} | "
@@ -108,8 +130,12 @@ def report(csv: Path, out: Path, command: str, extra: Path, max_epochs: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setting", default=TRANSLATION, metavar="SECTION.KEY",
+                        help="the config value to choose (default: the translation, "
+                             f"{TRANSLATION})")
     parser.add_argument("--values", type=float, nargs="*", default=[0.0, 10.0, 20.0, 30.0],
-                        help="translation standard deviations to try (mm per axis)")
+                        help="values to try (the translation's: standard deviations, mm per "
+                             "axis)")
     parser.add_argument("--extra-geometry", type=Path,
                         default=DATA / "geometry-p200-s11-extra",
                         help="the id-prefixed synthetic geometry cohort that joins training "
@@ -117,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-geometry", type=Path, default=None, metavar="CKPT",
                         help="start every fold from this checkpoint (a frame-prior model "
                              "pre-trained on synthetic geometry), not from random weights")
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                        help="other config values of every run, e.g. optim.augment_drop=0.3")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--max-epochs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
@@ -126,11 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: the DLS pairs are not at {DLS}")
         return 0
     torch.set_num_threads(args.threads)
-    csv = args.out / "dls_translation_folds.csv"
-    run(args.values, args.extra_geometry, args.folds, args.max_epochs, csv, args.init_geometry)
+    name = stem(args.setting)
+    csv = args.out / f"{name}_folds.csv"
+    settings = parse_settings(args.set)
+    run(args.values, args.extra_geometry, args.folds, args.max_epochs, csv, args.init_geometry,
+        settings, args.setting)
     command = shlex.join(["python", "benchmarks/dls_translation.py", *sys.argv[1:]])
-    print(report(csv, args.out / "dls_translation.md", command, args.extra_geometry,
-                 args.max_epochs, args.init_geometry))
+    print(report(csv, args.out / f"{name}.md", command, args.extra_geometry,
+                 args.max_epochs, args.init_geometry, settings, args.setting))
     return 0
 
 
