@@ -131,7 +131,7 @@ VARIANTS: tuple[tuple[str, str, str, str, dict, bool], ...] = (
      "The geometry-only graph matcher with the frame prior (raw centre distances; for scans "
      "whose coordinates agree up to a few centimetres).", "lite",
      {"model.geometry_only": True, "model.frame_prior_mm": 100.0,
-      "optim.augment_translation_mm": 10.0}, False),
+      "optim.augment_translation_mm": 10.0, "optim.augment_drop": 0.3}, False),
     ("WithDustbin", "matcher_dustbin",
      "The graph matcher whose matchability also reads the pair scores "
      "(``model.score_matchability``: a node without a good candidate is unmatchable).",
