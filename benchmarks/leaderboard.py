@@ -23,7 +23,7 @@ a synthetic geometry cohort to each fold's training of both. Exits
 0 with a message when the file is absent. On synthetic cohorts, ``--extra-images DIR`` adds a
 cohort with images (e.g. more synthetic patients of another seed) to each fold's training of
 the image matchers; validation, and so the epoch and the threshold, stays on the fold's own
-patients.
+patients; several folders join together.
 
 Run: ``python benchmarks/leaderboard.py`` (writes ``benchmarks/results/leaderboard.{md,csv,png}``
 and ``leaderboard_folds.csv``, and copies the plot to ``docs/img/``) and
@@ -217,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-geometry", type=Path, default=None, metavar="DIR",
                         help="a cohort folder whose patients join every fold's training "
                              "of the geometry-only matchers, e.g. a synthetic geometry cohort")
-    parser.add_argument("--extra-images", type=Path, default=None, metavar="DIR",
-                        help="a cohort folder with images whose patients join every fold's "
-                             "training of the image matchers, e.g. a synthetic cohort of "
-                             "another seed (validation stays on the fold's patients)")
+    parser.add_argument("--extra-images", type=Path, nargs="+", default=None, metavar="DIR",
+                        help="cohort folders with images whose patients join every fold's "
+                             "training of the image matchers, e.g. synthetic cohorts of "
+                             "other seeds (validation stays on the fold's patients)")
     parser.add_argument("--reuse", type=Path, default=None, metavar="FOLDS_CSV",
                         help="keep the fold rows of the methods not in --methods from this "
                              "earlier leaderboard_folds.csv (same cohort, folds and seeds)")
