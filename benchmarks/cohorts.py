@@ -25,15 +25,13 @@ def cached_cohort(folder: Path, patients: int, seed: int, *, images: bool = True
     return read_cohort(folder)
 
 
-def prefixed_cohort(folder: Path, sources: Cohort | dict[str, Cohort], prefix: str = "") -> Cohort:
-    """The scans of ``sources`` written to ``folder`` with a prefix before every patient and
-    scan id (``prefix`` for one cohort; a ``{prefix: cohort}`` map joins several), so that
-    they can join another cohort's training (``MatcherMethod(extra_train=…)``) whose ids they
-    would otherwise share; rewritten when the scans changed."""
-    if isinstance(sources, Cohort):
-        sources = {prefix: sources}
-    scans = [replace(s, patient_id=key + s.patient_id, scan_id=key + s.scan_id)
-             for key, source in sources.items() for s in source.scans.values()]
+def prefixed_cohort(folder: Path, sources: dict[str, Cohort]) -> Cohort:
+    """The scans of each ``{prefix: cohort}`` of ``sources`` written to ``folder`` with its
+    prefix before every patient and scan id, so that they can join another cohort's training
+    (``MatcherMethod(extra_train=…)``) whose ids they would otherwise share; rewritten when
+    the scans changed."""
+    scans = [replace(s, patient_id=prefix + s.patient_id, scan_id=prefix + s.scan_id)
+             for prefix, source in sources.items() for s in source.scans.values()]
     if (folder / "scans.csv").is_file():
         cached = read_cohort(folder)
         if nodes_frame(cached.scans.values()).equals(nodes_frame(scans)):
@@ -48,10 +46,8 @@ def extra_cohort(folders: Path | list[Path]) -> Path:
     ``<folder>-extra``; several are joined (ids ``extra-1-…``, ``extra-2-…`` in the given
     order) as ``<folder1>+<folder2>…-extra`` beside the first."""
     folders = [folders] if isinstance(folders, Path) else list(folders)
-    if len(folders) == 1:
-        copy = folders[0].with_name(folders[0].name + "-extra")
-        prefixed_cohort(copy, read_cohort(folders[0]), "extra-")
-        return copy
+    prefixes = (["extra-"] if len(folders) == 1
+                else [f"extra-{k}-" for k in range(1, len(folders) + 1)])
     copy = folders[0].with_name("+".join(f.name for f in folders) + "-extra")
-    prefixed_cohort(copy, {f"extra-{k}-": read_cohort(f) for k, f in enumerate(folders, 1)})
+    prefixed_cohort(copy, {p: read_cohort(f) for p, f in zip(prefixes, folders, strict=True)})
     return copy
