@@ -39,15 +39,16 @@ def prefixed_cohort(folder: Path, sources: dict[str, Cohort]) -> Cohort:
     return read_cohort(write_cohort(folder, scans))
 
 
-def extra_cohort(folders: Path | list[Path]) -> Path:
+def extra_cohort(folders: Path | list[Path], prefix: str = "extra") -> Path:
     """The cohort of ``folders`` as a copy whose patient and scan ids start with ``extra-``
-    (:func:`prefixed_cohort`; images stay where they are), so that its patients cannot clash
-    with a study cohort's when they join its training. One folder is cached beside it as
-    ``<folder>-extra``; several are joined (ids ``extra-1-…``, ``extra-2-…`` in the given
-    order) as ``<folder1>+<folder2>…-extra`` beside the first."""
+    (or another ``prefix``; :func:`prefixed_cohort`; images stay where they are), so that its
+    patients cannot clash with a study cohort's when they join its training or validation.
+    One folder is cached beside it as ``<folder>-extra``; several are joined (ids
+    ``extra-1-…``, ``extra-2-…`` in the given order) as ``<folder1>+<folder2>…-extra``
+    beside the first."""
     folders = [folders] if isinstance(folders, Path) else list(folders)
-    prefixes = (["extra-"] if len(folders) == 1
-                else [f"extra-{k}-" for k in range(1, len(folders) + 1)])
-    copy = folders[0].with_name("+".join(f.name for f in folders) + "-extra")
+    prefixes = ([f"{prefix}-"] if len(folders) == 1
+                else [f"{prefix}-{k}-" for k in range(1, len(folders) + 1)])
+    copy = folders[0].with_name("+".join(f.name for f in folders) + f"-{prefix}")
     prefixed_cohort(copy, {p: read_cohort(f) for p, f in zip(prefixes, folders, strict=True)})
     return copy
