@@ -110,8 +110,9 @@ class ResNetEncoder(nn.Module):
     pooled to a ``token_grid``\ :sup:`dims` grid
     of tokens (the input of the SCB cross attention; skipped when :attr:`grid_tokens` is
     False). A batch passes through the convolutions in equal parts of about
-    :attr:`chunk_elements` input elements, so that the activations stay a few MB (larger
-    ones cost more in memory allocation than they save in per-call overhead); the output is
+    :attr:`chunk_elements` input elements (by default :data:`CHUNK_ELEMENTS` of ``dims``), so
+    that the activations stay a few MB (larger ones cost more in memory allocation and cache
+    misses than they save in per-call overhead); the output is
     that of one pass: the convolutions and GroupNorm act on each sample alone, and the head
     sees the whole batch. A 3D network keeps its convolution weights, and so its feature maps,
     channels-last (``torch.channels_last_3d``), where oneDNN's CPU convolutions need no
@@ -137,8 +138,11 @@ class ResNetEncoder(nn.Module):
 
     #: Compute the token grid (models without SCB turn it off).
     grid_tokens: bool = True
-    #: Input elements per pass through the convolutions.
-    chunk_elements: int = 2 ** 19
+    #: Input elements per pass through the convolutions (``None``: ``CHUNK_ELEMENTS[dims]``).
+    chunk_elements: int | None = None
+    #: Default :attr:`chunk_elements` by ``dims``: the fastest on one CPU thread for the crop
+    #: sizes of the presets (``benchmarks/model_speed.py``).
+    CHUNK_ELEMENTS = {2: 2 ** 17, 3: 2 ** 19}
 
     def __init__(self, dims: int, layers: tuple[int, ...], widths: tuple[int, ...],
                  block: str = "basic", out_channels: int = 128, in_channels: int = 1,
@@ -171,7 +175,8 @@ class ResNetEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         pooled, tokens = [], []
-        parts = -(-len(x) * x[0].numel() // self.chunk_elements) if len(x) else 1
+        chunk = self.chunk_elements or self.CHUNK_ELEMENTS[self.dims]
+        parts = -(-len(x) * x[0].numel() // chunk) if len(x) else 1
         for part in x.tensor_split(parts):
             fmap = self.stages(self.stem(part))
             pooled.append(fmap.flatten(2).mean(-1))
