@@ -24,8 +24,9 @@ a synthetic geometry cohort to each fold's training of both. Exits
 cohort with images (e.g. more synthetic patients of another seed) to each fold's training of
 the image matchers; validation, and so the epoch and the threshold, stays on the fold's own
 patients; several folders join together. ``--extra-validation DIR`` adds held-out patients to
-each fold's validation of the image matchers instead (ids ``val-…``), so that variants, e.g.
-how many extra training patients, are chosen on more than the fold's own validation patients.
+every fold's validation instead (ids ``val-…``; every method that selects on validation sees
+them), so that variants, e.g. how many extra training patients, are chosen on more than the
+fold's own validation patients.
 
 Run: ``python benchmarks/leaderboard.py`` (writes ``benchmarks/results/leaderboard.{md,csv,png}``
 and ``leaderboard_folds.csv``, and copies the plot to ``docs/img/``) and
@@ -133,8 +134,6 @@ def matcher_options(args) -> dict[str, dict]:
         geometry["extra_train"] = extra_cohort(args.extra_geometry)
     images = ({"extra_train": extra_cohort(args.extra_images)}
               if args.extra_images else {})
-    if args.extra_validation:
-        images["extra_val"] = extra_cohort(args.extra_validation, "val")
     return {name: dict(images if cls.needs_images else geometry)
             for name, cls in available_methods().items() if issubclass(cls, MatcherMethod)}
 
@@ -167,6 +166,8 @@ def run_synthetic(args) -> pd.DataFrame:
     return run_leaderboard(
         cohort, args.methods, folds=args.folds, seeds=args.seeds, out_dir=args.out,
         max_epochs=args.max_epochs, options=options, command=_command(), reuse=args.reuse,
+        extra_val=(extra_cohort(args.extra_validation, "val") if args.extra_validation
+                   else None),
         stem=output_stem(args),
         title=f"Leaderboard: `{args.preset}` synthetic cohort, {args.patients} patients"
               + (" (geometry only)" if args.geometry_only else ""),
@@ -226,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
                              "training of the image matchers, e.g. synthetic cohorts of "
                              "other seeds (validation stays on the fold's patients)")
     parser.add_argument("--extra-validation", type=Path, nargs="+", default=None, metavar="DIR",
-                        help="cohort folders with images whose patients join every fold's "
-                             "validation of the image matchers (epoch, threshold and the "
+                        help="synthetic cohort folders whose patients join every fold's "
+                             "validation, for every method (epochs, thresholds and the "
                              "val_score that chooses between variants), e.g. held-out "
-                             "synthetic patients of another seed")
+                             "patients of another seed")
     parser.add_argument("--reuse", type=Path, default=None, metavar="FOLDS_CSV",
                         help="keep the fold rows of the methods not in --methods from this "
                              "earlier leaderboard_folds.csv (same cohort, folds and seeds)")

@@ -84,12 +84,16 @@ def _predict(method: Method, pairs: list) -> list:
 
 
 def fold_row(method: Method, cohort: Cohort, split, pair_mode: str,
-             test_cohort: Cohort | None = None) -> dict:
-    """Fit on the split's training patients of ``cohort`` (select on validation), score its
-    test patients' pairs of ``test_cohort`` (default: ``cohort``). A method that reports its
-    validation metrics (lngraph's matchers: ``result.val_metrics``) adds them as ``val_f1``
-    and ``val_score`` (the selection score), so that variants can be chosen on validation."""
+             test_cohort: Cohort | None = None, extra_val: Cohort | None = None) -> dict:
+    """Fit on the split's training patients of ``cohort`` (select on validation: the split's
+    validation patients, and ``extra_val``'s patients when given), score its test patients'
+    pairs of ``test_cohort`` (default: ``cohort``). A method that reports its validation
+    metrics (lngraph's matchers: ``result.val_metrics``) adds them as ``val_f1`` and
+    ``val_score`` (the selection score), so that variants can be chosen on validation."""
     train, val = cohort.subset(split.train), cohort.subset(split.val) if split.val else None
+    if extra_val is not None:
+        scans = [*(val.scans.values() if val is not None else ()), *extra_val.scans.values()]
+        val = Cohort(scans, root=cohort.root)
     start = time.perf_counter()
     method.fit(train, val)
     train_seconds = time.perf_counter() - start
@@ -168,6 +172,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                     sections: Callable[[pd.DataFrame], list[str]] | None = None,
                     source: str | None = None, progress: bool = True,
                     test_cohort: Cohort | str | os.PathLike | None = None,
+                    extra_val: Cohort | str | os.PathLike | None = None,
                     reuse: pd.DataFrame | str | os.PathLike | None = None) -> pd.DataFrame:
     """Run ``methods`` on the same patient folds of ``cohort`` (module docstring).
 
@@ -194,12 +199,17 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
         test_cohort: a cohort or folder with the same patients and scan ids as ``cohort``
             whose scans are scored instead of ``cohort``'s (methods are still fitted and
             selected on ``cohort``, on the same folds); default ``cohort`` itself.
+        extra_val: a cohort or folder whose patients join every fold's validation patients
+            (of every method), e.g. held-out synthetic patients of another seed, so that
+            epochs, thresholds and the recorded ``val_score`` rest on more patients; its
+            patient ids must differ from ``cohort``'s.
         reuse: an earlier run's per-fold rows (or ``leaderboard_folds.csv``) whose methods
             not in ``methods`` are kept (module docstring).
 
     Raises:
         ValueError: no methods, ``test_cohort``'s patients or scan ids differ from
-            ``cohort``'s, or a reused row was tested on other patients.
+            ``cohort``'s, ``extra_val`` shares patient ids with ``cohort``, or a reused row
+            was tested on other patients.
 
     Returns:
         One row per (method, seed, fold): ``method, status`` (``ok | skipped | failed``),
@@ -220,6 +230,13 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
         if not isinstance(test_cohort, Cohort):
             test_cohort = read_cohort(test_cohort)
         check_same_scans(cohort, test_cohort)
+    if extra_val is not None:
+        if not isinstance(extra_val, Cohort):
+            extra_val = read_cohort(extra_val)
+        shared = sorted(set(extra_val.patients) & set(cohort.patients))
+        if shared:
+            raise ValueError(f"extra_val shares patient id(s) {', '.join(shared[:5])} with "
+                             "the cohort")
     has_images = cohort.has_images and (test_cohort is None or test_cohort.has_images)
     if quick:
         folds, seeds = min(folds, QUICK_FOLDS), list(seeds)[:1]
@@ -265,7 +282,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                     try:
                         row = {**base, "status": "ok", "note": "",
                                **fold_row(build(seed), cohort, split, pair_mode,
-                                          test_cohort)}
+                                          test_cohort, extra_val)}
                     except Exception as exc:  # noqa: BLE001 - a crash is a result to record
                         rows.append(_failed(base, exc, progress))
                         continue
@@ -285,6 +302,9 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                     f"`{n}`" for n in reused) + " come from an earlier run on the same folds "
                     "(test patients checked equal); their train and predict times are that "
                     "run's")
+            if extra_val is not None:
+                header.append("- extra validation: every fold's validation patients plus "
+                              f"{describe_cohort(extra_val, pair_mode)}")
             if test_cohort is not None:
                 header.append("- test scans: from another cohort with the same patients and "
                               "scan ids (methods fitted on the cohort above): "

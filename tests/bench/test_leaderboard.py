@@ -202,6 +202,38 @@ def test_test_pairs_come_from_the_test_cohort(cohort_dir, tmp_path, registry):
     assert "- test scans: from another cohort" in text
 
 
+def test_extra_validation_patients_join_every_folds_validation_only(cohort_dir, tmp_path,
+                                                                    registry):
+    seen = []
+
+    @register
+    class Spy(Method):
+        name = "spy_for_val"
+
+        def fit(self, train, val=None):
+            seen.append((set(train.patients), set(val.patients)))
+            return self
+
+        def predict(self, pair):
+            return build_method("nearest").predict(pair)
+
+    extra = write_cohort(tmp_path / "extra", [
+        Scan("V" + s.patient_id, "V" + s.scan_id, s.timepoint, s.image, s.nodes)
+        for s in tiny_scans(2, seed=5)])
+    rows = run_leaderboard(cohort_dir, ["spy_for_val"], folds=2, progress=False,
+                           extra_val=extra, out_dir=tmp_path / "out")
+    plain = run_leaderboard(cohort_dir, ["spy_for_val"], folds=2, progress=False)
+    assert list(rows["test_ids"]) == list(plain["test_ids"])
+    with_extra, without = seen[:2], seen[2:]
+    for (train, val), (train0, val0) in zip(with_extra, without, strict=True):
+        assert train == train0 and val == val0 | {"VP0", "VP1"}
+    text = (tmp_path / "out" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "- extra validation: every fold's validation patients plus" in text
+    clash = write_cohort(tmp_path / "clash", tiny_scans(2))
+    with pytest.raises(ValueError, match="extra_val shares patient id"):
+        run_leaderboard(cohort_dir, ["nearest"], folds=2, progress=False, extra_val=clash)
+
+
 def test_test_cohort_must_have_the_same_patients_and_scans(cohort_dir, tmp_path):
     scans = list(read_cohort(cohort_dir).scans.values())
     fewer = write_cohort(tmp_path / "fewer", [s for s in scans if s.patient_id != "P0"])
