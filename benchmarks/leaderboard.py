@@ -219,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-geometry", type=Path, default=None, metavar="CKPT",
                         help="start the geometry-only matchers from this checkpoint, e.g. a "
                              "geometry model trained on synthetic cohorts")
-    parser.add_argument("--extra-geometry", type=Path, default=None, metavar="DIR",
-                        help="a cohort folder whose patients join every fold's training "
-                             "of the geometry-only matchers, e.g. a synthetic geometry cohort")
+    parser.add_argument("--extra-geometry", type=Path, nargs="+", default=None, metavar="DIR",
+                        help="cohort folders whose patients join every fold's training "
+                             "of the geometry-only matchers, e.g. synthetic geometry cohorts")
     parser.add_argument("--extra-images", type=Path, nargs="+", default=None, metavar="DIR",
                         help="cohort folders with images whose patients join every fold's "
                              "training of the image matchers, e.g. synthetic cohorts of "
