@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from lngraph.cli.common import (
     HelpFormatter,
@@ -109,6 +110,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                         help="share of each fold's training patients used for validation "
                         "(default 0.2)")
+    parser.add_argument("--extra-val", type=Path, default=None, metavar="COHORT",
+                        help="a cohort folder whose patients join every fold's validation "
+                        "patients (all methods; e.g. held-out synthetic patients when the "
+                        "folds' own validation patients are few); its patient ids must "
+                        "differ from the cohort's")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's)")
     add_quiet(parser)
@@ -142,6 +148,14 @@ def run(args: argparse.Namespace) -> int:
             patient_folds(cohort.patients, folds, seed, args.val_fraction)
     except ValueError as exc:
         raise InputError(args.cohort, str(exc)) from None
+    extra_val = None
+    if args.extra_val is not None:
+        extra_val = read_cohort(args.extra_val)
+        shared = sorted(set(extra_val.patients) & set(cohort.patients))
+        if shared:
+            raise InputError(args.extra_val, f"patient id(s) {', '.join(shared[:5])} are also "
+                             f"in the cohort {args.cohort}; validation patients must be other "
+                             "patients")
     command = shlex.join(["lngraph", "bench", *sys.argv[2:]]) \
         if sys.argv[1:2] == ["bench"] else None
     with output_folder(args.out, overwrite=args.overwrite,
@@ -150,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
                                out_dir=tmp, quick=args.quick, max_epochs=args.max_epochs,
                                options=options, val_fraction=args.val_fraction,
                                pair_mode=args.pairs, command=command,
-                               progress=not args.quiet)
+                               extra_val=extra_val, progress=not args.quiet)
     failed = sorted(set(rows.loc[rows["status"] == "failed", "method"]))
     print(f"wrote {args.out / 'leaderboard.md'}" + (f"; failed: {', '.join(failed)}"
                                                      if failed else ""))

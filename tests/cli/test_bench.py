@@ -70,3 +70,24 @@ def test_quick_bench_runs_every_method_on_a_tiny_cohort_with_images(tmp_path):
     assert (summary["status"] == "ok").all()
     assert (summary["folds"] == 2).all()
     assert "quick; max epochs 2" in (out / "leaderboard.md").read_text(encoding="utf-8")
+
+
+def test_bench_extra_val_joins_validation_and_refuses_shared_patients(cohort_dir, tmp_path,
+                                                                       capsys):
+    from lngraph.io.cohort import read_cohort
+
+    scans = list(read_cohort(cohort_dir).scans.values())
+    extra = write_cohort(tmp_path / "extra", [
+        Scan("V" + s.patient_id, "V" + s.scan_id, s.timepoint, s.image, s.nodes)
+        for s in scans])
+    out = tmp_path / "board"
+    assert main(["bench", str(cohort_dir), "--methods", "nearest", "--folds", "2",
+                 "--extra-val", str(extra), "--out", str(out), "--quiet"]) == 0
+    text = (out / "leaderboard.md").read_text(encoding="utf-8")
+    assert "- extra validation: every fold's validation patients plus" in text
+    assert main(["bench", str(cohort_dir), "--methods", "nearest", "--folds", "2",
+                 "--extra-val", str(cohort_dir), "--out", str(tmp_path / "b2"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(cohort_dir) in err and "P0, P1, P2, P3 are also in the cohort" in err
+    assert not (tmp_path / "b2").exists()
