@@ -130,6 +130,16 @@ def check_same_scans(cohort: Cohort, test_cohort: Cohort) -> None:
                              "(earliest first)")
 
 
+def check_extra_val(cohort: Cohort, extra_val: Cohort) -> None:
+    """Raise :class:`ValueError` when ``extra_val`` (validation patients for every fold) has
+    patient ids of ``cohort``."""
+    shared = sorted(set(extra_val.patients) & set(cohort.patients))
+    if shared:
+        raise ValueError(f"extra_val shares patient id(s) with the cohort: "
+                         f"{', '.join(shared[:5])} are also in the cohort; validation patients "
+                         "must be other patients")
+
+
 def reused_rows(reuse: pd.DataFrame | str | os.PathLike, names: Sequence[str],
                 splits: Mapping[int, Sequence]) -> pd.DataFrame:
     """The rows of ``reuse`` (an earlier run's per-fold rows or their CSV) whose method is not
@@ -233,10 +243,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
     if extra_val is not None:
         if not isinstance(extra_val, Cohort):
             extra_val = read_cohort(extra_val)
-        shared = sorted(set(extra_val.patients) & set(cohort.patients))
-        if shared:
-            raise ValueError(f"extra_val shares patient id(s) {', '.join(shared[:5])} with "
-                             "the cohort")
+        check_extra_val(cohort, extra_val)
     has_images = cohort.has_images and (test_cohort is None or test_cohort.has_images)
     if quick:
         folds, seeds = min(folds, QUICK_FOLDS), list(seeds)[:1]

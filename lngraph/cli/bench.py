@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lngraph.bench import import_methods, method_names, run_leaderboard
-    from lngraph.bench.leaderboard import QUICK_FOLDS
+    from lngraph.bench.leaderboard import QUICK_FOLDS, check_extra_val
     from lngraph.cli.main import UsageError, output_folder
     from lngraph.io.cohort import read_cohort
     from lngraph.io.errors import InputError
@@ -151,11 +151,10 @@ def run(args: argparse.Namespace) -> int:
     extra_val = None
     if args.extra_val is not None:
         extra_val = read_cohort(args.extra_val)
-        shared = sorted(set(extra_val.patients) & set(cohort.patients))
-        if shared:
-            raise InputError(args.extra_val, f"patient id(s) {', '.join(shared[:5])} are also "
-                             f"in the cohort {args.cohort}; validation patients must be other "
-                             "patients")
+        try:
+            check_extra_val(cohort, extra_val)
+        except ValueError as exc:
+            raise InputError(args.extra_val, f"{exc} (the cohort: {args.cohort})") from None
     command = shlex.join(["lngraph", "bench", *sys.argv[2:]]) \
         if sys.argv[1:2] == ["bench"] else None
     with output_folder(args.out, overwrite=args.overwrite,

@@ -35,10 +35,6 @@ class MatcherMethod(Method):
             :meth:`fit` (e.g. synthetic geometry beside real pairs); validation, and so the
             epoch and the threshold, stays on the fit's own patients. Its patient ids must
             differ from theirs.
-        extra_val: a cohort folder whose patients join the validation patients of every
-            :meth:`fit`, so that the epoch, the threshold and the reported validation metrics
-            rest on more patients (e.g. held-out synthetic patients of another seed). Its
-            patient ids must differ from the fit's and ``extra_train``'s.
         trainer_flags: ``accelerator``, ``devices``, ``strategy``, ``num_nodes`` for Lightning.
 
     Without a validation cohort, :meth:`fit` carves ``config.protocol.val_fraction`` of the training
@@ -56,8 +52,7 @@ class MatcherMethod(Method):
                  seed: int | None = None,
                  progress: bool = False, cache_dir: str | os.PathLike | None = None,
                  init_from: str | os.PathLike | None = None,
-                 extra_train: str | os.PathLike | None = None,
-                 extra_val: str | os.PathLike | None = None, **trainer_flags):
+                 extra_train: str | os.PathLike | None = None, **trainer_flags):
         self.config = preset("lite") if config is None else config
         self.needs_images = not self.config.model.geometry_only
         self._tmp = tempfile.TemporaryDirectory(prefix="lngraph-matcher-") \
@@ -69,7 +64,6 @@ class MatcherMethod(Method):
         self.cache_dir = cache_dir
         self.init_from = init_from
         self.extra_train = extra_train
-        self.extra_val = extra_val
         self.trainer_flags = trainer_flags
         self.model: Matcher | None = None
         self.result: FitResult | None = None
@@ -94,18 +88,13 @@ class MatcherMethod(Method):
             train_patients, val_patients = train.patients, val.patients
             cohort = Cohort(list(train.scans.values()) + list(val.scans.values()),
                             root=train.root)
-        for option, folder in (("extra_train", self.extra_train), ("extra_val", self.extra_val)):
-            if folder is None:
-                continue
-            extra = read_cohort(folder)
+        if self.extra_train is not None:
+            extra = read_cohort(self.extra_train)
             shared = sorted(set(extra.patients) & set(cohort.patients))
             if shared:
-                raise ValueError(f"{option} {folder}: patient id(s) "
+                raise ValueError(f"extra_train {self.extra_train}: patient id(s) "
                                  f"{', '.join(shared[:5])} are also in the cohort being fitted")
-            if option == "extra_train":
-                train_patients = [*train_patients, *extra.patients]
-            else:
-                val_patients = [*val_patients, *extra.patients]
+            train_patients = [*train_patients, *extra.patients]
             cohort = Cohort(list(cohort.scans.values()) + list(extra.scans.values()),
                             root=cohort.root)
         if (self.cache_dir is None and cohort.root is not None

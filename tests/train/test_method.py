@@ -66,32 +66,3 @@ def test_extra_train_patients_join_training_only(geometry_cohort, tmp_path):
     clash = write_cohort(tmp_path / "clash", train)
     with pytest.raises(ValueError, match="also in the cohort being fitted"):
         MatcherMethod(GEOMETRY, max_epochs=1, extra_train=clash).fit(train, val)
-
-
-def test_extra_val_patients_join_validation_only(geometry_cohort, tmp_path):
-    """``extra_val``: another cohort's patients join validation (and its metrics), never
-    training; ids shared with the fit or with ``extra_train`` are refused."""
-    import pytest
-
-    from lngraph.io.cohort import Cohort, write_cohort
-
-    def renamed(prefix, patients):
-        scans = geometry_cohort.subset(patients).scans.values()
-        return write_cohort(tmp_path / prefix, Cohort([
-            type(s)(f"{prefix}{s.patient_id}", f"{prefix}{s.scan_id}", s.timepoint, s.image,
-                    s.nodes) for s in scans]))
-
-    extra_val = renamed("V", geometry_cohort.patients[10:13])
-    extra_train = renamed("T", geometry_cohort.patients[13:15])
-    train = geometry_cohort.subset(geometry_cohort.patients[:4])
-    val = geometry_cohort.subset(geometry_cohort.patients[4:6])
-    method = MatcherMethod(GEOMETRY, tmp_path / "run", max_epochs=1, extra_train=extra_train,
-                           extra_val=extra_val)
-    method.fit(train, val)
-    assert method.result.extra["train_patients"] == sorted(
-        [*train.patients, *[f"T{p}" for p in geometry_cohort.patients[13:15]]])
-    assert method.result.extra["val_patients"] == sorted(
-        [*val.patients, *[f"V{p}" for p in geometry_cohort.patients[10:13]]])
-    with pytest.raises(ValueError, match="extra_val .* also in the cohort being fitted"):
-        MatcherMethod(GEOMETRY, max_epochs=1, extra_train=extra_train,
-                      extra_val=extra_train).fit(train, val)
