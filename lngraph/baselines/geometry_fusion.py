@@ -71,7 +71,8 @@ from lngraph.nn.logistic import fit_balanced_logistic
 #: ``g`` (mm): the distance unit and the alignment's inlier scale, as in the matcher's config.
 GATE_MM = 15.0
 #: Alignment shifts as the matcher's ``lite`` config computes them.
-ALIGNMENT = AlignmentParams(gate_mm=GATE_MM, local_scale_mm=30.0, rigid=True)
+ALIGNMENT = AlignmentParams(gate_mm=GATE_MM, local_scale_mm=30.0, rigid=True,
+                            rotation_search=True)
 #: Names of the two features, in the order of :attr:`GeometryFusion.weight`.
 FEATURES = ("distance", "size")
 #: Thresholds tried on the validation patients: 0.05, 0.10, …, 0.95.
@@ -124,6 +125,8 @@ class GeometryFusion(Method):
             translation for every node).
         rigid: start the alignment from the robust rigid motion (rotation included), as the
             matcher's ``lite`` config does; ``False``: from the translation.
+        rotation_search: with ``rigid``, search starting rotations where the rigid
+            refinement accepts no fit, as the matcher's ``model.position_search`` does.
         l2: ridge penalty on the weights (keeps them finite when the training pairs are
             separable).
         val_fraction: share of the training patients held out to choose the threshold when
@@ -149,7 +152,8 @@ class GeometryFusion(Method):
 
     def __init__(self, gate_mm: float = GATE_MM, local_scale_mm: float = 30.0,
                  l2: float = 1e-3, val_fraction: float = 0.2, seed: int = 0,
-                 frame_scale_mm: float | None = None, rigid: bool = True):
+                 frame_scale_mm: float | None = None, rigid: bool = True,
+                 rotation_search: bool = True):
         if not gate_mm > 0:
             raise ValueError(f"gate_mm must be positive, got {gate_mm}")
         if frame_scale_mm is not None and not frame_scale_mm > 0:
@@ -160,7 +164,8 @@ class GeometryFusion(Method):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.gate_mm = float(gate_mm)
         self.alignment = AlignmentParams(gate_mm=self.gate_mm,
-                                         local_scale_mm=float(local_scale_mm), rigid=rigid)
+                                         local_scale_mm=float(local_scale_mm), rigid=rigid,
+                                         rotation_search=rigid and rotation_search)
         self.l2 = float(l2)
         self.val_fraction = float(val_fraction)
         self.seed = int(seed)

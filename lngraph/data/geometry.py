@@ -36,11 +36,14 @@ class AlignmentParams:
             the one translation.
         rigid: start from the robust rigid motion (rotation and translation,
             :func:`~lngraph.matching.alignment.robust_rigid`) instead of the translation.
+        rotation_search: with ``rigid``, search starting rotations where the rigid refinement
+            accepts no round (``robust_rigid(search=True)``).
     """
 
     gate_mm: float = DEFAULT_GATE_MM
     local_scale_mm: float = 0.0
     rigid: bool = False
+    rotation_search: bool = False
 
     def __post_init__(self):
         if not self.gate_mm > 0:
@@ -52,6 +55,8 @@ class AlignmentParams:
 def alignment_key(src: np.ndarray, dst: np.ndarray, params: AlignmentParams) -> str:
     """The cache key of one pair's shifts (module docstring)."""
     rigid = ";rigid" if params.rigid else ""   # (keys of translation-only shifts unchanged)
+    if params.rigid and params.rotation_search:
+        rigid += ";search"
     digest = hashlib.sha256(f"v{ALIGNMENT_VERSION};{params.gate_mm!r};"
                             f"{params.local_scale_mm!r}{rigid};{len(src)};{len(dst)};".encode())
     digest.update(np.ascontiguousarray(src, dtype=np.float64).tobytes())
@@ -67,7 +72,7 @@ def pair_shifts(src: np.ndarray, dst: np.ndarray, params: AlignmentParams,
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
     if cache_dir is None:
         return alignment_shifts(src, dst, params.gate_mm, params.local_scale_mm,
-                                rigid=params.rigid)
+                                rigid=params.rigid, search=params.rotation_search)
     path = Path(cache_dir) / "alignment" / f"{alignment_key(src, dst, params)}.npy"
     if path.is_file():
         try:
@@ -77,7 +82,7 @@ def pair_shifts(src: np.ndarray, dst: np.ndarray, params: AlignmentParams,
         except (OSError, ValueError):
             pass    # a corrupt entry is recomputed
     shifts = alignment_shifts(src, dst, params.gate_mm, params.local_scale_mm,
-                              rigid=params.rigid)
+                              rigid=params.rigid, search=params.rotation_search)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:

@@ -119,27 +119,47 @@ def robust_translation(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAUL
     return t
 
 
-def robust_rigid(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
-                 max_angle_deg: float = 20.0, min_pairs: int = 3, wide_rounds: int = 3,
-                 iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    r"""The rigid motion :math:`x \mapsto Rx + t` (``R [3, 3]``, ``t (3,)``) that best carries
-    ``src`` onto ``dst``: the :func:`robust_translation` first, then rounds of Hungarian
-    matching of the moved nodes and the least-squares rotation and translation of the matched
-    pairs (Kabsch), until the motion stops changing. The first ``wide_rounds`` rounds gate the
-    matches at twice ``gate_mm`` (a turn of 10° moves a node 100 mm from the centre by 17 mm,
-    beyond the translation's gate), the later ones at ``gate_mm``.
+def _fibonacci_axes(n: int) -> np.ndarray:
+    """``[n, 3]`` unit axes spread evenly over a hemisphere (a Fibonacci lattice)."""
+    i = np.arange(n) + 0.5
+    polar = np.arccos(1.0 - i / n)
+    azimuth = np.pi * (1.0 + 5.0 ** 0.5) * i
+    return np.stack([np.cos(azimuth) * np.sin(polar), np.sin(azimuth) * np.sin(polar),
+                     np.cos(polar)], axis=1)
 
-    A rotation needs spread-out pairs: with fewer than ``min_pairs`` matched pairs, or when the
-    fitted rotation turns by more than ``max_angle_deg`` (patient repositioning between scans
-    is a few degrees; a large angle is a fit to wrong pairs), the last accepted motion stays —
-    at worst ``R = I`` and the translation. Translating either point set changes ``t`` so that
-    the moved ``src`` follows (``R`` is unchanged); rotating ``src`` is absorbed by ``R``.
-    """
-    src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
-    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
-    rotation, t = np.eye(3), robust_translation(src, dst, gate_mm, iterations)
-    if min(len(src), len(dst)) < min_pairs:
-        return rotation, t
+
+def axis_angle(axis: np.ndarray, angle_deg: float) -> np.ndarray:
+    """The ``3×3`` rotation by ``angle_deg`` about the unit ``axis`` (Rodrigues)."""
+    k = np.asarray(axis, dtype=np.float64)
+    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    a = np.radians(angle_deg)
+    return np.eye(3) + np.sin(a) * cross + (1.0 - np.cos(a)) * cross @ cross
+
+
+#: Axes and angles (degrees) of the starting rotations of :func:`robust_rigid`'s search.
+SEARCH_AXES, SEARCH_ANGLES_DEG = 13, (8.0, 16.0)
+#: The search's starting rotations: each axis, each angle, both senses.
+SEARCH_ROTATIONS = np.stack([axis_angle(axis, sign * angle)
+                             for axis in _fibonacci_axes(SEARCH_AXES)
+                             for angle in SEARCH_ANGLES_DEG for sign in (1.0, -1.0)])
+
+
+def rigid_vote(src: np.ndarray, dst: np.ndarray, rotation: np.ndarray, t: np.ndarray,
+               gate_mm: float = DEFAULT_GATE_MM) -> float:
+    r"""The vote of the rigid motion :math:`x \mapsto Rx + t`:
+    :math:`\sum_i \exp(-e_i^2 / 2\sigma^2)`, :math:`e_i` the distance from the moved ``src_i``
+    to its nearest ``dst`` node, :math:`\sigma` = gate / 2 (the translation vote's measure)."""
+    if len(src) == 0 or len(dst) == 0:
+        return 0.0
+    nearest = cKDTree(dst).query(src @ rotation.T + t)[0]
+    return float(np.exp(-nearest ** 2 / (2 * (gate_mm / 2.0) ** 2)).sum())
+
+
+def _refine_rigid(src, dst, rotation, t, gate_mm, max_angle_deg, min_pairs, wide_rounds,
+                  iterations) -> tuple[np.ndarray, np.ndarray, bool]:
+    """:func:`robust_rigid`'s rounds from the motion ``(rotation, t)``; also whether any round's
+    fit was accepted."""
+    accepted = False
     for round_ in range(iterations):
         gate = gate_mm * (2.0 if round_ < wide_rounds else 1.0)
         pairs = hungarian(pairwise_distances(src @ rotation.T + t, dst), max_cost=gate)
@@ -156,10 +176,54 @@ def robust_rigid(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE
         new_t = cb - new_rotation @ ca
         done = np.allclose(new_rotation, rotation, atol=1e-9) and np.allclose(new_t, t,
                                                                                atol=1e-6)
-        rotation, t = new_rotation, new_t
+        rotation, t, accepted = new_rotation, new_t, True
         if done and round_ >= wide_rounds:
             break
-    return rotation, t
+    return rotation, t, accepted
+
+
+def robust_rigid(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
+                 max_angle_deg: float = 20.0, min_pairs: int = 3, wide_rounds: int = 3,
+                 iterations: int = 10, search: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The rigid motion :math:`x \mapsto Rx + t` (``R [3, 3]``, ``t (3,)``) that best carries
+    ``src`` onto ``dst``: the :func:`robust_translation` first, then rounds of Hungarian
+    matching of the moved nodes and the least-squares rotation and translation of the matched
+    pairs (Kabsch), until the motion stops changing. The first ``wide_rounds`` rounds gate the
+    matches at twice ``gate_mm`` (a turn of 10° moves a node 100 mm from the centre by 17 mm,
+    beyond the translation's gate), the later ones at ``gate_mm``.
+
+    A rotation needs spread-out pairs: with fewer than ``min_pairs`` matched pairs, or when the
+    fitted rotation turns by more than ``max_angle_deg`` (patient repositioning between scans
+    is a few degrees; a large angle is a fit to wrong pairs), the last accepted motion stays —
+    at worst ``R = I`` and the translation. Translating either point set changes ``t`` so that
+    the moved ``src`` follows (``R`` is unchanged); rotating ``src`` is absorbed by ``R``.
+
+    With ``search``, a refinement that accepts no round at all (the translation was found for
+    the wrong nodes, as happens when a turn of 10–15° moves most nodes beyond the gate) starts
+    again from each of :data:`SEARCH_ROTATIONS` about the ``src`` centroid, with the
+    translation of the turned nodes; the motion with the highest :func:`rigid_vote` wins (the
+    first on ties, the plain result before every search start). Pairs whose refinement
+    accepts a round are not searched, so their motion is the same with or without ``search``.
+    """
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
+    rotation, t = np.eye(3), robust_translation(src, dst, gate_mm, iterations)
+    if min(len(src), len(dst)) < min_pairs:
+        return rotation, t
+    settings = (gate_mm, max_angle_deg, min_pairs, wide_rounds, iterations)
+    rotation, t, accepted = _refine_rigid(src, dst, rotation, t, *settings)
+    if accepted or not search:
+        return rotation, t
+    best, best_vote = (rotation, t), rigid_vote(src, dst, rotation, t, gate_mm)
+    center = src.mean(axis=0)
+    for start in SEARCH_ROTATIONS:
+        turned = (src - center) @ start.T + center
+        shift = robust_translation(turned, dst, gate_mm, iterations) + center - start @ center
+        found_rotation, found_t, _ = _refine_rigid(src, dst, start, shift, *settings)
+        vote = rigid_vote(src, dst, found_rotation, found_t, gate_mm)
+        if vote > best_vote + 1e-9:
+            best, best_vote = (found_rotation, found_t), vote
+    return best
 
 
 def local_shifts(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
@@ -210,15 +274,16 @@ def local_shifts(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE
 
 def alignment_shifts(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
                      local_scale_mm: float = 0.0, iterations: int = 10,
-                     rigid: bool = False) -> np.ndarray:
+                     rigid: bool = False, search: bool = False) -> np.ndarray:
     """``[N, 3]`` shift (mm) that carries each ``src`` node towards the later scan: the
     :func:`robust_translation` for every node, or the per-node :func:`local_shifts` of scale
     ``local_scale_mm`` when that is positive. With ``rigid``, ``src`` is first moved by the
-    :func:`robust_rigid` motion (rotation included) and the shift is the sum of both moves."""
+    :func:`robust_rigid` motion (rotation included; ``search``: its rotation search) and the
+    shift is the sum of both moves."""
     src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
     if rigid:
-        rotation, t = robust_rigid(src, dst, gate_mm, iterations=iterations)
+        rotation, t = robust_rigid(src, dst, gate_mm, iterations=iterations, search=search)
         moved = src @ rotation.T + t
         return moved - src + alignment_shifts(moved, dst, gate_mm, local_scale_mm, iterations)
     if local_scale_mm > 0:

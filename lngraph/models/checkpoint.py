@@ -22,9 +22,9 @@ augmentation at a constant learning rate, which their config is given
 the config; a file without it — every file of versions 2 and 3, and version-4 files written
 before it existed — loads with :math:`T = 1, b = 0`, i.e. the decision score is reported as
 before (the map changes no weight and no decision, so the version stays 4). Likewise a file
-without ``model.position_rigid``, ``model.cross_edge_values``, ``model.cross_k`` or
-``model.score_matchability`` (written before they existed) loads with the translation
-alignment, no edge values, cross-graph attention over every node pair and matchability from
+without ``model.position_rigid``, ``model.position_search``, ``model.cross_edge_values``,
+``model.cross_k`` or ``model.score_matchability`` (written before they existed) loads with the
+translation alignment (and no rotation search), no edge values, cross-graph attention over every node pair and matchability from
 the features alone: the model it was trained as. A file of any
 other version, a corrupt file or any other file is refused with an
 :class:`~lngraph.io.errors.InputError` naming it and the problem. So is a checkpoint whose
@@ -74,7 +74,7 @@ ALL_PAIRS = 1_000_000
 #: Model settings added to format 4 after its first files, with the value that reproduces
 #: those files' models (a file without the key loads with it): the translation alignment, no
 #: edge values, and cross-graph attention over every node pair (:data:`ALL_PAIRS`).
-_ADDED_IN_4 = {"position_rigid": False, "cross_edge_values": False, "cross_k": ALL_PAIRS,
+_ADDED_IN_4 = {"position_rigid": False, "position_search": False, "cross_edge_values": False, "cross_k": ALL_PAIRS,
                "score_matchability": False}
 
 

@@ -185,6 +185,11 @@ class ModelConfig(_Section):
             at least three matched pairs, at most 20°) instead of the translation, so that a
             patient turned between scans is turned back; checkpoints written before it existed
             load with ``False``.
+        position_search: with ``position_rigid``, where the rigid refinement accepts no fit
+            (a turn of 10–15° can move most nodes beyond the gate), search it again from 52
+            starting rotations of 8° and 16° and keep the best-voting motion
+            (``robust_rigid(search=True)``); checkpoints written before it existed load with
+            ``False``.
         frame_prior_mm: (``graph``) when positive, the cross-graph layers and the head also
             get the distance of the two nodes' raw centres (before alignment) in units of
             this many mm: evidence where the scans' coordinates agree up to a few centimetres
@@ -238,6 +243,7 @@ class ModelConfig(_Section):
     position_gate_mm: float = 15.0
     position_local_mm: float = 30.0
     position_rigid: bool = True
+    position_search: bool = True
     frame_prior_mm: float = 0.0
     size_prior: bool = True
     encoder_similarity: bool = True

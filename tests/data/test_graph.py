@@ -160,6 +160,13 @@ def test_pair_graphs_compute_shifts_once_and_cache_them(tmp_path):
                                [[5.0, -3.0, 2.0]] * 6, atol=1e-9)
     other = AlignmentParams(gate_mm=15.0, local_scale_mm=0.0)
     assert alignment_key(src, src, params) != alignment_key(src, src, other)
+    rigid = AlignmentParams(gate_mm=15.0, local_scale_mm=30.0, rigid=True)
+    searched = AlignmentParams(gate_mm=15.0, local_scale_mm=30.0, rigid=True,
+                               rotation_search=True)
+    assert len({alignment_key(src, src, p) for p in (params, rigid, searched)}) == 3
+    # the search only acts on the rigid alignment: without it the key stays the same
+    assert alignment_key(src, src, params) == alignment_key(
+        src, src, AlignmentParams(gate_mm=15.0, local_scale_mm=30.0, rotation_search=True))
     (plain,) = pair_graphs([pair])
     assert "shift" not in plain["src"] and "cube" not in plain["src"]
     with pytest.raises(ValueError, match="gate_mm must be > 0"):

@@ -171,3 +171,64 @@ def test_the_vote_drops_only_candidates_that_cannot_win(n, m, spread, seed):
     np.testing.assert_allclose(votes[kept], full[kept], rtol=1e-12, atol=1e-9)
     assert np.all(full[~kept] < full.max() - 1e-9)
     assert kept[np.argmax(full)]
+
+
+def _wide_turned_scan(seed, degrees=15.0, n=10):
+    """A 10-node layout turned by 15° about its centroid, shifted and jittered by 4 mm: far
+    enough that the translation lines up the wrong nodes (seed 29)."""
+    from lngraph.matching.alignment import axis_angle
+
+    rng = np.random.default_rng(seed)
+    src = rng.uniform(-120, 120, (n, 3)) * [1.0, 1.0, 0.6]
+    axis = rng.normal(size=3)
+    rotation = axis_angle(axis / np.linalg.norm(axis), degrees)
+    dst = ((src - src.mean(axis=0)) @ rotation.T + src.mean(axis=0)
+           + np.array([20.0, -5.0, 30.0]) + rng.normal(0, 4.0, (n, 3)))
+    return src, dst, rotation
+
+
+def test_the_rotation_search_recovers_a_turn_the_refinement_misses():
+    from lngraph.matching.alignment import rigid_vote, robust_rigid
+
+    src, dst, rotation = _wide_turned_scan(29)
+    plain = robust_rigid(src, dst)
+    np.testing.assert_array_equal(plain[0], np.eye(3))          # no round accepted
+    assert np.linalg.norm(src @ plain[0].T + plain[1] - dst, axis=1).min() > 50.0
+    found, t = robust_rigid(src, dst, search=True)
+    angle = np.degrees(np.arccos(np.clip((np.trace(found.T @ rotation) - 1) / 2, -1, 1)))
+    assert angle < 3.0
+    assert np.linalg.norm(src @ found.T + t - dst, axis=1).max() < 10.0
+    assert rigid_vote(src, dst, found, t) > rigid_vote(src, dst, *plain) + 5.0
+    shifts = alignment_shifts(src, dst, 15.0, 30.0, rigid=True, search=True)
+    assert np.linalg.norm(src + shifts - dst, axis=1).max() < 12.0
+    # the search follows translations of either scan, like the refinement
+    a, b = np.array([40.0, -7.0, 3.0]), np.array([-12.0, 30.0, 55.0])
+    np.testing.assert_allclose(alignment_shifts(src + a, dst + b, 15.0, 30.0, rigid=True,
+                                                search=True), shifts + b - a, atol=1e-6)
+
+
+def test_the_rotation_search_leaves_an_accepted_refinement_alone():
+    from lngraph.matching.alignment import robust_rigid
+
+    for seed in (0, 1):
+        src, dst, _ = _turned_scan(seed=seed)
+        for got, want in zip(robust_rigid(src, dst, search=True), robust_rigid(src, dst),
+                             strict=True):
+            np.testing.assert_array_equal(got, want)
+    src, dst, _ = _turned_scan(seed=2, n=2)        # too few nodes for a rotation: no search
+    np.testing.assert_array_equal(robust_rigid(src, dst, search=True)[0], np.eye(3))
+
+
+def test_the_search_rotations_are_proper_and_cover_both_senses():
+    from lngraph.matching.alignment import SEARCH_ANGLES_DEG, SEARCH_AXES, SEARCH_ROTATIONS
+
+    assert SEARCH_ROTATIONS.shape == (SEARCH_AXES * len(SEARCH_ANGLES_DEG) * 2, 3, 3)
+    np.testing.assert_allclose(SEARCH_ROTATIONS @ SEARCH_ROTATIONS.transpose(0, 2, 1),
+                               np.broadcast_to(np.eye(3), SEARCH_ROTATIONS.shape), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(SEARCH_ROTATIONS), 1.0)
+    angles = np.degrees(np.arccos(np.clip((np.trace(SEARCH_ROTATIONS, axis1=1, axis2=2) - 1) / 2,
+                                          -1, 1)))
+    np.testing.assert_allclose(np.sort(np.unique(angles.round(9))), SEARCH_ANGLES_DEG)
+    # each start's inverse is a start too (the two senses about one axis)
+    inverses = SEARCH_ROTATIONS.transpose(0, 2, 1)
+    assert all(np.abs(SEARCH_ROTATIONS - r).max(axis=(1, 2)).min() < 1e-12 for r in inverses)

@@ -210,8 +210,8 @@ def test_format_2_file_is_migrated(tmp_path, image_graph):
                "encoder2d_widths": (4, 8, 8), "encoder3d_widths": (4, 8, 8), "feature_dim": 16,
                "use_scb": True, "scb_hidden": 8, "scb_threshold": 0.4,
                "similarity_temperature": 0.2, "scb_temperature": 0.2,
-               "position_rigid": False, "cross_edge_values": False,
-               "cross_k": ALL_PAIRS},
+               "position_rigid": False, "position_search": False,
+               "cross_edge_values": False, "cross_k": ALL_PAIRS},
         loss={"temperature": 0.2, "weight_te": 0.5},
         optim={"fusion_lr": 0.002, "lr": 0.003, "batch_size": 2, "max_epochs": 7,
                "patience": 5, **BEFORE_4_OPTIM},
@@ -366,3 +366,17 @@ def test_a_file_from_before_the_rigid_alignment_keeps_the_translation_alignment(
     assert not alignment_params(config).rigid
     _, config, _ = load_checkpoint(tmp_path / "new.ckpt")
     assert alignment_params(config).rigid
+
+
+def test_a_file_from_before_the_rotation_search_keeps_the_rigid_alignment_without_it(tmp_path):
+    model = build_matcher(TINY_GRAPH)
+    save_checkpoint(tmp_path / "new.ckpt", model, TINY_GRAPH)
+    payload = torch.load(tmp_path / "new.ckpt", weights_only=True)
+    assert payload["config"]["model"]["position_search"] is True
+    del payload["config"]["model"]["position_search"]
+    torch.save(payload, tmp_path / "old.ckpt")
+    _, config, _ = load_checkpoint(tmp_path / "old.ckpt")
+    assert config == TINY_GRAPH.with_values({"model.position_search": False})
+    assert alignment_params(config).rigid and not alignment_params(config).rotation_search
+    _, config, _ = load_checkpoint(tmp_path / "new.ckpt")
+    assert alignment_params(config).rotation_search
