@@ -24,9 +24,9 @@ before it existed — loads with :math:`T = 1, b = 0`, i.e. the decision score i
 before (the map changes no weight and no decision, so the version stays 4). Likewise a file
 without ``model.position_rigid``, ``model.position_search``, ``model.cross_edge_values``,
 ``model.cross_k`` or ``model.score_matchability`` (written before they existed) loads with the
-translation alignment (and no rotation search), no edge values, cross-graph attention over every node pair and matchability from
-the features alone: the model it was trained as. A file of any
-other version, a corrupt file or any other file is refused with an
+translation alignment (and no rotation search), no edge values, cross-graph attention over
+every node pair and matchability from the features alone: the model it was trained as. A file
+of any other version, a corrupt file or any other file is refused with an
 :class:`~lngraph.io.errors.InputError` naming it and the problem. So is a checkpoint whose
 weights hold a NaN or an infinity (:func:`nonfinite_weights`: such a model scores every node
 pair NaN and matches nothing) or whose decision thresholds (``model.similarity_threshold``,
@@ -72,10 +72,11 @@ _BEFORE_4 = {"model": {"architecture": "asymmetric", "seag_learn_q": False},
 ALL_PAIRS = 1_000_000
 
 #: Model settings added to format 4 after its first files, with the value that reproduces
-#: those files' models (a file without the key loads with it): the translation alignment, no
-#: edge values, and cross-graph attention over every node pair (:data:`ALL_PAIRS`).
-_ADDED_IN_4 = {"position_rigid": False, "position_search": False, "cross_edge_values": False, "cross_k": ALL_PAIRS,
-               "score_matchability": False}
+#: those files' models (a file without the key loads with it): the translation alignment
+#: without the rotation search, no edge values, and cross-graph attention over every node
+#: pair (:data:`ALL_PAIRS`).
+_ADDED_IN_4 = {"position_rigid": False, "position_search": False, "cross_edge_values": False,
+               "cross_k": ALL_PAIRS, "score_matchability": False}
 
 
 def plain(value, where: str = "extra"):
