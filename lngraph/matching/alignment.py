@@ -81,13 +81,15 @@ def _votes(src: np.ndarray, dst: np.ndarray, candidates: np.ndarray, sigma: floa
 
 
 def robust_translation(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
-                       iterations: int = 10) -> np.ndarray:
+                       iterations: int = 10, max_candidates: int = MAX_CANDIDATES
+                       ) -> np.ndarray:
     """The translation ``t`` (``(3,)``, mm) that best carries ``src`` onto ``dst``.
 
     Args:
         src, dst: ``[N, 3]`` and ``[M, 3]`` points; either may be empty (then ``t = 0``).
         gate_mm: inlier scale of the vote and gate of the refinement.
-        iterations: refinement rounds.
+        iterations: refinement rounds (0: the vote's winner).
+        max_candidates: most candidate shifts voted on (a fixed-seed sample beyond).
     """
     src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
@@ -95,8 +97,8 @@ def robust_translation(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAUL
         return np.zeros(3)
     centroid = dst.mean(axis=0) - src.mean(axis=0)
     shifts = (dst[None, :, :] - src[:, None, :]).reshape(-1, 3)
-    if len(shifts) > MAX_CANDIDATES:
-        keep = np.random.default_rng(0).choice(len(shifts), MAX_CANDIDATES, replace=False)
+    if len(shifts) > max_candidates:
+        keep = np.random.default_rng(0).choice(len(shifts), max_candidates, replace=False)
         shifts = shifts[np.sort(keep)]
     candidates = np.concatenate([centroid[None], shifts])
     votes = _votes(src, dst, candidates, gate_mm / 2.0)
@@ -138,6 +140,9 @@ def axis_angle(axis: np.ndarray, angle_deg: float) -> np.ndarray:
 
 #: Axes and angles (degrees) of the starting rotations of :func:`robust_rigid`'s search.
 SEARCH_AXES, SEARCH_ANGLES_DEG = 13, (8.0, 16.0)
+#: The search's starts that are refined (the best by their first vote), and the most candidate
+#: shifts each start's translation votes on.
+SEARCH_REFINED, SEARCH_CANDIDATES = 4, 512
 #: The search's starting rotations: each axis, each angle, both senses.
 SEARCH_ROTATIONS = np.stack([axis_angle(axis, sign * angle)
                              for axis in _fibonacci_axes(SEARCH_AXES)
@@ -199,11 +204,14 @@ def robust_rigid(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE
     the moved ``src`` follows (``R`` is unchanged); rotating ``src`` is absorbed by ``R``.
 
     With ``search``, a refinement that accepts no round at all (the translation was found for
-    the wrong nodes, as happens when a turn of 10–15° moves most nodes beyond the gate) starts
-    again from each of :data:`SEARCH_ROTATIONS` about the ``src`` centroid, with the
-    translation of the turned nodes; the motion with the highest :func:`rigid_vote` wins (the
-    first on ties, the plain result before every search start). Pairs whose refinement
-    accepts a round are not searched, so their motion is the same with or without ``search``.
+    the wrong nodes, as happens when a turn of 10–15° moves most nodes beyond the gate) is
+    tried again from other starts: each of :data:`SEARCH_ROTATIONS` about the ``src``
+    centroid, with the voted translation of the turned nodes (at most
+    :data:`SEARCH_CANDIDATES` candidate shifts, no refinement), scored by its
+    :func:`rigid_vote`; the :data:`SEARCH_REFINED` best starts go through the rounds, and the
+    motion with the highest vote wins (the first on ties, the plain result before any start).
+    Pairs whose refinement accepts a round are not searched, so their motion is the same with
+    or without ``search``.
     """
     src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
@@ -216,10 +224,15 @@ def robust_rigid(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE
         return rotation, t
     best, best_vote = (rotation, t), rigid_vote(src, dst, rotation, t, gate_mm)
     center = src.mean(axis=0)
+    starts = []
     for start in SEARCH_ROTATIONS:
         turned = (src - center) @ start.T + center
-        shift = robust_translation(turned, dst, gate_mm, iterations) + center - start @ center
-        found_rotation, found_t, _ = _refine_rigid(src, dst, start, shift, *settings)
+        shift = robust_translation(turned, dst, gate_mm, iterations=0,
+                                   max_candidates=SEARCH_CANDIDATES) + center - start @ center
+        starts.append((start, shift, rigid_vote(src, dst, start, shift, gate_mm)))
+    order = np.argsort([-vote for *_, vote in starts], kind="stable")[:SEARCH_REFINED]
+    for k in order:
+        found_rotation, found_t, _ = _refine_rigid(src, dst, *starts[k][:2], *settings)
         vote = rigid_vote(src, dst, found_rotation, found_t, gate_mm)
         if vote > best_vote + 1e-9:
             best, best_vote = (found_rotation, found_t), vote
