@@ -222,14 +222,33 @@ def robust_rigid(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE
     rotation, t, accepted = _refine_rigid(src, dst, rotation, t, *settings)
     if accepted or not search:
         return rotation, t
-    best, best_vote = (rotation, t), rigid_vote(src, dst, rotation, t, gate_mm)
+    return search_rigid(src, dst, gate_mm, max_angle_deg, min_pairs, wide_rounds, iterations,
+                        start=(rotation, t))
+
+
+def search_rigid(src: np.ndarray, dst: np.ndarray, gate_mm: float = DEFAULT_GATE_MM,
+                 max_angle_deg: float = 20.0, min_pairs: int = 3, wide_rounds: int = 3,
+                 iterations: int = 10, start: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`robust_rigid`'s rotation search: the best-voting motion among ``start`` (when
+    given) and the refined search starts (:func:`robust_rigid`, *search*). The settings are
+    :func:`robust_rigid`'s; ``src`` and ``dst`` need at least ``min_pairs`` nodes each to give
+    more than ``start``."""
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
+    settings = (gate_mm, max_angle_deg, min_pairs, wide_rounds, iterations)
+    best, best_vote = (np.eye(3), np.zeros(3)), -np.inf
+    if start is not None:
+        best, best_vote = start, rigid_vote(src, dst, *start, gate_mm)
+    if min(len(src), len(dst)) < min_pairs:
+        return best
     center = src.mean(axis=0)
     starts = []
-    for start in SEARCH_ROTATIONS:
-        turned = (src - center) @ start.T + center
+    for rotation in SEARCH_ROTATIONS:
+        turned = (src - center) @ rotation.T + center
         shift = robust_translation(turned, dst, gate_mm, iterations=0,
-                                   max_candidates=SEARCH_CANDIDATES) + center - start @ center
-        starts.append((start, shift, rigid_vote(src, dst, start, shift, gate_mm)))
+                                   max_candidates=SEARCH_CANDIDATES) + center - rotation @ center
+        starts.append((rotation, shift, rigid_vote(src, dst, rotation, shift, gate_mm)))
     order = np.argsort([-vote for *_, vote in starts], kind="stable")[:SEARCH_REFINED]
     for k in order:
         found_rotation, found_t, _ = _refine_rigid(src, dst, *starts[k][:2], *settings)
