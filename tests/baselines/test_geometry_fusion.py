@@ -3,6 +3,8 @@ import pytest
 
 from lngraph.baselines import REGISTRY, GeometryFusion
 from lngraph.baselines.geometry_fusion import (
+    FEATURES,
+    GATE_MM,
     THRESHOLDS,
     fit_balanced_logistic,
     pair_features,
@@ -190,3 +192,32 @@ def test_the_frame_feature_separates_lone_nodes_that_alignment_cannot():
     assert len(framed.predict(near).matches) == 1 and len(framed.predict(far).matches) == 0
     plain = GeometryFusion().fit(train, val)
     assert len(plain.predict(near).matches) == len(plain.predict(far).matches)
+
+
+def test_the_features_use_the_matchers_rigid_alignment_with_its_rotation_search():
+    """A scan turned by 15° whose translation lines up the wrong nodes: the searched rigid
+    alignment (the default, as the matcher's) lays partners onto each other, the plain one
+    does not."""
+    from lngraph.matching.alignment import axis_angle
+
+    rng = np.random.default_rng(29)
+    src = rng.uniform(-120, 120, (10, 3)) * [1.0, 1.0, 0.6]
+    axis = rng.normal(size=3)
+    turn = axis_angle(axis / np.linalg.norm(axis), 15.0)
+    dst = ((src - src.mean(axis=0)) @ turn.T + src.mean(axis=0) + [20.0, -5.0, 30.0]
+           + rng.normal(0, 4.0, (10, 3)))
+    tracks = [f"t{k}" for k in range(10)]
+    pair = ScanPair(Scan("P", "a", "1", None, NodeTable.from_arrays(src, np.full(10, 8.0),
+                                                                    track_id=tracks)),
+                    Scan("P", "b", "2", None, NodeTable.from_arrays(dst, np.full(10, 8.0),
+                                                                    track_id=tracks)))
+    searched, plain = GeometryFusion(), GeometryFusion(rotation_search=False)
+    assert searched.alignment.rotation_search and not plain.alignment.rotation_search
+    assert not GeometryFusion(rigid=False, rotation_search=True).alignment.rotation_search
+    distance = FEATURES.index("distance")
+    for method, most in ((searched, 12.0 / GATE_MM), (plain, None)):
+        partners = np.diagonal(pair_features(pair, method.alignment)[..., distance])
+        if most is None:
+            assert partners.max() > 50.0 / GATE_MM
+        else:
+            assert partners.max() < most
