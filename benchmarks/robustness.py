@@ -1,9 +1,13 @@
 """Robustness to patient repositioning: the F1 drop when one scan of every test pair is rotated.
 
 A ``default`` synthetic cohort of ``--patients`` patients (:func:`lngraph.synth.generate_cohort`,
-cached under ``benchmarks/.data/robustness-*``; ``--geometry-only`` drops the images) goes
-twice through :func:`lngraph.bench.leaderboard.run_leaderboard` on the same ``--folds``
-patient-level folds (seed ``--seed``):
+cached under ``benchmarks/.data/robustness-*``; ``--geometry-only`` drops the images) is split
+into ``--folds`` patient-level folds (seed ``--seed``, as
+:func:`lngraph.bench.leaderboard.run_leaderboard` splits it). Each method is fitted and
+selected once per fold on the unrotated training patients
+(:func:`lngraph.bench.leaderboard.fold_row`), and that one fitted method scores the fold's
+test pairs twice (:func:`lngraph.bench.leaderboard.score_pairs`), so that the drop is the
+rotation's alone, not a second training's:
 
 * **plain** — the test pairs as they are;
 * **rotated** — the test pairs taken from a copy of the cohort
@@ -12,7 +16,7 @@ patient-level folds (seed ``--seed``):
   (default 10) about a uniformly random axis through its node centroid, as if the patient had
   lain rotated in the scanner: image voxels unchanged, direction cosines and origin rotated,
   node centres rotated with them. Every consecutive pair therefore has exactly one rotated
-  scan. The methods are fitted and selected on the unrotated training patients in both runs.
+  scan.
 
 Per method: F1, NLR and DLR as mean ± std over folds (each fold's metrics pooled over its test
 pairs), plain and rotated, and the drop (plain − rotated, per fold, then mean ± std over
@@ -31,6 +35,7 @@ import shlex
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +43,10 @@ import pandas as pd
 import torch
 from cohorts import cached_cohort
 
-from lngraph.bench import run_leaderboard
+from lngraph.bench import build_method, method_names
+from lngraph.bench.leaderboard import check_same_scans, fold_row, score_pairs
 from lngraph.bench.report import commit, describe_cohort, machine, write_csv
+from lngraph.data.folds import patient_folds
 from lngraph.io import write_text_atomic
 from lngraph.io.cohort import Cohort, read_cohort
 from lngraph.metrics import mean_std_over_folds
@@ -58,6 +65,46 @@ def study_cohort(data: Path, patients: int, seed: int, images: bool, workers: in
     """The study's cached ``default`` cohort, ``<data>/robustness-p<N>-s<seed>[-geo]``."""
     return cached_cohort(data / f"robustness-p{patients}-s{seed}{'' if images else '-geo'}",
                          patients, seed, images=images, workers=workers)
+
+
+#: Share of each fold's training patients that validates (as in ``run_leaderboard``).
+VAL_FRACTION = 0.2
+
+
+def paired_runs(cohort: Cohort, rotated: Cohort, methods, folds: int, seed: int,
+                max_epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per (method, fold): fit once on ``cohort``'s training patients, score the test pairs of
+    ``cohort`` and of ``rotated`` (same patients and scan ids). Returns the plain and the
+    rotated rows, in :func:`~lngraph.bench.leaderboard.run_leaderboard`'s layout."""
+    check_same_scans(cohort, rotated)
+    splits = patient_folds(cohort.patients, folds, seed, VAL_FRACTION)
+    plain_rows, rotated_rows = [], []
+    for name in method_names(methods):
+        if build_method(name, seed=seed).needs_images and not cohort.has_images:
+            for rows in (plain_rows, rotated_rows):
+                rows.append({"method": name, "status": "skipped",
+                             "note": "needs images; the cohort is geometry-only"})
+            continue
+        for k, split in enumerate(splits):
+            base = {"method": name, "seed": seed, "fold": k, "n_pairs": 0,
+                    "test_ids": " ".join(split.test)}
+            try:
+                method = build_method(name, seed=seed, max_epochs=max_epochs)
+                plain = fold_row(method, cohort, split, "consecutive")
+                turned = score_pairs(method, rotated.pairs("consecutive", split.test))
+            except Exception as exc:  # noqa: BLE001 - a crash is a result to record
+                traceback.print_exception(exc, file=sys.stderr)
+                note = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                print(f"[robustness] {name} fold {k}: FAILED ({note})", file=sys.stderr)
+                for rows in (plain_rows, rotated_rows):
+                    rows.append({**base, "status": "failed", "note": note})
+                continue
+            plain_rows.append({**base, "status": "ok", "note": "", **plain})
+            rotated_rows.append({**base, "status": "ok", "note": "", **turned})
+            print(f"[robustness] {name} fold {k}: F1 plain {plain['f1']:.3f}, rotated "
+                  f"{turned['f1']:.3f} (train {plain['train_seconds']:.1f} s)",
+                  file=sys.stderr, flush=True)
+    return pd.DataFrame(plain_rows), pd.DataFrame(rotated_rows)
 
 
 def compare(plain: pd.DataFrame, rotated: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -105,9 +152,10 @@ def markdown(summary: pd.DataFrame, folds: pd.DataFrame, header: list[str], titl
              ) -> str:
     lines = [f"# {title}", "", *header, "",
              "## Plain vs rotated (mean ± std over folds, %)", "",
-             "Drop = plain − rotated, per fold, then mean ± std over folds (positive: worse "
-             "when one scan of each pair is rotated). NLR/DLR are the new/disappeared rates; "
-             "a fold without new (disappeared) nodes has no NLR (DLR) and is left out of it.", "",
+             "Drop = plain − rotated, per fold (the same fitted method), then mean ± std over "
+             "folds (positive: worse when one scan of each pair is rotated). NLR/DLR are the "
+             "new/disappeared rates; a fold without new (disappeared) nodes has no NLR (DLR) "
+             "and is left out of it.", "",
              "| method | folds | " + " | ".join(
                  f"{label} plain | {label} rotated | {label} drop" for _, label in METRICS)
              + " |",
@@ -172,16 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     provenance = {"commit": commit(), "machine": machine()}
     cohort = study_cohort(args.data, args.patients, args.seed, not args.geometry_only,
                           args.workers)
-    common = {"folds": args.folds, "seeds": (args.seed,), "max_epochs": args.max_epochs,
-              "command": _command()}
-    print("[robustness] plain", file=sys.stderr, flush=True)
-    plain = run_leaderboard(cohort, methods, **common)
     with tempfile.TemporaryDirectory(prefix="lngraph-rotated-") as tmp:
         folder = rotate_cohort(cohort, Path(tmp) / "rotated", args.angle, args.seed)
         rotated_cohort = read_cohort(folder)
         rotated_text = describe_cohort(rotated_cohort, source="the rotated copy")
-        print(f"[robustness] rotated by {args.angle:g}°", file=sys.stderr, flush=True)
-        rotated = run_leaderboard(cohort, methods, test_cohort=rotated_cohort, **common)
+        plain, rotated = paired_runs(cohort, rotated_cohort, methods, args.folds, args.seed,
+                                     args.max_epochs)
     folds, summary = compare(plain, rotated)
 
     names = list(dict.fromkeys(plain["method"]))
@@ -195,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         f"(one scan of every consecutive pair) rotated rigidly by {args.angle:g}° about a "
         f"uniformly random axis (seed {args.seed}) through its node centroid; image voxels "
         f"unchanged, direction and origin rotated, node centres with them ({rotated_text})",
-        f"- protocol: {args.folds}-fold patient-level cross-validation, seed {args.seed}, the "
-        "same folds in both runs; methods fitted and selected on the unrotated training "
-        "patients; test = the held-out patients' consecutive scan pairs, plain or from the "
-        "rotated copy; metrics pooled per fold, mean ± std over folds",
+        f"- protocol: {args.folds}-fold patient-level cross-validation, seed {args.seed}; "
+        "each method fitted and selected once per fold on the unrotated training patients, "
+        "and that fitted method scores the held-out patients' consecutive scan pairs twice: "
+        "plain and from the rotated copy; metrics pooled per fold, mean ± std over folds",
         f"- budget: max epochs {args.max_epochs}; methods: "
         f"{', '.join(f'`{n}`' for n in names)}; wall time {time.perf_counter() - started:.0f} s",
     ]

@@ -97,15 +97,25 @@ def fold_row(method: Method, cohort: Cohort, split, pair_mode: str,
     start = time.perf_counter()
     method.fit(train, val)
     train_seconds = time.perf_counter() - start
-    pairs = (cohort if test_cohort is None else test_cohort).pairs(pair_mode, split.test)
+    scores = score_pairs(method, (cohort if test_cohort is None else test_cohort)
+                         .pairs(pair_mode, split.test))
+    val = getattr(getattr(method, "result", None), "val_metrics", None) or {}
+    timing = ("predict_seconds", "seconds_per_pair")
+    return {**{k: v for k, v in scores.items() if k not in timing},
+            "train_seconds": train_seconds, **{k: scores[k] for k in timing},
+            **{f"val_{k}": float(val[k]) for k in ("f1", "score") if k in val}}
+
+
+def score_pairs(method: Method, pairs: list) -> dict:
+    """A fitted ``method``'s pooled metrics on ``pairs`` (every
+    :func:`~lngraph.metrics.summarize` key) with ``predict_seconds`` and
+    ``seconds_per_pair``."""
     start = time.perf_counter()
     predictions = _predict(method, pairs)
     predict_seconds = time.perf_counter() - start
     metrics = summarize([pair_counts(p, q) for p, q in zip(pairs, predictions, strict=True)])
-    val = getattr(getattr(method, "result", None), "val_metrics", None) or {}
-    return {**metrics, "train_seconds": train_seconds, "predict_seconds": predict_seconds,
-            "seconds_per_pair": predict_seconds / len(pairs) if pairs else math.nan,
-            **{f"val_{k}": float(val[k]) for k in ("f1", "score") if k in val}}
+    return {**metrics, "predict_seconds": predict_seconds,
+            "seconds_per_pair": predict_seconds / len(pairs) if pairs else math.nan}
 
 
 def check_same_scans(cohort: Cohort, test_cohort: Cohort) -> None:

@@ -265,3 +265,24 @@ def test_reused_rows_from_other_folds_are_refused(board, cohort_dir, tmp_path):
     with pytest.raises(ValueError, match="reused row pointset seed 0 fold 0 was tested on other"):
         run_leaderboard(cohort_dir, ["nearest"], folds=3, seeds=(0, 1), out_dir=tmp_path,
                         reuse=out / "leaderboard_folds.csv", progress=False)
+
+
+def test_score_pairs_scores_a_fitted_method_as_its_fold_row_does(cohort_dir):
+    from lngraph.bench.leaderboard import fold_row, score_pairs
+    from lngraph.data.folds import patient_folds
+    from lngraph.metrics import pair_counts, summarize
+
+    cohort = read_cohort(cohort_dir)
+    split = patient_folds(cohort.patients, 2, 0, 0.2)[0]
+    method = build_method("geometry_fusion", seed=0)
+    row = fold_row(method, cohort, split, "consecutive")
+    pairs = cohort.pairs("consecutive", split.test)
+    again = score_pairs(method, pairs)          # the same fitted method, scored again
+    expected = summarize([pair_counts(p, method.predict(p)) for p in pairs])
+    for key, value in expected.items():
+        assert again[key] == pytest.approx(value, nan_ok=True)
+        assert row[key] == pytest.approx(value, nan_ok=True)
+    assert again["seconds_per_pair"] == pytest.approx(again["predict_seconds"] / len(pairs))
+    keys = list(row)        # the fold row's columns keep their order: fit, then predict time
+    assert keys.index("predict_seconds") == keys.index("train_seconds") + 1
+    assert keys.index("seconds_per_pair") == keys.index("train_seconds") + 2
