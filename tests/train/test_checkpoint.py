@@ -354,29 +354,25 @@ def test_numpy_strings_in_extra_are_stored_as_plain_strings(tmp_path):
     assert all(type(p) is str for p in extra["val_patients"])
 
 
-def test_a_file_from_before_the_rigid_alignment_keeps_the_translation_alignment(tmp_path):
+@pytest.mark.parametrize("key, old, new", [
+    # before the rigid alignment: the translation alignment
+    ("position_rigid", {"rigid": False, "rotation_search": False},
+     {"rigid": True, "rotation_search": True}),
+    # before the rotation search: the rigid alignment without it
+    ("position_search", {"rigid": True, "rotation_search": False},
+     {"rigid": True, "rotation_search": True}),
+])
+def test_a_file_from_before_an_alignment_setting_keeps_the_alignment_it_was_trained_with(
+        tmp_path, key, old, new):
     model = build_matcher(TINY_GRAPH)
     save_checkpoint(tmp_path / "new.ckpt", model, TINY_GRAPH)
     payload = torch.load(tmp_path / "new.ckpt", weights_only=True)
-    assert payload["config"]["model"]["position_rigid"] is True
-    del payload["config"]["model"]["position_rigid"]
+    assert payload["config"]["model"][key] is True
+    del payload["config"]["model"][key]
     torch.save(payload, tmp_path / "old.ckpt")
-    _, config, _ = load_checkpoint(tmp_path / "old.ckpt")
-    assert config == TINY_GRAPH.with_values({"model.position_rigid": False})
-    assert not alignment_params(config).rigid
-    _, config, _ = load_checkpoint(tmp_path / "new.ckpt")
-    assert alignment_params(config).rigid
-
-
-def test_a_file_from_before_the_rotation_search_keeps_the_rigid_alignment_without_it(tmp_path):
-    model = build_matcher(TINY_GRAPH)
-    save_checkpoint(tmp_path / "new.ckpt", model, TINY_GRAPH)
-    payload = torch.load(tmp_path / "new.ckpt", weights_only=True)
-    assert payload["config"]["model"]["position_search"] is True
-    del payload["config"]["model"]["position_search"]
-    torch.save(payload, tmp_path / "old.ckpt")
-    _, config, _ = load_checkpoint(tmp_path / "old.ckpt")
-    assert config == TINY_GRAPH.with_values({"model.position_search": False})
-    assert alignment_params(config).rigid and not alignment_params(config).rotation_search
-    _, config, _ = load_checkpoint(tmp_path / "new.ckpt")
-    assert alignment_params(config).rotation_search
+    for name, expected in (("old", old), ("new", new)):
+        _, config, _ = load_checkpoint(tmp_path / f"{name}.ckpt")
+        if name == "old":
+            assert config == TINY_GRAPH.with_values({f"model.{key}": False})
+        params = alignment_params(config)
+        assert {"rigid": params.rigid, "rotation_search": params.rotation_search} == expected
