@@ -1,4 +1,5 @@
-r"""Rigid translation between two node sets: :func:`robust_translation`. Pure numpy.
+r"""Rigid alignment of two node sets: :func:`robust_translation`, :func:`robust_rigid` (with
+its rotation search, :func:`search_rigid`) and per-node :func:`local_shifts`. Pure numpy/SciPy.
 
 The later scan's node centres are assumed to be the earlier ones shifted by one translation
 :math:`t` (plus residual motion and nodes that appear or disappear). :math:`t` is found
