@@ -1,9 +1,9 @@
 r"""Rigid alignment of two node sets: :func:`robust_translation`, :func:`robust_rigid` (with
 its rotation search, :func:`search_rigid`) and per-node :func:`local_shifts`. Pure numpy/SciPy.
 
-The later scan's node centres are assumed to be the earlier ones shifted by one translation
-:math:`t` (plus residual motion and nodes that appear or disappear). :math:`t` is found
-robustly —
+:func:`robust_translation` assumes the later scan's node centres are the earlier ones shifted
+by one translation :math:`t` (plus residual motion and nodes that appear or disappear).
+:math:`t` is found robustly —
 
 1. *vote*: every candidate shift (the centroid difference and each displacement
    ``dst_j - src_i``) scores :math:`\sum_i \exp(-e_i^2 / 2\sigma^2)`, with :math:`e_i` the
