@@ -35,7 +35,6 @@ import shlex
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ import torch
 from cohorts import cached_cohort
 
 from lngraph.bench import build_method, method_names
-from lngraph.bench.leaderboard import check_same_scans, fold_row, score_pairs
+from lngraph.bench.leaderboard import check_same_scans, failed_row, fold_row, score_pairs
 from lngraph.bench.report import commit, describe_cohort, machine, write_csv
 from lngraph.data.folds import patient_folds
 from lngraph.io import write_text_atomic
@@ -67,17 +66,13 @@ def study_cohort(data: Path, patients: int, seed: int, images: bool, workers: in
                          patients, seed, images=images, workers=workers)
 
 
-#: Share of each fold's training patients that validates (as in ``run_leaderboard``).
-VAL_FRACTION = 0.2
-
-
 def paired_runs(cohort: Cohort, rotated: Cohort, methods, folds: int, seed: int,
                 max_epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per (method, fold): fit once on ``cohort``'s training patients, score the test pairs of
     ``cohort`` and of ``rotated`` (same patients and scan ids). Returns the plain and the
     rotated rows, in :func:`~lngraph.bench.leaderboard.run_leaderboard`'s layout."""
     check_same_scans(cohort, rotated)
-    splits = patient_folds(cohort.patients, folds, seed, VAL_FRACTION)
+    splits = patient_folds(cohort.patients, folds, seed)   # run_leaderboard's split
     plain_rows, rotated_rows = [], []
     for name in method_names(methods):
         if build_method(name, seed=seed).needs_images and not cohort.has_images:
@@ -93,11 +88,9 @@ def paired_runs(cohort: Cohort, rotated: Cohort, methods, folds: int, seed: int,
                 plain = fold_row(method, cohort, split, "consecutive")
                 turned = score_pairs(method, rotated.pairs("consecutive", split.test))
             except Exception as exc:  # noqa: BLE001 - a crash is a result to record
-                traceback.print_exception(exc, file=sys.stderr)
-                note = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                print(f"[robustness] {name} fold {k}: FAILED ({note})", file=sys.stderr)
-                for rows in (plain_rows, rotated_rows):
-                    rows.append({**base, "status": "failed", "note": note})
+                failed = failed_row(base, exc)
+                plain_rows.append(failed)
+                rotated_rows.append(dict(failed))
                 continue
             plain_rows.append({**base, "status": "ok", "note": "", **plain})
             rotated_rows.append({**base, "status": "ok", "note": "", **turned})

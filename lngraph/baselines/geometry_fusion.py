@@ -165,7 +165,7 @@ class GeometryFusion(Method):
         self.gate_mm = float(gate_mm)
         self.alignment = AlignmentParams(gate_mm=self.gate_mm,
                                          local_scale_mm=float(local_scale_mm), rigid=rigid,
-                                         rotation_search=rigid and rotation_search)
+                                         rotation_search=rotation_search)
         self.l2 = float(l2)
         self.val_fraction = float(val_fraction)
         self.seed = int(seed)

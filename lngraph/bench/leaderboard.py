@@ -99,11 +99,10 @@ def fold_row(method: Method, cohort: Cohort, split, pair_mode: str,
     train_seconds = time.perf_counter() - start
     scores = score_pairs(method, (cohort if test_cohort is None else test_cohort)
                          .pairs(pair_mode, split.test))
-    val = getattr(getattr(method, "result", None), "val_metrics", None) or {}
-    timing = ("predict_seconds", "seconds_per_pair")
-    return {**{k: v for k, v in scores.items() if k not in timing},
-            "train_seconds": train_seconds, **{k: scores[k] for k in timing},
-            **{f"val_{k}": float(val[k]) for k in ("f1", "score") if k in val}}
+    predict = {k: scores.pop(k) for k in ("predict_seconds", "seconds_per_pair")}
+    val_metrics = getattr(getattr(method, "result", None), "val_metrics", None) or {}
+    return {**scores, "train_seconds": train_seconds, **predict,
+            **{f"val_{k}": float(val_metrics[k]) for k in ("f1", "score") if k in val_metrics}}
 
 
 def score_pairs(method: Method, pairs: list) -> dict:
@@ -281,7 +280,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
         try:
             needs_images = build(seeds[0]).needs_images
         except Exception as exc:  # noqa: BLE001 - a crash is a result to record
-            rows.append(_failed({"method": name}, exc, progress))
+            rows.append(failed_row({"method": name}, exc, progress))
             needs_images = None
         if needs_images and not has_images:
             rows.append({"method": name, "status": "skipped",
@@ -301,7 +300,7 @@ def run_leaderboard(cohort: Cohort | str | os.PathLike, methods: str | Sequence[
                                **fold_row(build(seed), cohort, split, pair_mode,
                                           test_cohort, extra_val)}
                     except Exception as exc:  # noqa: BLE001 - a crash is a result to record
-                        rows.append(_failed(base, exc, progress))
+                        rows.append(failed_row(base, exc, progress))
                         continue
                     _log(progress, f"{name} seed {seed} fold {k}: F1 {row['f1']:.3f} NLR "
                          f"{row['nlr']:.3f} DLR {row['dlr']:.3f}, train "
@@ -336,7 +335,7 @@ def _in_order(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(sorted(rows, key=lambda r: order.get(r["method"], len(order))))
 
 
-def _failed(base: dict, exc: Exception, progress: bool) -> dict:
+def failed_row(base: dict, exc: Exception, progress: bool = True) -> dict:
     """The row of a method that raised ``exc`` (the traceback goes to stderr)."""
     traceback.print_exception(exc, file=sys.stderr)
     note = f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -37,7 +37,8 @@ class AlignmentParams:
         rigid: start from the robust rigid motion (rotation and translation,
             :func:`~lngraph.matching.alignment.robust_rigid`) instead of the translation.
         rotation_search: with ``rigid``, search starting rotations where the rigid refinement
-            accepts no round (``robust_rigid(search=True)``).
+            accepts no round (``robust_rigid(search=True)``); always ``False`` without
+            ``rigid``, where there is nothing to search.
     """
 
     gate_mm: float = DEFAULT_GATE_MM
@@ -50,12 +51,14 @@ class AlignmentParams:
             raise ValueError(f"gate_mm must be > 0, got {self.gate_mm}")
         if not self.local_scale_mm >= 0:
             raise ValueError(f"local_scale_mm must be >= 0, got {self.local_scale_mm}")
+        if not self.rigid:
+            object.__setattr__(self, "rotation_search", False)
 
 
 def alignment_key(src: np.ndarray, dst: np.ndarray, params: AlignmentParams) -> str:
     """The cache key of one pair's shifts (module docstring)."""
     rigid = ";rigid" if params.rigid else ""   # (keys of translation-only shifts unchanged)
-    if params.rigid and params.rotation_search:
+    if params.rotation_search:
         rigid += ";search"
     digest = hashlib.sha256(f"v{ALIGNMENT_VERSION};{params.gate_mm!r};"
                             f"{params.local_scale_mm!r}{rigid};{len(src)};{len(dst)};".encode())

@@ -132,7 +132,8 @@ def _fibonacci_axes(n: int) -> np.ndarray:
 
 
 def axis_angle(axis: np.ndarray, angle_deg: float) -> np.ndarray:
-    """The ``3×3`` rotation by ``angle_deg`` about the unit ``axis`` (Rodrigues)."""
+    """The ``3×3`` rotation by ``angle_deg`` about the unit ``axis`` (Rodrigues; the layering
+    keeps ``lngraph.matching`` free of ``lngraph.synth.motion.axis_angle_matrix``)."""
     k = np.asarray(axis, dtype=np.float64)
     cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
     a = np.radians(angle_deg)

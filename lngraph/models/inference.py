@@ -38,8 +38,7 @@ def alignment_params(config: MatcherConfig) -> AlignmentParams | None:
     if not m.position_prior:
         return None
     return AlignmentParams(gate_mm=m.position_gate_mm, local_scale_mm=m.position_local_mm,
-                           rigid=m.position_rigid,
-                           rotation_search=m.position_rigid and m.position_search)
+                           rigid=m.position_rigid, rotation_search=m.position_search)
 
 
 def matcher_graphs(pairs: Sequence[ScanPair], config: MatcherConfig, *,
