@@ -34,6 +34,7 @@ from lngraph.train.ablations import (
     AppearanceHungarian,
     GeometryDustbin,
     GeometryFrame,
+    GeometryFrameEnsemble,
     GeometryOnly,
     PaperMatcher,
     WithDustbin,
@@ -68,6 +69,7 @@ BUILTIN_METHODS: tuple[type[Method], ...] = (
     MatcherMethod,         # matcher
     GeometryOnly,          # matcher_geometry
     GeometryFrame,         # matcher_geometry_frame
+    GeometryFrameEnsemble,  # matcher_geometry_frame_ensemble
     WithDustbin,           # matcher_dustbin
     GeometryDustbin,       # matcher_geometry_dustbin
     WithoutCross,          # matcher_no_cross

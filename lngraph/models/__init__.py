@@ -1,6 +1,6 @@
-"""Models built from :mod:`lngraph.nn`: the graph matcher and the asymmetric matcher, their
-configuration, their checkpoint format and inference (no training code: importing this package
-never imports Lightning)."""
+"""Models built from :mod:`lngraph.nn`: the graph matcher (alone or as an ensemble) and the
+asymmetric matcher, their configuration, their checkpoint format and inference (no training
+code: importing this package never imports Lightning)."""
 
 from lngraph.models.asymmetric_matcher import AsymmetricMatcher, MatcherOutput
 from lngraph.models.build import Matcher, build_matcher
@@ -13,6 +13,7 @@ from lngraph.models.config import (
     ProtocolConfig,
     preset,
 )
+from lngraph.models.ensemble import EnsembleOutput, GraphMatcherEnsemble
 from lngraph.models.graph_matcher import GraphMatcher, GraphMatcherOutput
 from lngraph.models.inference import (
     alignment_params,
@@ -22,7 +23,8 @@ from lngraph.models.inference import (
     to_predictions,
 )
 
-__all__ = ["FORMAT_VERSION", "AsymmetricMatcher", "GraphMatcher", "GraphMatcherOutput",
+__all__ = ["FORMAT_VERSION", "AsymmetricMatcher", "EnsembleOutput", "GraphMatcher",
+           "GraphMatcherEnsemble", "GraphMatcherOutput",
            "LossConfig", "Matcher", "MatcherConfig", "MatcherOutput", "alignment_params",
            "build_matcher", "ModelConfig", "OptimConfig", "ProtocolConfig", "load_checkpoint",
            "matcher_graphs", "predict_graphs", "predict_pairs", "preset",

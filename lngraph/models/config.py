@@ -134,6 +134,10 @@ class ModelConfig(_Section):
             node whose every candidate scores low is unmatchable, as with a dustbin
             (:class:`~lngraph.nn.assignment_head.AssignmentHead`); checkpoints written before
             it existed load with ``False``.
+        ensemble: when above 1, that many graph matchers of this config, each with its own
+            initial weights, trained together on the same batches; their mean assignment
+            probability decides (:class:`~lngraph.models.ensemble.GraphMatcherEnsemble`).
+            Steadier where training data are few, at that many times the cost. 1: one matcher.
 
     Graph (:class:`~lngraph.nn.conv.SEAGConv`):
         use_seag: (``asymmetric``) pass the features through SEAG; ``False`` compares the
@@ -215,6 +219,7 @@ class ModelConfig(_Section):
     deep_supervision: bool = True
     cross_edge_values: bool = True
     score_matchability: bool = False
+    ensemble: int = 1
     seag_learn_q: bool = True
     encoder2d_block: str = "basic"
     encoder2d_layers: tuple[int, ...] = (1, 1, 1)
@@ -256,7 +261,7 @@ class ModelConfig(_Section):
                  "score_temperature", "position_gate_mm", "geometry_distance_mm")
     _AT_LEAST_ONE = ("encoder2d_stem_stride", "encoder3d_stem_stride", "feature_dim",
                      "token_grid", "scb_hidden", "geometry_k", "geometry_hidden", "layers",
-                     "heads", "cross_k")
+                     "heads", "cross_k", "ensemble")
     _NON_NEGATIVE = ("position_local_mm", "frame_prior_mm")
     _UNIT = ("scb_threshold", "similarity_threshold")
 
@@ -280,6 +285,9 @@ class ModelConfig(_Section):
         if self.architecture not in ARCHITECTURES:
             problems.append(f"architecture must be one of {ARCHITECTURES}, got "
                             f"{self.architecture!r}")
+        if self.architecture != "graph" and self.ensemble != 1:
+            problems.append(f"ensemble must be 1 for the {self.architecture!r} architecture "
+                            f"(an ensemble is of graph matchers), got {self.ensemble}")
         if self.self_layer not in SELF_LAYERS:
             problems.append(f"self_layer must be one of {SELF_LAYERS}, got {self.self_layer!r}")
         if self.architecture == "graph" and self.feature_dim % self.heads:

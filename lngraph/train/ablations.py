@@ -27,20 +27,26 @@ configuration).
 **The graph matcher's ablations** — ``matcher`` (the ``lite`` preset) with one component
 removed or replaced:
 
-==========================  ===================================================================
-name                        change
-==========================  ===================================================================
-``matcher_geometry``        no appearance: geometry-only tokens (sizes and neighbour distances),
-                            no crops; the learned matcher for cohorts without images
-``matcher_geometry_frame``  ``matcher_geometry`` with the frame prior (raw centre distances,
-                            ``model.frame_prior_mm`` = 100), for scans that share a frame;
-                            each training scan is translated by N(0, 10 mm) per axis
-                            (``optim.augment_translation_mm``)
-``matcher_no_cross``        no cross-graph layers: the scans meet only in the assignment head
-``matcher_no_position``     no positions: no aligned offsets in attention or head
-``matcher_no_self``         no intra-scan layers
-``matcher_seag``            the intra-scan layer is SEAG (learnable Q) instead of attention
-==========================  ===================================================================
+====================================  ============================================================
+name                                  change
+====================================  ============================================================
+``matcher_geometry``                  no appearance: geometry-only tokens (sizes and neighbour
+                                      distances), no crops; the learned matcher for cohorts
+                                      without images
+``matcher_geometry_frame``            ``matcher_geometry`` with the frame prior (raw centre
+                                      distances, ``model.frame_prior_mm`` = 100), for scans that
+                                      share a frame; each training scan is translated by N(0, 10
+                                      mm) per axis (``optim.augment_translation_mm``)
+``matcher_geometry_frame_ensemble``  ``matcher_geometry_frame`` as an ensemble of three matchers
+                                      trained together, deciding on their mean assignment
+                                      probability (``model.ensemble`` = 3)
+``matcher_no_cross``                  no cross-graph layers: the scans meet only in the assignment
+                                      head
+``matcher_no_position``               no positions: no aligned offsets in attention or head
+``matcher_no_self``                   no intra-scan layers
+``matcher_seag``                      the intra-scan layer is SEAG (learnable Q) instead of
+                                      attention
+====================================  ============================================================
 
 This module owns the variants' names and switches (:data:`ABLATIONS`). Each row of
 :data:`VARIANTS` (class name, registered name, docstring, base preset, overrides,
@@ -132,6 +138,12 @@ VARIANTS: tuple[tuple[str, str, str, str, dict, bool], ...] = (
      "whose coordinates agree up to a few centimetres).", "lite",
      {"model.geometry_only": True, "model.frame_prior_mm": 100.0,
       "optim.augment_translation_mm": 10.0, "optim.augment_drop": 0.3}, False),
+    ("GeometryFrameEnsemble", "matcher_geometry_frame_ensemble",
+     "``matcher_geometry_frame`` as an ensemble of three graph matchers trained together, "
+     "deciding on their mean assignment probability (``model.ensemble``).", "lite",
+     {"model.geometry_only": True, "model.frame_prior_mm": 100.0,
+      "optim.augment_translation_mm": 10.0, "optim.augment_drop": 0.3, "model.ensemble": 3},
+     False),
     ("WithDustbin", "matcher_dustbin",
      "The graph matcher whose matchability also reads the pair scores "
      "(``model.score_matchability``: a node without a good candidate is unmatchable).",
@@ -162,6 +174,6 @@ def _variant(class_name: str, name: str, doc: str, base: str, overrides: dict,
 
 
 (AppearanceHungarian, WithSEAG, WithTE, WithSE, WithSCB, PaperMatcher, GeometryOnly,
- GeometryFrame, WithDustbin, GeometryDustbin, WithoutCross, WithoutPosition, WithoutSelf,
- WithSEAGLayers) = (
+ GeometryFrame, GeometryFrameEnsemble, WithDustbin, GeometryDustbin, WithoutCross,
+ WithoutPosition, WithoutSelf, WithSEAGLayers) = (
     _variant(*row) for row in VARIANTS)

@@ -91,9 +91,10 @@ def test_method_names_resolve_all_in_order_and_reject_unknown():
     assert names.index("geometry_fusion") == names.index("lgm") + 1
     builtin = names[:len(BUILTIN_METHODS)]
     # the Table 1 rows, then the paper's model, then the graph matcher and its ablations
-    assert builtin[-15:] == ["abl_appearance", "abl_seag", "abl_te", "abl_se", "abl_scb",
+    assert builtin[-16:] == ["abl_appearance", "abl_seag", "abl_te", "abl_se", "abl_scb",
                              "paper", "matcher", "matcher_geometry", "matcher_geometry_frame",
-                             "matcher_dustbin", "matcher_geometry_dustbin",
+                             "matcher_geometry_frame_ensemble", "matcher_dustbin",
+                             "matcher_geometry_dustbin",
                              "matcher_no_cross", "matcher_no_position", "matcher_no_self",
                              "matcher_seag"]
     assert names.index("geometry_fusion_frame") == names.index("geometry_fusion") + 1

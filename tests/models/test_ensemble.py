@@ -1,0 +1,126 @@
+"""The graph-matcher ensemble: mean probability, inference rule, loss, invariances, checkpoint."""
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from lngraph.matching.batched import batched_assignment
+from lngraph.models import (
+    GraphMatcher,
+    GraphMatcherEnsemble,
+    build_matcher,
+    load_checkpoint,
+    preset,
+    save_checkpoint,
+)
+from lngraph.models.asymmetric_matcher import confident_matches
+
+from .test_graph_matcher import (
+    GEOMETRY,
+    TINY,
+    check_gradients,
+    permute,
+    random_pair,
+    set_shift,
+)
+
+ENSEMBLE = GEOMETRY.with_values({"model.ensemble": 3, "model.similarity_threshold": 0.3,
+                                 "model.score_temperature": 2.0, "model.score_bias": 0.5})
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    torch.manual_seed(0)
+    return GraphMatcherEnsemble(ENSEMBLE).eval()
+
+
+def test_build_matcher_builds_the_ensemble_from_the_config():
+    model = build_matcher(ENSEMBLE)
+    assert type(model) is GraphMatcherEnsemble and len(model.members) == 3
+    assert repr(model) == "GraphMatcherEnsemble(3 x GraphMatcher)"
+    assert all(type(m) is GraphMatcher and m.config.model.ensemble == 1 for m in model.members)
+    assert model.members[0].config == ENSEMBLE.with_values({"model.ensemble": 1})
+    # each member starts from its own weights
+    first, second = (m.heads[0].matchability.weight for m in model.members[:2])
+    assert not torch.equal(first, second)
+    assert type(build_matcher(GEOMETRY)) is GraphMatcher       # ensemble 1: one matcher
+
+
+def test_ensemble_settings_are_checked():
+    with pytest.raises(ValueError, match="ensemble must be >= 1, got 0"):
+        TINY.with_values({"model.ensemble": 0})
+    with pytest.raises(ValueError, match="ensemble must be 1 for the 'asymmetric'"):
+        preset("paper").with_values({"model.ensemble": 2})
+    with pytest.raises(ValueError, match="model.ensemble >= 2"):
+        GraphMatcherEnsemble(GEOMETRY)
+
+
+def test_the_score_is_the_members_mean_probability(ensemble):
+    batch = Batch.from_data_list([random_pair(4, 5, 1, images=False),
+                                  random_pair(3, 3, 2, images=False)])
+    with torch.no_grad():
+        out = ensemble(batch)
+        members = [m(batch) for m in ensemble.members]
+    expected = (members[0].score + members[1].score + members[2].score) / 3
+    torch.testing.assert_close(out.score, expected, rtol=0, atol=1e-7)
+    assert out.score.shape == (2, 4, 5) and not out.score[1, 3:].any()    # padding stays 0
+    assert torch.equal(out.src_mask, members[0].src_mask)
+    for own, again in zip(out.members, members, strict=True):
+        assert torch.equal(own.score, again.score)
+
+
+def test_match_applies_the_ensemble_threshold_and_confidence_to_the_mean(ensemble):
+    data = random_pair(6, 5, 3, images=False)
+    with torch.no_grad():
+        score = ensemble(data).score
+    expected = confident_matches(batched_assignment(score, threshold=0.3), ENSEMBLE)
+    got = ensemble.match(data)
+    assert got.matches0.tolist() == expected.matches0.tolist()
+    torch.testing.assert_close(got.scores0, expected.scores0)
+    raw = ensemble.match(data, 0.0, calibrated=False)
+    kept = raw.matches0[0] >= 0
+    torch.testing.assert_close(raw.scores0[0][kept],
+                               score[0, kept.nonzero()[:, 0], raw.matches0[0][kept]].double())
+    assert ensemble.match(data, 1.0).matches0.eq(-1).all()
+
+
+def test_loss_is_the_members_mean_and_every_member_learns():
+    torch.manual_seed(1)
+    model = GraphMatcherEnsemble(ENSEMBLE).train()
+    batch = Batch.from_data_list([random_pair(4, 5, 7, images=False),
+                                  random_pair(3, 3, 8, images=False)])
+    out = model(batch)
+    losses = model.loss(batch, out)
+    each = [m.loss(batch, o) for m, o in zip(model.members, out.members, strict=True)]
+    for key in ("se", "te", "assignment", "total"):
+        torch.testing.assert_close(losses[key], sum(e[key] for e in each) / 3)
+    losses["total"].backward()
+    for member in model.members:
+        check_gradients(member)
+
+
+@pytest.mark.parametrize("node_type", ["src", "dst"])
+def test_permuting_or_translating_a_scan(ensemble, node_type):
+    data = random_pair(5, 6, 4, images=False)
+    perm = torch.randperm(data[node_type].num_nodes, generator=torch.Generator().manual_seed(5))
+    moved = permute(data, node_type, perm)
+    shifted = data.clone()
+    shifted[node_type].pos = data[node_type].pos + torch.tensor([80.0, -20.0, 150.0])
+    set_shift(shifted)
+    with torch.no_grad():
+        base, out, far = ensemble(data), ensemble(moved), ensemble(shifted)
+    expected = base.score[0][perm] if node_type == "src" else base.score[0][:, perm]
+    torch.testing.assert_close(out.score[0], expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(far.score, base.score, rtol=1e-4, atol=1e-4)
+
+
+def test_checkpoint_round_trip(tmp_path, ensemble):
+    data = random_pair(4, 5, 14, images=False)
+    path = save_checkpoint(tmp_path / "model.ckpt", ensemble, ENSEMBLE)
+    loaded, config, _ = load_checkpoint(path)
+    assert type(loaded) is GraphMatcherEnsemble and config == ENSEMBLE
+    assert any(k.startswith("members.2.") for k in torch.load(path, weights_only=True)
+               ["state_dict"])
+    with torch.no_grad():
+        assert torch.equal(loaded(data).score, ensemble(data).score)
+    assert loaded.match(data).matches0.tolist() == ensemble.match(data).matches0.tolist()
