@@ -136,8 +136,8 @@ class ModelConfig(_Section):
             it existed load with ``False``.
         ensemble: when above 1, that many graph matchers of this config, each with its own
             initial weights, trained together on the same batches; their mean assignment
-            probability decides (:class:`~lngraph.models.ensemble.GraphMatcherEnsemble`).
-            Steadier where training data are few, at that many times the cost. 1: one matcher.
+            probability decides (:class:`~lngraph.models.ensemble.GraphMatcherEnsemble`), at
+            that many times the cost. 1: one matcher.
 
     Graph (:class:`~lngraph.nn.conv.SEAGConv`):
         use_seag: (``asymmetric``) pass the features through SEAG; ``False`` compares the

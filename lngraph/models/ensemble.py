@@ -14,10 +14,8 @@ assignment probability
 on which the inference rule of the graph matcher runs unchanged: the batched Hungarian
 assignment, a pair kept when :math:`\bar P_{ij} \ge` ``similarity_threshold`` (chosen on
 validation patients like any threshold), the reported score its calibrated confidence.
-Averaging steadies what one training run decides where the training data are few (a few
-dozen real patients): members that disagree about a pair leave it near the threshold
-instead of one run's arbitrary side of it. It costs :math:`K` times the training and
-inference time of one matcher.
+Members that disagree about a pair leave it near the threshold instead of on one training
+run's side of it. It costs :math:`K` times the training and inference time of one matcher.
 """
 
 from __future__ import annotations
