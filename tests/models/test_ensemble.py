@@ -19,9 +19,8 @@ from .test_graph_matcher import (
     GEOMETRY,
     TINY,
     check_gradients,
-    permute,
+    check_permutation_and_translation,
     random_pair,
-    set_shift,
 )
 
 ENSEMBLE = GEOMETRY.with_values({"model.ensemble": 3, "model.similarity_threshold": 0.3,
@@ -101,17 +100,8 @@ def test_loss_is_the_members_mean_and_every_member_learns():
 
 @pytest.mark.parametrize("node_type", ["src", "dst"])
 def test_permuting_or_translating_a_scan(ensemble, node_type):
-    data = random_pair(5, 6, 4, images=False)
-    perm = torch.randperm(data[node_type].num_nodes, generator=torch.Generator().manual_seed(5))
-    moved = permute(data, node_type, perm)
-    shifted = data.clone()
-    shifted[node_type].pos = data[node_type].pos + torch.tensor([80.0, -20.0, 150.0])
-    set_shift(shifted)
-    with torch.no_grad():
-        base, out, far = ensemble(data), ensemble(moved), ensemble(shifted)
-    expected = base.score[0][perm] if node_type == "src" else base.score[0][:, perm]
-    torch.testing.assert_close(out.score[0], expected, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(far.score, base.score, rtol=1e-4, atol=1e-4)
+    check_permutation_and_translation(ensemble, random_pair(5, 6, 4, images=False), node_type,
+                                      perm_seed=5, offset=(80.0, -20.0, 150.0))
 
 
 def test_checkpoint_round_trip(tmp_path, ensemble):

@@ -638,22 +638,30 @@ def test_cross_k_at_least_the_other_scan_joins_every_pair():
             assert_same_output(model(batch), reference_forward(model, batch))
 
 
-@pytest.mark.parametrize("node_type", ["src", "dst"])
-def test_sparse_cross_edges_keep_permutation_equivariance_and_translation_invariance(
-        node_type):
-    torch.manual_seed(22)
-    model = GraphMatcher(GEOMETRY.updated(model={"cross_k": 2})).eval()
-    data = random_pair(6, 7, 42, images=False)
-    perm = torch.randperm(data[node_type].num_nodes, generator=torch.Generator().manual_seed(6))
+def check_permutation_and_translation(model: torch.nn.Module, data: HeteroData, node_type: str,
+                                      perm_seed: int, offset: tuple[float, float, float]):
+    """Reordering ``node_type``'s nodes (a random permutation) reorders the scores the same
+    way; translating that scan by ``offset`` (shifts recomputed) leaves them unchanged."""
+    perm = torch.randperm(data[node_type].num_nodes,
+                          generator=torch.Generator().manual_seed(perm_seed))
     moved = permute(data, node_type, perm)
     shifted = data.clone()
-    shifted[node_type].pos = data[node_type].pos + torch.tensor([-40.0, 90.0, 25.0])
+    shifted[node_type].pos = data[node_type].pos + torch.tensor(offset)
     set_shift(shifted)
     with torch.no_grad():
         base, out, translated = model(data), model(moved), model(shifted)
     expected = base.score[0][perm] if node_type == "src" else base.score[0][:, perm]
     torch.testing.assert_close(out.score[0], expected, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(translated.score, base.score, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("node_type", ["src", "dst"])
+def test_sparse_cross_edges_keep_permutation_equivariance_and_translation_invariance(
+        node_type):
+    torch.manual_seed(22)
+    model = GraphMatcher(GEOMETRY.updated(model={"cross_k": 2})).eval()
+    check_permutation_and_translation(model, random_pair(6, 7, 42, images=False), node_type,
+                                      perm_seed=6, offset=(-40.0, 90.0, 25.0))
 
 
 def test_cross_k_config_round_trip_and_default(tmp_path):
