@@ -10,6 +10,9 @@ and never runs pickled code::
 
 ``config`` is the nested dict of :meth:`~lngraph.models.MatcherConfig.to_dict`. ``extra`` is
 free-form metadata (training patients, validation metrics, …) made of the same plain values.
+An ensemble (``model.ensemble`` above 1) is one file too: its members' weights are stored under
+``members.<k>.``; files without ``model.ensemble`` (written before it existed) hold one matcher,
+which its default of 1 builds.
 :data:`FORMAT_VERSION` is bumped whenever the layout or the meaning of the weights changes.
 Files of version 2 (the same weights, with the config as one flat dict) are read by moving each
 field to its section (:meth:`~lngraph.models.MatcherConfig.from_legacy_dict`); files of versions
