@@ -2,17 +2,19 @@
 
 The DLS validation pairs (``../shared/data/dls/valid.json``, Cai et al., CVPR 2021) are read
 with :func:`lngraph.io.dls.read_dls` into an in-memory, image-free cohort (one scan per
-series; ``track_id`` from the recorded correspondences). The asymmetric matcher in
-geometry-only mode (node features from sizes and neighbour distances, SEAG context; the
-``lite`` config with ``model.geometry_only: true``) is trained with patient-level ``--folds``-fold
-CV (validation carved from the training patients, early stopping on it) and scored on the
-held-out patients' consecutive scan pairs beside ``nearest`` on the same pairs; metrics
-(docs/design.md, *Metrics*) are pooled per fold, mean ± sample standard deviation (``ddof=1``)
-over folds.
+series; ``track_id`` from the recorded correspondences). The config's matcher in
+geometry-only mode (default ``lite``: the graph matcher with geometric tokens from sizes and
+neighbour distances, ``model.geometry_only: true``) is trained on the DLS patients alone with
+patient-level ``--folds``-fold CV (validation carved from the training patients: epoch and
+threshold) and scored on the held-out patients' consecutive scan pairs beside ``nearest`` on
+the same pairs; metrics (docs/design.md, *Metrics*) are pooled per fold, mean ± sample
+standard deviation (``ddof=1``) over folds. The DLS leaderboard
+(``benchmarks/leaderboard.py --dls``) compares every method on these folds, with synthetic
+training patients and the frame prior; this study is the plain model on real pairs only.
 
-DeepLesion gives no scan origins: positions agree between two scans only up to a translation,
-which ``nearest`` estimates and the matcher's position prior estimates the same way (its SEAG
-features are invariant to it). Skips cleanly (exit 0, a message) when the file is absent.
+DeepLesion scans share no exact frame: positions agree between two scans only up to a few
+centimetres, which ``nearest`` and the matcher's alignment estimate. Skips cleanly (exit 0,
+a message) when the file is absent.
 
 Run: ``python benchmarks/dls_geometry.py [--max-epochs E]`` (writes
 ``benchmarks/results/dls_geometry.md`` and ``.csv``).
