@@ -1,7 +1,19 @@
 """How the matcher's cost grows with the number of nodes per scan.
 
 For ``n`` nodes in each scan of a pair (``n1 = n2 = n``), with a preset config (``lite`` by
-default) on random crops, this measures the median time of:
+default) on random crops, this measures the median time of the parts of its model.
+
+The graph matcher (``lite``, ``full``):
+
+* **encoders (tokens)** — the 3D encoder on ``n`` cubes and the 2D encoder on ``9 n`` views
+  of each scan, and the token sums (∝ n);
+* **layers + head** — the intra-scan attention over each scan's ``n (n - 1)`` edges, the
+  cross-graph attention over each node's ``min(cross_k, n)`` nearest aligned nodes of the
+  other scan (the ``n1 × n2`` distances to find them), and the dense ``n1 × n2`` assignment
+  head (∝ n² at most);
+* **Hungarian**, **alignment (graph build)**, **inference** and **training step** as below.
+
+The paper's asymmetric matcher (``paper``):
 
 * **SE encoders** — the 3D encoder on ``n`` cubes and the 2D encoder on ``9 n`` views (∝ n);
 * **SEAG + S** — both scans' fully connected SEAG layers (``n (n - 1)`` edges each) and the
@@ -54,7 +66,14 @@ from lngraph.data.graph import pair_to_heterodata
 from lngraph.io import read_image, write_image, write_text_atomic
 from lngraph.io.cohort import NodeTable, Scan, ScanPair
 from lngraph.matching.assignment import hungarian_max
-from lngraph.models import AsymmetricMatcher, alignment_params, to_predictions
+from lngraph.models import (
+    AsymmetricMatcher,
+    GraphMatcher,
+    Matcher,
+    alignment_params,
+    build_matcher,
+    to_predictions,
+)
 from lngraph.models.asymmetric_matcher import all_pair_candidates
 from lngraph.models.config import PRESETS, MatcherConfig, preset
 
@@ -106,7 +125,49 @@ def seconds(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+def common_parts(model: Matcher, data, pair: ScanPair, sim: np.ndarray, repeats: int
+                 ) -> dict[str, float]:
+    """Hungarian, alignment (with the position prior) and inference of either model."""
+    device = next(model.parameters()).device
+    out = {"Hungarian": seconds(lambda: hungarian_max(sim), repeats, device)}
+    if alignment_params(model.config) is not None:
+        out["alignment (graph build)"] = seconds(lambda: shifts_of(pair, model.config),
+                                                 repeats, torch.device("cpu"))
+    out["inference"] = seconds(lambda: to_predictions(model.match(data)), repeats, device)
+    return out
+
+
+def train_seconds(model: Matcher, data, repeats: int) -> float:
+    """A training step: forward, losses, backward (no update: the learning rate is 0)."""
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.0)
+
+    def train_step():
+        optimiser.zero_grad()
+        model.loss(data, model(data))["total"].backward()
+
+    return seconds(train_step, repeats, next(model.parameters()).device)
+
+
+def measure_graph(model: GraphMatcher, n: int, repeats: int) -> dict[str, float]:
+    """The graph matcher's parts (module docstring) on a pair of ``n`` nodes per scan."""
+    device = next(model.parameters()).device
+    data = random_pair(n, model.config, seed=n).to(device)
+    with torch.no_grad():
+        tokens = model.tokens(data, "src"), model.tokens(data, "dst")
+        sim = model.propagate(data, *tokens).score[0].double().cpu().numpy()
+        out = {"encoders (tokens)": seconds(
+                   lambda: (model.tokens(data, "src"), model.tokens(data, "dst")), repeats,
+                   device),
+               "layers + head": seconds(lambda: model.propagate(data, *tokens), repeats,
+                                        device),
+               **common_parts(model, data, random_scan_pair(n, seed=n), sim, repeats)}
+    out["training step"] = train_seconds(model, data, repeats)
+    return out
+
+
 def measure(model: AsymmetricMatcher, n: int, repeats: int) -> dict[str, float]:
+    """The asymmetric matcher's parts (module docstring) on a pair of ``n`` nodes per
+    scan."""
     device = next(model.parameters()).device
     data = random_pair(n, model.config, seed=n).to(device)
     with torch.no_grad():
@@ -115,7 +176,6 @@ def measure(model: AsymmetricMatcher, n: int, repeats: int) -> dict[str, float]:
         sim = model.similarity(h_src, h_dst, src.batch, dst.batch, 1)[0][0].double().cpu()
     sim = sim.numpy()
     candidates = all_pair_candidates(src.batch, dst.batch)
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.0)
 
     def encoders():
         model.encode(data["src"])
@@ -125,24 +185,14 @@ def measure(model: AsymmetricMatcher, n: int, repeats: int) -> dict[str, float]:
         h1, h2 = model.context(data, "src", src), model.context(data, "dst", dst)
         model.similarity(h1, h2, src.batch, dst.batch, 1)
 
-    def train_step():
-        optimiser.zero_grad()
-        model.loss(data, model(data))["total"].backward()
-
-    pair = random_scan_pair(n, seed=n)
     with torch.no_grad():
         out = {"SE encoders": seconds(encoders, repeats, device),
                "SEAG + S": seconds(seag, repeats, device)}
         if model.use_scb:
             out["SCB, all pairs"] = seconds(
                 lambda: model.scb(src.tokens, dst.tokens, candidates), repeats, device)
-        out["Hungarian"] = seconds(lambda: hungarian_max(sim), repeats, device)
-        if alignment_params(model.config) is not None:
-            out["alignment (graph build)"] = seconds(lambda: shifts_of(pair, model.config),
-                                                     repeats, torch.device("cpu"))
-        out["inference"] = seconds(lambda: to_predictions(model.match(data)), repeats,
-                                   device)
-    out["training step"] = seconds(train_step, repeats, device)
+        out.update(common_parts(model, data, random_scan_pair(n, seed=n), sim, repeats))
+    out["training step"] = train_seconds(model, data, repeats)
     return out
 
 
@@ -186,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     load = os.getloadavg()[0]
-    model = AsymmetricMatcher(preset(args.config)).eval().to(device)
-    table = {n: measure(model, n, args.repeats) for n in args.sizes}
+    model = build_matcher(preset(args.config)).eval().to(device)
+    parts_of = measure_graph if isinstance(model, GraphMatcher) else measure
+    table = {n: parts_of(model, n, args.repeats) for n in args.sizes}
     parts = list(table[args.sizes[0]])
     if device.type == "cuda":
         where = f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
@@ -203,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         f"--config {args.config} --device {args.device}`",
         f"- commit: `{commit()}`",
         f"- machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs; {where}",
-        f"- model: `{args.config}` config ({sum(p.numel() for p in model.parameters())} "
-        f"parameters), random {model.config.crops.size}³ crops, one pair with n nodes in each "
+        f"- model: `{args.config}` config, {type(model).__name__} "
+        f"({sum(p.numel() for p in model.parameters())} parameters), random "
+        f"{model.config.crops.size}³ crops, one pair with n nodes in each "
         "scan, all matched",
         f"- load average before the run: {load:.2f} (the machine may be shared)",
         f"- each cell: {cell}; k: fitted exponent, time ∝ n^k",
