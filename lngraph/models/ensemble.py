@@ -3,10 +3,10 @@ probability.
 
 ``model.ensemble`` :math:`= K > 1` builds :class:`GraphMatcherEnsemble`: :math:`K`
 :class:`~lngraph.models.graph_matcher.GraphMatcher` members of one config, each with its own
-initial weights. They are trained jointly — the same batches, one optimizer, the loss the mean
-of the members' losses, so each member follows the gradient of its own loss — and the epoch is
-chosen on the ensemble's validation score. The ensemble's score is the members' mean
-assignment probability
+initial weights. They are trained jointly — the same batches, one optimizer, the total loss the
+sum of the members' totals, so each member gets exactly the gradient of its own loss, as if
+trained alone on these batches — and the epoch is chosen on the ensemble's validation score.
+The ensemble's score is the members' mean assignment probability
 
 .. math::
     \bar P_{ij} = \frac{1}{K} \sum_{k=1}^{K} P^{(k)}_{ij},
@@ -68,10 +68,13 @@ class GraphMatcherEnsemble(nn.Module):
                               first.dst_mask, members=outs)
 
     def loss(self, data: HeteroData, out: EnsembleOutput) -> dict[str, Tensor]:
-        """Each loss term averaged over the members (keys se, te, assignment, total)."""
+        """``total``: the sum of the members' totals (what training minimises; each member's
+        gradient is its own loss's); se, te, assignment: the members' means, comparable with
+        one matcher's."""
         losses = [member.loss(data, o) for member, o in zip(self.members, out.members,
                                                             strict=True)]
-        return {key: torch.stack([m[key] for m in losses]).mean() for key in losses[0]}
+        terms = {key: torch.stack([m[key] for m in losses]) for key in losses[0]}
+        return {key: t.sum() if key == "total" else t.mean() for key, t in terms.items()}
 
     # the graph matcher's inference rule, on the mean probability: ``self(data)`` and
     # ``self.config`` are all it reads

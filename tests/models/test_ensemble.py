@@ -83,7 +83,9 @@ def test_match_applies_the_ensemble_threshold_and_confidence_to_the_mean(ensembl
     assert ensemble.match(data, 1.0).matches0.eq(-1).all()
 
 
-def test_loss_is_the_members_mean_and_every_member_learns():
+def test_each_member_gets_the_gradient_of_its_own_loss():
+    """``total`` is the sum of the members' totals, so each member's gradient is what its own
+    loss gives it alone; the logged terms are the members' means."""
     torch.manual_seed(1)
     model = GraphMatcherEnsemble(ENSEMBLE).train()
     batch = Batch.from_data_list([random_pair(4, 5, 7, images=False),
@@ -91,11 +93,18 @@ def test_loss_is_the_members_mean_and_every_member_learns():
     out = model(batch)
     losses = model.loss(batch, out)
     each = [m.loss(batch, o) for m, o in zip(model.members, out.members, strict=True)]
-    for key in ("se", "te", "assignment", "total"):
+    for key in ("se", "te", "assignment"):
         torch.testing.assert_close(losses[key], sum(e[key] for e in each) / 3)
+    torch.testing.assert_close(losses["total"], sum(e["total"] for e in each))
     losses["total"].backward()
     for member in model.members:
         check_gradients(member)
+    alone = model.members[1]
+    weight = alone.heads[0].matchability.weight
+    together = weight.grad.clone()
+    alone.zero_grad()
+    alone.loss(batch, alone(batch))["total"].backward()
+    torch.testing.assert_close(together, weight.grad)
 
 
 @pytest.mark.parametrize("node_type", ["src", "dst"])
