@@ -179,14 +179,14 @@ def median_times(samples: dict[str, list[tuple[float, float]]]) -> dict[str, tup
 def alignment_times(n: int, config: MatcherConfig, repeats: int
                     ) -> dict[str, tuple[float, float]]:
     """Median (wall, CPU) seconds of one n × n pair's alignment shifts (graph build)."""
-    if alignment_params(config) is None:
+    params = alignment_params(config)
+    if params is None:
         return {}
     pair = synthetic_scan_pair(n, n)
     pair_alignment(pair, config)  # warm-up
     samples = {"alignment": [timed(torch.device("cpu"), pair_alignment, pair, config)[1:]
                              for _ in range(repeats)]}
-    params = alignment_params(config)
-    if params.rigid and params.rotation_search:
+    if params.rotation_search:     # (only ever set with rigid)
         src, dst = pair.src.nodes.pos, pair.dst.nodes.pos
         samples["rotation_search"] = [
             timed(torch.device("cpu"), search_rigid, src, dst, params.gate_mm)[1:]

@@ -113,6 +113,12 @@ class ConfigVariant(MatcherMethod):
         super().__init__(base.with_values(self.overrides), out_dir, **kwargs)
 
 
+#: ``matcher_geometry_frame``'s overrides (its ensemble adds ``model.ensemble``): geometry-only
+#: tokens, the frame prior, and the translation augmentation and node drop chosen on the DLS
+#: folds' validation patients.
+FRAME_OVERRIDES = {"model.geometry_only": True, "model.frame_prior_mm": 100.0,
+                   "optim.augment_translation_mm": 10.0, "optim.augment_drop": 0.3}
+
 #: The variants: (class name, registered name, docstring, base preset, config overrides,
 #: needs_images).
 VARIANTS: tuple[tuple[str, str, str, str, dict, bool], ...] = (
@@ -135,15 +141,11 @@ VARIANTS: tuple[tuple[str, str, str, str, dict, bool], ...] = (
      "images.", "lite", {"model.geometry_only": True}, False),
     ("GeometryFrame", "matcher_geometry_frame",
      "The geometry-only graph matcher with the frame prior (raw centre distances; for scans "
-     "whose coordinates agree up to a few centimetres).", "lite",
-     {"model.geometry_only": True, "model.frame_prior_mm": 100.0,
-      "optim.augment_translation_mm": 10.0, "optim.augment_drop": 0.3}, False),
+     "whose coordinates agree up to a few centimetres).", "lite", FRAME_OVERRIDES, False),
     ("GeometryFrameEnsemble", "matcher_geometry_frame_ensemble",
      "``matcher_geometry_frame`` as an ensemble of three graph matchers trained together, "
      "deciding on their mean assignment probability (``model.ensemble``).", "lite",
-     {"model.geometry_only": True, "model.frame_prior_mm": 100.0,
-      "optim.augment_translation_mm": 10.0, "optim.augment_drop": 0.3, "model.ensemble": 3},
-     False),
+     {**FRAME_OVERRIDES, "model.ensemble": 3}, False),
     ("WithDustbin", "matcher_dustbin",
      "The graph matcher whose matchability also reads the pair scores "
      "(``model.score_matchability``: a node without a good candidate is unmatchable).",

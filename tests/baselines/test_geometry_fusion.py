@@ -198,14 +198,9 @@ def test_the_features_use_the_matchers_rigid_alignment_with_its_rotation_search(
     """A scan turned by 15° whose translation lines up the wrong nodes: the searched rigid
     alignment (the default, as the matcher's) lays partners onto each other, the plain one
     does not."""
-    from lngraph.matching.alignment import axis_angle
+    from ..matching.test_alignment import wide_turned_scan
 
-    rng = np.random.default_rng(29)
-    src = rng.uniform(-120, 120, (10, 3)) * [1.0, 1.0, 0.6]
-    axis = rng.normal(size=3)
-    turn = axis_angle(axis / np.linalg.norm(axis), 15.0)
-    dst = ((src - src.mean(axis=0)) @ turn.T + src.mean(axis=0) + [20.0, -5.0, 30.0]
-           + rng.normal(0, 4.0, (10, 3)))
+    src, dst, _ = wide_turned_scan(29)
     tracks = [f"t{k}" for k in range(10)]
     pair = ScanPair(Scan("P", "a", "1", None, NodeTable.from_arrays(src, np.full(10, 8.0),
                                                                     track_id=tracks)),

@@ -173,9 +173,10 @@ def test_the_vote_drops_only_candidates_that_cannot_win(n, m, spread, seed):
     assert kept[np.argmax(full)]
 
 
-def _wide_turned_scan(seed, degrees=15.0, n=10):
+def wide_turned_scan(seed, degrees=15.0, n=10):
     """A 10-node layout turned by 15° about its centroid, shifted and jittered by 4 mm: far
-    enough that the translation lines up the wrong nodes (seed 29)."""
+    enough that the translation lines up the wrong nodes (seed 29; also used by
+    ``tests/baselines/test_geometry_fusion.py``)."""
     from lngraph.matching.alignment import axis_angle
 
     rng = np.random.default_rng(seed)
@@ -190,7 +191,7 @@ def _wide_turned_scan(seed, degrees=15.0, n=10):
 def test_the_rotation_search_recovers_a_turn_the_refinement_misses():
     from lngraph.matching.alignment import rigid_vote, robust_rigid
 
-    src, dst, rotation = _wide_turned_scan(29)
+    src, dst, rotation = wide_turned_scan(29)
     plain = robust_rigid(src, dst)
     np.testing.assert_array_equal(plain[0], np.eye(3))          # no round accepted
     assert np.linalg.norm(src @ plain[0].T + plain[1] - dst, axis=1).min() > 50.0
